@@ -1,0 +1,21 @@
+# dlpipe workflow. This file only validates the config and includes the rules;
+# each rule lives in workflow/rules/ and calls one `dlpipe` subcommand.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synth.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

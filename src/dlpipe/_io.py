@@ -1,0 +1,80 @@
+"""Atomic writes: nothing half-written is ever visible under the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from dlpipe.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it to ``final`` only if the block succeeds.
+
+    Works for files and directories. The temporary path lives in the same folder so
+    the rename is atomic on POSIX file systems. On error the temporary path is removed
+    and ``final`` is left as it was.
+    """
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise UserError("output exists (use --overwrite to replace it)", path=final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp.rmdir()  # the caller decides whether it becomes a file or a directory
+    try:
+        yield tmp
+        if final.exists():
+            _remove(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename."""
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder; on success move each of its entries into ``final``.
+
+    Every entry appears under ``final`` only when complete (one rename each); other
+    entries already in ``final`` are left alone. Without ``overwrite`` an entry that
+    already exists in ``final`` is an error raised before anything is moved.
+    A staging folder left by a killed run is removed first.
+    """
+    final = Path(final)
+    stage = final.parent / f".{final.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        final.mkdir(parents=True, exist_ok=True)
+        entries = sorted(stage.iterdir())
+        clashes = [final / e.name for e in entries if (final / e.name).exists()]
+        if clashes and not overwrite:
+            raise UserError("output exists (use --overwrite to replace it)", path=clashes[0])
+        for entry in entries:
+            target = final / entry.name
+            if target.exists():
+                _remove(target)
+            os.replace(entry, target)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)

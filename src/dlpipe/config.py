@@ -1,0 +1,150 @@
+"""Configuration: one JSON Schema (``workflow/schemas/config.schema.yaml``) for all.
+
+The Snakefile validates ``config.yaml`` against the schema with Snakemake's
+``validate``; the CLI calls :func:`load_config`, which does the same and fills in
+the schema's defaults. Unknown keys and wrong types raise :class:`ConfigError`
+naming the key's path (``synth.seed``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from dlpipe.errors import ConfigError, UserError
+
+SCHEMA_NAME = "config.schema.yaml"
+
+
+def schema_path() -> Path:
+    """Path of the config schema (inside the wheel, or the source checkout)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (
+        here / "schemas" / SCHEMA_NAME,
+        here.parents[1] / "workflow" / "schemas" / SCHEMA_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{SCHEMA_NAME} not found next to the dlpipe package")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The parsed config schema."""
+    return yaml.safe_load(schema_path().read_text())
+
+
+def defaults() -> dict[str, Any]:
+    """The configuration made of the schema's defaults alone."""
+    return validate_config({})
+
+
+def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    """Read a YAML config, validate it and fill in defaults.
+
+    Parameters
+    ----------
+    path : path or None
+        A YAML file. None gives the defaults.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or malformed, has an unknown key or a wrong value.
+    """
+    if path is None:
+        return defaults()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", path=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"invalid YAML{where}", path=path) from None
+    return validate_config(data if data is not None else {}, source=path)
+
+
+def validate_config(data: Any, *, source: str | Path | None = None) -> dict[str, Any]:
+    """Validate a config mapping against the schema and return it with defaults filled in.
+
+    The input is not modified.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a mapping of keys to values", path=source)
+    config = copy.deepcopy(data)
+    _fill_defaults(config, schema())
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
+    if errors:
+        raise ConfigError(_describe(errors[0]), path=source)
+    return config
+
+
+def _fill_defaults(instance: dict[str, Any], node: dict[str, Any]) -> None:
+    for key, sub in node.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(instance[key], sub)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        key = ".".join(filter(None, [where, str(extra[0])]))
+        return f"unknown key '{key}' (allowed here: {', '.join(sorted(allowed))})"
+    if error.validator == "type":
+        return f"key '{where}': {error.instance!r} is not of type {error.validator_value!r}"
+    return f"key '{where or '<top>'}': {error.message}"
+
+
+def merge_json(config: dict[str, Any], text: str) -> dict[str, Any]:
+    """Merge a JSON mapping over ``config`` (nested mappings merged key by key), re-validate."""
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config-json is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(extra, dict):
+        raise ConfigError("--config-json must be a JSON object")
+    merged = copy.deepcopy(config)
+    _deep_update(merged, extra)
+    return validate_config(merged, source="--config-json")
+
+
+def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of a (validated) config, for tracking tags."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def require_file(path: str | Path, what: str = "input") -> Path:
+    """Return ``path`` if it is an existing file, else raise a one-line :class:`UserError`."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} not found", path=p)
+    if not p.is_file():
+        raise UserError(f"{what} is not a file", path=p)
+    return p

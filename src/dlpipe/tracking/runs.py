@@ -1,0 +1,230 @@
+"""MLflow runs through :class:`mlflow.MlflowClient` (no global fluent state)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dlpipe.config import config_hash
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "DLPIPE_PARENT_RUN_ID"
+"""Environment variable that carries the workflow's parent run id to every job."""
+
+T = TypeVar("T")
+
+
+def tracking_uri(config: Mapping[str, Any]) -> str:
+    """The tracking URI: ``MLFLOW_TRACKING_URI``, else ``tracking.uri``, else SQLite in results."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    uri = config["tracking"].get("uri")
+    if uri:
+        return str(uri)
+    db = Path(config["results"]).resolve() / "mlflow.db"
+    return f"sqlite:///{db}"
+
+
+def _artifact_root(config: Mapping[str, Any]) -> str | None:
+    if os.environ.get("MLFLOW_TRACKING_URI") or config["tracking"].get("uri"):
+        return None  # a server decides where artifacts go
+    return (Path(config["results"]).resolve() / "mlartifacts").as_uri()
+
+
+def _client(uri: str):  # -> mlflow.MlflowClient (imported lazily: mlflow is slow to import)
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
+    """Call ``fn``; retry with jittered back-off while SQLite says it is locked or busy."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            text = str(exc).lower()
+            transient = "locked" in text or "busy" in text or "unique constraint" in text
+            if not transient or i == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**i * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def init_store(config: Mapping[str, Any]) -> str | None:
+    """Create the tracking store and the experiment if needed; return the experiment id.
+
+    Call this once before parallel jobs: concurrent first use of a new SQLite store races.
+    Returns None when tracking is disabled.
+    """
+    if not config["tracking"]["enabled"]:
+        return None
+    client = _client(tracking_uri(config))
+    name = config["tracking"]["experiment"]
+
+    def get_or_create() -> str:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        return client.create_experiment(name, artifact_location=_artifact_root(config))
+
+    return _retry(get_or_create)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class StageRun:
+    """One MLflow run. With tracking disabled every method does nothing.
+
+    Parameters
+    ----------
+    client : MlflowClient or None
+    run_id : str or None
+    """
+
+    def __init__(self, client: Any | None = None, run_id: str | None = None) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    @property
+    def active(self) -> bool:
+        return self.client is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if not self.active or not params:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:6000]) for k, v in _flatten(params).items()]
+        for i in range(0, len(items), 100):
+            _retry(lambda b=items[i : i + 100]: self.client.log_batch(self.run_id, params=b))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not self.active or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(str(k), float(v), now, step or 0) for k, v in _flatten(metrics).items()
+        ]
+        for i in range(0, len(items), 500):
+            _retry(lambda b=items[i : i + 500]: self.client.log_batch(self.run_id, metrics=b))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if not self.active or not tags:
+            return
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)) for k, v in tags.items()]
+        _retry(lambda: self.client.log_batch(self.run_id, tags=items))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if not self.active:
+            return
+        _retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        if not self.active:
+            return
+        _retry(lambda: self.client.log_dict(self.run_id, data, artifact_file))
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        if not self.active:
+            return
+        _retry(lambda: self.client.log_figure(self.run_id, figure, artifact_file))
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def _create_run(
+    config: Mapping[str, Any], name: str, tags: Mapping[str, str], parent: str | None
+) -> StageRun:
+    experiment_id = init_store(config)
+    client = _client(tracking_uri(config))
+    all_tags = {
+        "mlflow.runName": name,
+        "git_commit": _git_commit(),
+        "config_hash": config_hash(dict(config)),
+        **tags,
+    }
+    if parent:
+        all_tags["mlflow.parentRunId"] = parent
+    run = _retry(lambda: client.create_run(experiment_id, tags=all_tags, run_name=name))
+    return StageRun(client, run.info.run_id)
+
+
+def start_parent_run(config: Mapping[str, Any], name: str = "workflow") -> str | None:
+    """Start the workflow's parent run; return its id (None when tracking is off).
+
+    The caller exports the id as ``DLPIPE_PARENT_RUN_ID`` so that each job's
+    stage run becomes its child.
+    """
+    if not config["tracking"]["enabled"]:
+        return None
+    return _create_run(config, name, {"stage": "workflow"}, None).run_id
+
+
+def end_parent_run(config: Mapping[str, Any], run_id: str | None, status: str = "FINISHED") -> None:
+    """Close the parent run with ``status`` (FINISHED or FAILED)."""
+    if not config["tracking"]["enabled"] or not run_id:
+        return
+    client = _client(tracking_uri(config))
+    _retry(lambda: client.set_terminated(run_id, status))
+
+
+@contextlib.contextmanager
+def stage_run(
+    config: Mapping[str, Any],
+    stage: str,
+    *,
+    dataset: str = "",
+    model: str = "",
+    params: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Iterator[StageRun]:
+    """A child run for one stage, tagged with stage, dataset, model, git commit, config hash.
+
+    The parent is ``$DLPIPE_PARENT_RUN_ID`` when set (a workflow invocation); without it
+    the run stands alone. The run is marked FAILED if the block raises.
+    """
+    if not config["tracking"]["enabled"]:
+        yield StageRun()
+        return
+    tags = {"stage": stage, "dataset": dataset, "model": model}
+    run = _create_run(config, name or stage, tags, os.environ.get(PARENT_ENV) or None)
+    run.log_params(params or {})
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        _retry(lambda: run.client.set_terminated(run.run_id, status))
