@@ -1,0 +1,83 @@
+"""MLflow tracking against a real SQLite store: parent/child runs, switch, 8 concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from dlpipe.tracking import (
+    PARENT_ENV,
+    end_parent_run,
+    init_store,
+    stage_run,
+    start_parent_run,
+    tracking_uri,
+)
+
+N_WRITERS = 8
+N_STEPS = 15
+
+
+def test_default_uri_is_sqlite_in_results(config: dict[str, Any], monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(config) == f"sqlite:///{Path(config['results']).resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking_uri(config) == "http://mlflow.example:5000"
+
+
+def test_disabled_tracking_writes_nothing(config: dict[str, Any], monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config["tracking"]["enabled"] = False
+    with stage_run(config, "synth", params={"a": 1}) as run:
+        run.log_metrics({"x": 1.0})
+        assert not run.active
+    assert init_store(config) is None
+    assert not Path(config["results"]).exists()
+
+
+def test_failed_stage_is_marked_failed(config: dict[str, Any], monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(PARENT_ENV, raising=False)
+    with pytest.raises(RuntimeError), stage_run(config, "tile") as run:
+        raise RuntimeError("boom")
+    client = MlflowClient(tracking_uri(config))
+    assert client.get_run(run.run_id).info.status == "FAILED"
+
+
+def _writer(args: tuple[dict[str, Any], int]) -> str:
+    config, i = args
+    with stage_run(config, f"stage{i}", dataset="demo", model="unet", params={"i": i}) as run:
+        for step in range(N_STEPS):
+            run.log_metrics({"loss": 1.0 / (step + 1), "writer": float(i)}, step=step)
+        run.set_tags({"done": "yes"})
+    return run.run_id
+
+
+def test_eight_concurrent_writers_lose_nothing(config: dict[str, Any], monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    exp_id = init_store(config)  # once, before the parallel jobs
+    parent = start_parent_run(config, "workflow")
+    monkeypatch.setenv(PARENT_ENV, parent)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(N_WRITERS) as pool:
+        run_ids = pool.map(_writer, [(config, i) for i in range(N_WRITERS)])
+    end_parent_run(config, parent)
+    os.environ.pop(PARENT_ENV, None)
+
+    client = MlflowClient(tracking_uri(config))
+    assert len(set(run_ids)) == N_WRITERS
+    children = client.search_runs([exp_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.info.run_id for r in children) == sorted(run_ids)
+    for r in children:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["done"] == "yes" and r.data.tags["model"] == "unet"
+        assert "git_commit" in r.data.tags and "config_hash" in r.data.tags
+        history = client.get_metric_history(r.info.run_id, "loss")
+        assert sorted(m.step for m in history) == list(range(N_STEPS))
+        assert r.data.metrics["writer"] == float(r.data.params["i"])
+    assert client.get_run(parent).info.status == "FINISHED"
