@@ -29,4 +29,6 @@ def test_conda_env_matches_pyproject() -> None:
             if isinstance(dep, str) and _name(dep) not in NOT_PYTHON_PACKAGES:
                 conda.add(CONDA_TO_PYPI.get(_name(dep), _name(dep)))
         conda -= {"dask", "distributed"}
-        assert conda == pypi, f"{env_file.name}: only in env {conda - pypi}, only in pyproject {pypi - conda}"
+        assert conda == pypi, (
+            f"{env_file.name}: only in env {conda - pypi}, only in pyproject {pypi - conda}"
+        )

@@ -10,10 +10,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _snakemake(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def _snakemake(
+    args: list[str], env: dict[str, str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["snakemake", "--snakefile", str(ROOT / "Snakefile"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=600,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
 
 

@@ -118,7 +118,9 @@ def merge_json(config: dict[str, Any], text: str) -> dict[str, Any]:
     try:
         extra = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--config-json is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise ConfigError(
+            f"--config-json is not valid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
     if not isinstance(extra, dict):
         raise ConfigError("--config-json must be a JSON object")
     merged = copy.deepcopy(config)

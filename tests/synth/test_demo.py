@@ -89,7 +89,9 @@ def test_cvat_xml_has_cvat_structure(demo_dir: Path) -> None:
         assert img.get("name") == f"slice_{z:04d}.png"
         assert (img.get("width"), img.get("height")) == ("128", "128")
         assert (demo_dir / "cvat" / "images" / img.get("name")).is_file()
-        assert img.findall("ellipse") and all(e.get("label") == "fibre" for e in img.iter("ellipse"))
+        assert img.findall("ellipse") and all(
+            e.get("label") == "fibre" for e in img.iter("ellipse")
+        )
         for e in img.iter("ellipse"):
             assert float(e.get("rx")) >= float(e.get("ry")) == pytest.approx(5.0)
         for p in img.iter("polygon"):
@@ -115,9 +117,23 @@ def test_cli_end_to_end_with_tracking(tmp_path: Path, cli_env: dict[str, str]) -
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"results: {tmp_path / 'res'}\ntracking: {{experiment: t}}\n")
     out = subprocess.run(
-        ["dlpipe", "-c", str(cfg), "synth", str(tmp_path / "d"), "--seed", "2",
-         "--shape", "20", "48", "48"],
-        capture_output=True, text=True, env=cli_env, check=False,
+        [
+            "dlpipe",
+            "-c",
+            str(cfg),
+            "synth",
+            str(tmp_path / "d"),
+            "--seed",
+            "2",
+            "--shape",
+            "20",
+            "48",
+            "48",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert tifffile.imread(tmp_path / "d" / "volume.tif").shape == (20, 48, 48)

@@ -60,8 +60,9 @@ def _root(
     ] = False,
 ) -> None:
     if log_level not in LEVELS:
-        raise typer.BadParameter(f"{log_level!r} is not one of {', '.join(LEVELS)}",
-                                 param_hint="'--log-level'")
+        raise typer.BadParameter(
+            f"{log_level!r} is not one of {', '.join(LEVELS)}", param_hint="'--log-level'"
+        )
     state["config_path"] = config
     state["config_json"] = config_json
     state["log_level"] = log_level

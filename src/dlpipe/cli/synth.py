@@ -16,7 +16,9 @@ def synth(
     seed: Annotated[int | None, typer.Option(help="Random seed [config: synth.seed].")] = None,
     shape: Annotated[
         tuple[int, int, int] | None,
-        typer.Option(help="Volume shape Z Y X in voxels [config: synth.shape].", show_default=False),
+        typer.Option(
+            help="Volume shape Z Y X in voxels [config: synth.shape].", show_default=False
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace files already in OUT_DIR.")] = False,
 ) -> None:

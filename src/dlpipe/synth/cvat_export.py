@@ -29,7 +29,9 @@ def slice_name(z: int) -> str:
     return f"slice_{z:04d}.png"
 
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrib: str) -> etree._Element:
+def _sub(
+    parent: etree._Element, tag: str, text: str | None = None, **attrib: str
+) -> etree._Element:
     el = etree.SubElement(parent, tag, {k: str(v) for k, v in attrib.items()})
     if text is not None:
         el.text = text
@@ -96,7 +98,7 @@ def pore_polygons(pore_mask: np.ndarray) -> list[np.ndarray]:
     out = []
     comps = measure.label(pore_mask, connectivity=2)
     for region in measure.regionprops(comps):
-        r0, c0, r1, c1 = region.bbox
+        r0, c0, _, _ = region.bbox
         sub = np.pad(region.image.astype(float), 1)
         contours = measure.find_contours(sub, 0.5)
         if not contours:

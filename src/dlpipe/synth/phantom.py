@@ -174,7 +174,9 @@ def fibre_composite(
         if n_fibre >= fibre_fraction * total:
             break
         point = rng.uniform(0, 1, 3) * (dims - 1)
-        fibre = Fibre(point, _misaligned(np.asarray(fibre_direction, float), fibre_angle_spread, rng), r)
+        fibre = Fibre(
+            point, _misaligned(np.asarray(fibre_direction, float), fibre_angle_spread, rng), r
+        )
         if any(_line_distance2(point, f) < (2 * r + 1) ** 2 for f in fibres):
             continue
         n_fibre += render_fibre(labels, fibre)

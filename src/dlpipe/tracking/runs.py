@@ -124,9 +124,7 @@ class StageRun:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [
-            Metric(str(k), float(v), now, step or 0) for k, v in _flatten(metrics).items()
-        ]
+        items = [Metric(str(k), float(v), now, step or 0) for k, v in _flatten(metrics).items()]
         for i in range(0, len(items), 500):
             _retry(lambda b=items[i : i + 500]: self.client.log_batch(self.run_id, metrics=b))
 
