@@ -60,7 +60,7 @@ class Source:
         return {"path": str(p.resolve()), "kind": self.kind, "size": size, "mtime_ns": mtime,
                 "shape": list(self.shape), "dtype": self.dtype.name}
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         pass
 
 
