@@ -10,6 +10,15 @@ from dlpipe.errors import UserError
 
 COMPLETE_MARKER = ".dlpipe_complete"
 AXES = ("z", "y", "x")
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+"""Label colours (RGB) for values 1, 2, ...; 0 (background) is transparent."""
+
+
+def _rgba(value: int) -> list[int]:
+    if value == 0:
+        return [0, 0, 0, 0]
+    return [*PALETTE[(value - 1) % len(PALETTE)], 255]
 
 
 def multiscales(name: str, n_levels: int, voxel_size: Sequence[float], unit: str,
@@ -55,7 +64,8 @@ def label_image_attrs(name: str, n_levels: int, voxel_size: Sequence[float], uni
     """Attributes of one label image ``labels/<name>``."""
     ms = multiscales(name, n_levels, voxel_size, unit, version, method="mode")
     image_label: dict[str, Any] = {"source": {"image": "../../"},
-                                   "colors": [{"label-value": int(v)} for v in values]}
+                                   "colors": [{"label-value": int(v), "rgba": _rgba(int(v))}
+                                              for v in values]}
     if version == "0.4":
         return {"multiscales": ms, "image-label": image_label | {"version": "0.4"}}
     return {"ome": {"version": "0.5", "multiscales": ms, "image-label": image_label}}
