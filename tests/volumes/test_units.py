@@ -77,8 +77,8 @@ def test_downsample_mean_odd_sizes() -> None:
     assert d.shape == (2, 1, 2) and d.dtype == np.uint8
     # block z0-1, y0-1, x0-1: values 0,1,3,4,6,7,9,10 -> mean 5
     assert d[0, 0, 0] == 5
-    # last x column alone (x=2): 2,5,8,11 -> 6.5 -> rounds half to even -> 6
-    assert d[0, 0, 1] == 6
+    # last x column alone (x=2): 2,5,8,11 -> 6.5 -> rounds half up -> 7
+    assert d[0, 0, 1] == 7
     # last z slice alone (z=2): 12,13,15,16 -> 14
     assert d[1, 0, 0] == 14
     f = downsample_mean(a.astype(np.float32))
@@ -92,6 +92,13 @@ def test_downsample_mode_votes_and_ties() -> None:
     a[:, :, 2:4] = [[[3, 1], [3, 1]], [[1, 3], [1, 3]]]  # 4 vs 4: tie -> smaller label
     d = downsample_mode(a)
     assert d.tolist() == [[[2, 1]]]
+
+
+def test_downsample_mean_int16_negative() -> None:
+    a = np.array([-3, -4, -4, -4, -4, -4, -4, -4], dtype=np.int16).reshape(2, 2, 2)
+    assert downsample_mean(a).item() == -4  # -3.875 -> -4
+    a[0, 0, 0] = -32768
+    assert downsample_mean(a).item() == -4099  # -32796 / 8 = -4099.5, half up -> -4099
 
 
 def test_level_shapes() -> None:

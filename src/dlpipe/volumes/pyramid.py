@@ -32,7 +32,7 @@ def downsample_mean(a: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (ceil(z/2), ceil(y/2), ceil(x/2)), same dtype (integers rounded half
-    to even).
+    up).
     """
     a = _pad_even(a)
     acc = np.float32 if a.dtype == np.float32 else (np.uint16 if a.dtype == np.uint8 else np.int32)
@@ -42,8 +42,11 @@ def downsample_mean(a: np.ndarray) -> np.ndarray:
     s = s[:, 0::2] + s[:, 1::2]
     s = s[:, :, 0::2] + s[:, :, 1::2]
     if a.dtype == np.float32:
-        return (s * np.float32(0.125)).astype(np.float32)
-    return np.rint(s / np.float32(8.0)).astype(a.dtype)
+        s *= np.float32(0.125)
+        return s
+    s += 4  # integer mean rounded half up: floor((sum + 4) / 8)
+    s >>= 3
+    return s.astype(a.dtype)
 
 
 def downsample_mode(a: np.ndarray) -> np.ndarray:

@@ -63,11 +63,7 @@ class StreamingStats:
         self.vmax = max(self.vmax, float(smax))
         n = flat.size
         if self.integer:
-            if self.dtype == np.uint8:
-                c = np.bincount(flat, minlength=256)
-            else:
-                c = np.bincount((flat.astype(np.int32) - int(self.lo)).astype(np.intp),
-                                minlength=self.counts.size)
+            c = _integer_counts(flat)
             self.counts += c
             s = float(np.dot(c.astype(np.float64), np.arange(c.size, dtype=np.float64) + self.lo))
             smean = s / n
@@ -183,6 +179,21 @@ class StreamingStats:
             st.n = int(n)
             extra = {k: z[k] for k in z.files if k not in ("counts", "scalars")}
         return st, extra
+
+
+def _integer_counts(flat: np.ndarray) -> np.ndarray:
+    """Voxel count of each grey value, index 0 = the dtype's minimum."""
+    if flat.dtype == np.uint8:
+        even = flat.size - flat.size % 2
+        # two voxels per uint16 index: half the elements for bincount, then fold
+        pairs = np.bincount(flat[:even].view(np.uint16), minlength=65536).reshape(256, 256)
+        c = pairs.sum(axis=0) + pairs.sum(axis=1)
+        if even < flat.size:
+            c[flat[-1]] += 1
+        return c
+    if flat.dtype == np.int16:
+        return np.bincount(flat.view(np.uint16) ^ np.uint16(0x8000), minlength=65536)
+    return np.bincount(flat, minlength=65536)
 
 
 def _num(v: float, integer: bool) -> float | int:
