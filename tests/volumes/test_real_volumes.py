@@ -132,3 +132,25 @@ def test_open_volume_refuses_incomplete(shared_data: Path, tmp_path: Path, run_t
         open_volume(out)
     with pytest.raises(UserError, match="not found"):
         open_volume(tmp_path / "nope.zarr")
+
+
+def test_mlflow_child_run(shared_data: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    from dlpipe.cli import main
+
+    src = shared_data / "qim3d/qim3d/examples/cement_128x128x128.tif"
+    cfg = json.dumps({"results": str(tmp_path / "results"),
+                      "tracking": {"enabled": True, "experiment": "t"}})
+    with pytest.raises(SystemExit) as exc:
+        main(["--config-json", cfg, "tile", str(src), "--out", str(tmp_path / "c.zarr"),
+              "--levels", "2"])
+    assert exc.value.code == 0, capsys.readouterr().err
+    client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("t")
+    (run,) = client.search_runs([exp.experiment_id])
+    vol = tifffile.imread(src)
+    assert run.data.tags["stage"] == "tile" and run.data.tags["shape"] == "128x128x128"
+    assert run.data.metrics["max"] == vol.max() and run.data.metrics["voxels"] == 128**3
+    assert run.data.metrics["mb_per_s"] > 0 and run.data.params["levels"] == "2"
