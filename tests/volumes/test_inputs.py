@@ -186,3 +186,22 @@ def test_labels_of_other_shape(tmp_path: Path, run_tile) -> None:
     np.save(tmp_path / "l.npy", np.zeros((5, 6, 6), np.uint8))
     _bad(run_tile, tmp_path, tmp_path / "v.npy", "--labels", tmp_path / "l.npy",
          match="labels shape (5, 6, 6) differs from the image shape (5, 6, 7)")
+
+
+def test_labels_any_integer_type_values_0_255(tmp_path: Path, run_tile) -> None:
+    np.save(tmp_path / "v.npy", VOL)
+    lab = (VOL % 3).astype(np.uint32)
+    np.save(tmp_path / "l.npy", lab)
+    code, err = run_tile(tmp_path / "v.npy", "--out", tmp_path / "o.zarr", "--labels",
+                         tmp_path / "l.npy", "--chunks", "2", "4", "4")
+    assert code == 0, err
+    labels = open_volume(tmp_path / "o.zarr")[1]
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels[:], lab)
+    lab[4, 5, 6] = 300
+    np.save(tmp_path / "l.npy", lab)
+    _bad(run_tile, tmp_path, tmp_path / "v.npy", "--labels", tmp_path / "l.npy",
+         match="label values must be 0-255, found 0..300 in slices 0-4")
+    np.save(tmp_path / "f.npy", lab.astype(np.float32))
+    _bad(run_tile, tmp_path, tmp_path / "v.npy", "--labels", tmp_path / "f.npy",
+         match="unsupported dtype float32 (supported: uint8, int8")

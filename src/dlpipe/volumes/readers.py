@@ -19,6 +19,7 @@ import yaml
 from dlpipe.errors import UserError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
+LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64")
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
@@ -168,6 +169,7 @@ def open_source(
     raw_dtype: str | None = None,
     byte_order: str | None = None,
     raw_offset: int = 0,
+    dtypes: tuple[str, ...] = SUPPORTED_DTYPES,
 ) -> Source:
     """Open a 3D volume for slab-by-slab reading.
 
@@ -180,6 +182,8 @@ def open_source(
         an HDF5 dataset ``file.h5:/path/to/dataset``, or a Zarr array (v2 or v3).
     raw_shape, raw_dtype, byte_order, raw_offset
         Layout of a raw file (z, y, x; ``uint8`` ...; ``little`` or ``big``; header bytes).
+    dtypes : tuple of str
+        The voxel types accepted (labels accept every integer type).
 
     Returns
     -------
@@ -216,18 +220,22 @@ def open_source(
             src = _open_hdf5(p, "")
         else:
             src = _open_raw(p, raw_shape, raw_dtype, byte_order, raw_offset)
-    _check_volume(src)
+    try:
+        _check_volume(src, dtypes)
+    except UserError:
+        src.close()
+        raise
     return src
 
 
-def _check_volume(src: Source) -> None:
+def _check_volume(src: Source, dtypes: tuple[str, ...]) -> None:
     if len(src.shape) != 3:
         raise UserError(f"expected a 3D volume (z, y, x), got shape {src.shape}", path=src.path)
     if 0 in src.shape:
         raise UserError(f"input is empty (shape {src.shape})", path=src.path)
-    if src.dtype.name not in SUPPORTED_DTYPES:
+    if src.dtype.name not in dtypes:
         raise UserError(f"unsupported dtype {src.dtype.name} (supported: "
-                        f"{', '.join(SUPPORTED_DTYPES)})", path=src.path)
+                        f"{', '.join(dtypes)})", path=src.path)
 
 
 def _is_zarr(p: Path) -> bool:
@@ -245,7 +253,7 @@ def _open_tiff(p: Path) -> Source:
         raise UserError(f"cannot read TIFF: {exc}", path=p) from None
     if len(shape) == 2:
         shape = (1, *shape)
-    if len(shape) == 3 and dtype.name in SUPPORTED_DTYPES:
+    if len(shape) == 3:
         try:
             mm = tifffile.memmap(p, mode="r")
         except (ValueError, OSError):  # compressed or not contiguous: read page by page

@@ -23,7 +23,7 @@ from dlpipe.volumes.ngff import (
     labels_group_attrs,
 )
 from dlpipe.volumes.pyramid import downsample_mean, downsample_mode, level_shapes
-from dlpipe.volumes.readers import Source, open_source
+from dlpipe.volumes.readers import LABEL_DTYPES, Source, open_source
 from dlpipe.volumes.split import z_split
 from dlpipe.volumes.statistics import StreamingStats
 
@@ -99,12 +99,10 @@ def tile_volume(
     lab: Source | None = None
     try:
         if labels is not None:
-            lab = open_source(labels)
+            lab = open_source(labels, dtypes=LABEL_DTYPES)
             if lab.shape != src.shape:
                 raise UserError(f"labels shape {lab.shape} differs from the image shape "
                                 f"{src.shape}", path=lab.path)
-            if lab.dtype.kind not in "iu":
-                raise UserError(f"labels must be integers, got {lab.dtype.name}", path=lab.path)
         return _tile(src, lab, out, p, overwrite=overwrite, resume=resume, progress=progress,
                      t_start=t_start)
     finally:
