@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,8 @@ def _plan(src: Source, p: Mapping[str, Any], with_labels: bool) -> dict[str, Any
                             f"{list(p['chunks'])}")
         shards = [int(s) for s in shards]
     unit_z = math.lcm(shards[0] if shards else int(p["chunks"][0]), 2 ** (levels - 1))
-    per_slice = ny * nx * (3 * src.dtype.itemsize + 2 + (3 if with_labels else 0))
+    # two slabs alive (one written, the next read) plus pyramid temporaries
+    per_slice = ny * nx * (4 * src.dtype.itemsize + 2 + (4 if with_labels else 0))
     avail = (float(p["memory_budget_mb"]) - BASE_RSS_MB) * 2**20
     n_units = max(1, int(avail // (unit_z * per_slice)))
     if avail < unit_z * per_slice:
@@ -259,33 +261,53 @@ def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: boo
         log.info("resuming %s: %d of %d slabs already written", out, start, n_slabs)
     nz = src.shape[0]
     t0 = time.perf_counter()
+    def load(i: int) -> tuple[int, np.ndarray, np.ndarray | None, tuple[int, int]]:
+        """Read and check slab i: z0, image, labels as uint8, (NaN, inf) replaced."""
+        z0, z1 = i * slab, min((i + 1) * slab, nz)
+        data = src.read(z0, z1)
+        bad = (0, 0)
+        if data.dtype.kind == "f":
+            bad = _nonfinite(data, z0, p["replace_nonfinite"], src.path)
+        ldata = None
+        if lab is not None:
+            ldata = lab.read(z0, z1)
+            lo, hi = ldata.min(), ldata.max()
+            if lo < 0 or hi > 255:
+                raise UserError(f"label values must be 0-255, found {lo}..{hi} in slices "
+                                f"{z0}-{z1 - 1}", path=lab.path)
+            ldata = ldata.astype(np.uint8, copy=False)
+        return z0, data, ldata, bad
+
+    def measure(data: np.ndarray, ldata: np.ndarray | None) -> None:
+        stats.update(data)
+        if ldata is not None:
+            label_counts[:] += np.bincount(ldata.reshape(-1), minlength=256)
+
+    # One helper thread overlaps the statistics of slab i and the reading of slab i+1 with
+    # the compression and writing of slab i (zstd and NumPy copies release the GIL).
     try:
         bar = tqdm(total=nz, initial=min(start * slab, nz), unit="slice", desc="tile",
                    disable=None if progress else True)
-        for i in range(start, n_slabs):
-            z0, z1 = i * slab, min((i + 1) * slab, nz)
-            data = src.read(z0, z1)
-            if data.dtype.kind == "f":
-                _nonfinite(data, z0, p["replace_nonfinite"], nonfinite, src.path)
-            stats.update(data)
-            _write_pyramid(image, data, z0, downsample_mean)
-            if lab is not None:
-                ldata = lab.read(z0, z1)
-                if ldata.min() < 0 or ldata.max() > 255:
-                    raise UserError(f"label values must be 0-255, found {ldata.min()}.."
-                                    f"{ldata.max()} in slices {z0}-{z1 - 1}", path=lab.path)
-                ldata = ldata.astype(np.uint8, copy=False)
-                label_counts += np.bincount(ldata.reshape(-1), minlength=256)
-                _write_pyramid(labarr, ldata, z0, downsample_mode)
-                del ldata
-            del data
-            tmp = prog / f".stats_{i:05d}.npz.tmp"
-            stats.save(tmp, label_counts=label_counts, nonfinite=nonfinite)
-            os.replace(tmp, prog / f"stats_{i:05d}.npz")
-            (prog / f"slab_{i:05d}.done").touch()
-            if i:
-                (prog / f"stats_{i - 1:05d}.npz").unlink(missing_ok=True)
-            bar.update(z1 - z0)
+        with ThreadPoolExecutor(1, thread_name_prefix="dlpipe-tile") as pool:
+            nxt = pool.submit(load, start) if start < n_slabs else None
+            for i in range(start, n_slabs):
+                z0, data, ldata, bad = nxt.result()
+                measured = pool.submit(measure, data, ldata)
+                nxt = pool.submit(load, i + 1) if i + 1 < n_slabs else None
+                _write_pyramid(image, data, z0, downsample_mean)
+                if ldata is not None:
+                    _write_pyramid(labarr, ldata, z0, downsample_mode)
+                measured.result()
+                nonfinite += bad
+                n_z = data.shape[0]
+                del data, ldata
+                tmp = prog / f".stats_{i:05d}.npz.tmp"
+                stats.save(tmp, label_counts=label_counts, nonfinite=nonfinite)
+                os.replace(tmp, prog / f"stats_{i:05d}.npz")
+                (prog / f"slab_{i:05d}.done").touch()
+                if i:
+                    (prog / f"stats_{i - 1:05d}.npz").unlink(missing_ok=True)
+                bar.update(n_z)
         bar.close()
     except UserError:
         if not resuming and start == 0:
@@ -327,11 +349,12 @@ def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: boo
             "mb_per_s": nbytes / 2**20 / seconds if seconds > 0 else 0.0}
 
 
-def _nonfinite(data: np.ndarray, z0: int, replace: float | None, counts: np.ndarray,
-               path: Path) -> None:
+def _nonfinite(data: np.ndarray, z0: int, replace: float | None,
+               path: Path) -> tuple[int, int]:
+    """Replace NaN/inf in ``data`` by ``replace`` (None: refuse); return (NaN, inf) counts."""
     bad = ~np.isfinite(data)
     if not bad.any():
-        return
+        return 0, 0
     n_nan = int(np.isnan(data).sum())
     n_inf = int(bad.sum()) - n_nan
     if replace is None:
@@ -340,7 +363,7 @@ def _nonfinite(data: np.ndarray, z0: int, replace: float | None, counts: np.ndar
                         f"this slab; first in slice {first}); use --replace-nonfinite VALUE",
                         path=path)
     data[bad] = replace
-    counts += (n_nan, n_inf)
+    return n_nan, n_inf
 
 
 def _write_pyramid(arrays: list[Any], data: np.ndarray, z0: int, down: Any) -> None:
