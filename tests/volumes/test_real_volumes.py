@@ -154,3 +154,25 @@ def test_mlflow_child_run(shared_data: Path, tmp_path: Path,
     assert run.data.tags["stage"] == "tile" and run.data.tags["shape"] == "128x128x128"
     assert run.data.metrics["max"] == vol.max() and run.data.metrics["voxels"] == 128**3
     assert run.data.metrics["mb_per_s"] > 0 and run.data.params["levels"] == "2"
+
+
+def test_float32_cement_statistics(shared_data: Path, tmp_path: Path, run_tile) -> None:
+    vol = tifffile.imread(shared_data / "qim3d/qim3d/examples/cement_128x128x128.tif")
+    f = (vol.astype(np.float32) - 100.5) * np.float32(0.013)  # attenuation-like floats
+    np.save(tmp_path / "f.npy", f)
+    code, err = run_tile(tmp_path / "f.npy", "--out", tmp_path / "f.zarr", "--chunks", "16",
+                         "64", "64", "--memory-budget-mb", "64", "--levels", "2")
+    assert code == 0, err
+    image, _, attrs = open_volume(tmp_path / "f.zarr")
+    np.testing.assert_array_equal(image[:], f)
+    st = attrs["statistics"]
+    x = f.astype(np.float64)
+    assert st["min"] == float(f.min()) and st["max"] == float(f.max())
+    assert st["mean"] == pytest.approx(x.mean(), rel=1e-9, abs=1e-9)
+    assert st["std"] == pytest.approx(x.std(), rel=1e-9)
+    bin_width = (f.max() - f.min()) / 32768 * 2  # adaptive bins: at most ~2 x range / 65536
+    assert abs(st["p0_1"] - np.percentile(x, 0.1)) <= bin_width
+    assert abs(st["p99_9"] - np.percentile(x, 99.9)) <= bin_width
+    assert st["exact_percentiles"] is False
+    np.testing.assert_allclose(zarr.open_group(tmp_path / "f.zarr")["1"][:],
+                               downsample_mean(f), rtol=0, atol=0)
