@@ -1,0 +1,206 @@
+"""One frame's shapes to a semantic map, an instance map and a table of objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlpipe.annotations._model import AREA_KINDS, LINE_KINDS, Frame, Shape
+from dlpipe.annotations._parse import Counts
+from dlpipe.annotations._raster import (
+    box_corners,
+    ellipse_spans,
+    line_spans,
+    mask_spans,
+    paint,
+    polygon_spans,
+)
+from dlpipe.errors import UserError
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    """How to treat line-like shapes: 0 ignores them (the default)."""
+
+    polyline_width: float = 0.0
+    points_radius: float = 0.0
+
+
+def _extent(shape: Shape) -> tuple[float, float, float, float]:
+    if shape.kind == "ellipse":
+        cx, cy, rx, ry = shape.params
+        t = np.deg2rad(shape.rotation)
+        hw = float(np.hypot(rx * np.cos(t), ry * np.sin(t)))
+        hh = float(np.hypot(rx * np.sin(t), ry * np.cos(t)))
+        return cx - hw, cy - hh, cx + hw, cy + hh
+    if shape.kind == "box":
+        p = box_corners(*shape.params, shape.rotation)
+    elif shape.kind == "mask":
+        assert shape.mask is not None
+        h, w = shape.mask.shape
+        return shape.left, shape.top, shape.left + w, shape.top + h
+    else:
+        assert shape.points is not None
+        p = shape.points
+    return float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())
+
+
+def rasterise_frame(
+    frame: Frame,
+    class_of: Mapping[str, int | None],
+    height: int,
+    width: int,
+    *,
+    counts: Counts | None = None,
+    draw: DrawOptions = DrawOptions(),
+    unknown: str = "error",
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Paint a frame's shapes in z_order (higher on top, ties by document order).
+
+    Parameters
+    ----------
+    frame : the parsed frame
+    class_of : label -> class id (>= 1), or None to drop shapes of that label
+    height, width : output size (shapes are clipped to it)
+    counts : tallies to update (clipped, empty, ignored, unknown labels, tags)
+    draw : whether and how to draw polylines and points
+    unknown : "error" or "skip" for labels missing from ``class_of``
+
+    Returns
+    -------
+    semantic : (height, width) uint8, 0 background
+    instances : (height, width) uint32, 0 background, 1..K one id per painted object
+    objects : one dict per painted object (and per tag) with instance_id, label,
+        class_id, x1, y1, x2, y2 (visible pixels, x2/y2 exclusive), area (visible pixels),
+        kind, occluded, z_order, group_id, source, track_id, attributes
+    """
+    counts = counts if counts is not None else Counts()
+    painted: list[Shape] = []
+    classes: list[int] = []
+    objects: list[dict] = []
+    for shape in frame.shapes:
+        if shape.kind == "tag":
+            counts.tags += 1
+            objects.append(_row(shape, 0, 0, None, 0))
+            continue
+        if shape.kind in LINE_KINDS:
+            size = draw.polyline_width / 2 if shape.kind == "polyline" else draw.points_radius
+            if size <= 0:
+                counts.bump(counts.ignored, shape.kind)
+                continue
+        elif shape.kind not in AREA_KINDS:
+            continue
+        cls = class_of.get(shape.label, -1)
+        if cls == -1:
+            if unknown == "skip":
+                counts.unknown_label += 1
+                continue
+            raise UserError(
+                f"image {frame.name!r}: label {shape.label!r} is not one of the classes "
+                f"{sorted(k for k in class_of if class_of[k] is not None)} "
+                "(add it to --classes or map it in cvat.label_map)"
+            )
+        if cls is None:
+            counts.unknown_label += 1
+            continue
+        x0, y0, x1, y1 = _extent(shape)
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            counts.clipped += 1
+        painted.append(shape)
+        classes.append(int(cls))
+
+    parts = []
+    polys, poly_ids, ell, ell_ids = [], [], [], []
+    for k, shape in enumerate(painted):
+        if shape.kind == "polygon":
+            polys.append(shape.points)
+            poly_ids.append(k)
+        elif shape.kind == "box":
+            polys.append(box_corners(*shape.params, shape.rotation))
+            poly_ids.append(k)
+        elif shape.kind == "ellipse":
+            ell.append((*shape.params, shape.rotation))
+            ell_ids.append(k)
+        elif shape.kind == "mask":
+            parts.append(mask_spans(shape, k, height, width))
+        else:
+            assert shape.points is not None
+            if shape.kind == "polyline":
+                parts.append(line_spans(shape.points, draw.polyline_width / 2, False, k,
+                                        height, width, segments=True))
+            else:
+                parts.append(line_spans(shape.points, draw.points_radius, False, k,
+                                        height, width, segments=False))
+    parts.append(polygon_spans(polys, np.array(poly_ids, np.int64), height, width))
+    parts.append(ellipse_spans(np.array(ell, np.float64).reshape(-1, 5),
+                               np.array(ell_ids, np.int64), height, width))
+    spans = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+
+    # instance ids 1..K in document order among shapes that cover at least one pixel
+    n = len(painted)
+    covered = np.zeros(n, bool)
+    covered[spans[0]] = True
+    counts.empty += int(n - covered.sum())
+    inst_of_shape = np.zeros(n, np.int64)
+    inst_of_shape[covered] = np.arange(1, int(covered.sum()) + 1)
+    # paint rank: by z_order, then document order
+    z = np.array([s.z_order for s in painted], np.int64)
+    doc = np.array([s.order for s in painted], np.int64)
+    ranks = np.zeros(n, np.int32)
+    ranks[np.lexsort((doc, z))] = np.arange(1, n + 1, dtype=np.int32)
+    rank_map, pix = paint(spans, ranks, height, width)
+
+    inst_of_rank = np.zeros(n + 1, np.uint32)
+    inst_of_rank[ranks] = inst_of_shape
+    cls_of_rank = np.zeros(n + 1, np.uint8)
+    cls_of_rank[ranks] = np.array(classes, np.uint8).reshape(-1)
+    instances = inst_of_rank[rank_map]
+    semantic = cls_of_rank[rank_map]
+
+    # visible pixels of each instance: box and area
+    k_max = int(covered.sum())
+    area = np.zeros(k_max + 1, np.int64)
+    box = np.zeros((k_max + 1, 4), np.int64)
+    if len(pix):
+        n_pix = spans[3] - spans[2]
+        pix_shape = np.repeat(spans[0], n_pix)
+        visible = rank_map.ravel()[pix] == ranks[pix_shape]
+        vid = inst_of_shape[pix_shape[visible]]
+        vpix = pix[visible]
+        area = np.bincount(vid, minlength=k_max + 1)
+        rr, cc = vpix // width, vpix % width
+        box[:, 0] = box[:, 1] = np.iinfo(np.int64).max
+        np.minimum.at(box[:, 0], vid, cc)
+        np.minimum.at(box[:, 1], vid, rr)
+        np.maximum.at(box[:, 2], vid, cc + 1)
+        np.maximum.at(box[:, 3], vid, rr + 1)
+    for k, shape in enumerate(painted):
+        i = int(inst_of_shape[k])
+        if i == 0:
+            continue
+        b = box[i] if area[i] > 0 else np.zeros(4, np.int64)
+        objects.append(_row(shape, i, classes[k], b, int(area[i])))
+    return semantic, instances, objects
+
+
+def _row(shape: Shape, instance: int, cls: int, box: np.ndarray | None, area: int) -> dict:
+    b = [0, 0, 0, 0] if box is None else [int(v) for v in box]
+    return {
+        "instance_id": instance,
+        "kind": shape.kind,
+        "label": shape.label,
+        "class_id": cls,
+        "x1": b[0],
+        "y1": b[1],
+        "x2": b[2],
+        "y2": b[3],
+        "area": area,
+        "occluded": int(shape.occluded),
+        "z_order": shape.z_order,
+        "group_id": shape.group_id,
+        "source": shape.source,
+        "track_id": shape.track_id,
+        "attributes": shape.attributes,
+    }
