@@ -177,6 +177,15 @@ def test_entity_bomb_refused_quickly(tmp_path: Path, run_cli) -> None:
     assert no_leftovers(tmp_path, "o.zarr")
 
 
+def test_entity_bomb_in_attribute_before_any_element_ends(tmp_path: Path) -> None:
+    body = '<annotations a="&h;&h;&h;"><version>&h;</version></annotations>'
+    p = write(tmp_path, HEAD + BOMB + body)
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="entity expansion refused at line 12"):
+        list(CvatReader(str(p)).frames())
+    assert time.perf_counter() - t0 < 1.0
+
+
 def test_external_entities_never_resolved(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")

@@ -268,7 +268,8 @@ class CvatReader:
         tracks: dict[int, list[Shape]] = defaultdict(list)
         context = etree.iterparse(
             self.source,
-            events=("start", "end"),
+            events=("end",),
+            tag=("meta", "image", "track"),
             resolve_entities=False,
             no_network=True,
             huge_tree=False,
@@ -277,19 +278,15 @@ class CvatReader:
             remove_pis=True,
         )
         first = True
-        depth = 0
         order = 0
         try:
-            for event, el in context:
-                if event == "start":
-                    if first:
-                        _check_doctype(el, self.name)
-                        first = False
-                    depth += 1
-                    continue
-                depth -= 1
-                if depth != 1:  # only direct children of <annotations> are acted upon
-                    continue
+            for _, el in context:
+                if first:  # entities are never expanded, so this comes before any harm
+                    _check_doctype(el, self.name)
+                    first = False
+                parent = el.getparent()
+                if parent is None or parent.getparent() is not None:
+                    continue  # only direct children of <annotations> are acted upon
                 tag = el.tag
                 if tag == "meta":
                     self.meta = _meta(el)
@@ -307,10 +304,15 @@ class CvatReader:
         except etree.XMLSyntaxError as exc:
             line, col = exc.position if exc.position else (exc.lineno, 0)
             msg = str(exc.msg if hasattr(exc, "msg") else exc).split(" (line")[0]
+            if "entity" in msg.lower():
+                raise UserError(f"XML entity expansion refused at line {line}, column {col}: "
+                                f"{msg}", path=self.name) from None
             raise UserError(f"malformed XML at line {line}, column {col}: {msg}",
                             path=self.name) from None
         if first:
-            raise UserError("empty XML document", path=self.name)
+            if context.root is not None:
+                _check_doctype(context.root, self.name)
+            raise UserError("no <meta>, <image> or <track> in the XML", path=self.name)
         if tracks:
             if self.n_images:
                 raise UserError("an export with both <image> and <track> is not supported",
@@ -333,20 +335,78 @@ class CvatReader:
                             path=self.name) from None
         if frame.width <= 0 or frame.height <= 0:
             raise UserError(f"image {name!r}: width and height must be > 0", path=self.name)
+        shapes: list[Shape | None] = []
+        line_idx: list[int] = []
+        line_txt: list[str] = []
         for order, child in enumerate(el):
-            if child.tag not in SHAPE_TAGS:
+            tag = child.tag
+            if tag not in SHAPE_TAGS:
                 continue
-            if child.tag in ("skeleton", "cuboid"):
-                self.counts.bump(self.counts.counted, child.tag)
+            if tag in ("skeleton", "cuboid"):
+                self.counts.bump(self.counts.counted, tag)
+                continue
+            if tag in ("polygon", "polyline", "points"):
+                # hot path: coordinates of all such shapes are converted in one go below
+                a = child.attrib
+                txt = a.get("points")
+                if not txt or txt.count(",") != txt.count(";") + 1:
+                    self.counts.invalid += 1
+                    continue
+                line_idx.append(len(shapes))
+                line_txt.append(txt)
+                shapes.append(Shape(
+                    kind=tag, label=a.get("label", ""), order=order,
+                    occluded=a.get("occluded", "0") in ("1", "true", "True"),
+                    z_order=_int(a.get("z_order")), group_id=_int(a.get("group_id")),
+                    source=a.get("source", ""),
+                    attributes=_attributes(child) if len(child) else {},
+                ))
                 continue
             try:
-                frame.shapes.append(
+                shapes.append(
                     _shape(child, order, lenient=self.lenient, where=f"image {name!r}",
                            counts=self.counts)
                 )
             except InvalidShape:
                 self.counts.invalid += 1
+        if line_txt:
+            self._points(shapes, line_idx, line_txt)
+        frame.shapes = [sh for sh in shapes if sh is not None]
         return frame
+
+    def _points(self, shapes: list[Shape | None], idx: list[int], txt: list[str]) -> None:
+        """Fill ``points`` of the listed shapes, parsing all coordinate strings at once."""
+        n_pts = np.fromiter((t.count(";") + 1 for t in txt), np.int64, len(txt))
+        try:
+            flat = np.array(";".join(txt).replace(";", ",").split(","), dtype=np.float64)
+        except ValueError:  # some string is unreadable: find which, one by one
+            for i, t in zip(idx, txt, strict=True):
+                try:
+                    shapes[i].points = _floats(t, "points").reshape(-1, 2)  # type: ignore[union-attr]
+                except InvalidShape:
+                    shapes[i] = None
+                    self.counts.invalid += 1
+            self._check_points(shapes, idx)
+            return
+        xy = flat.reshape(-1, 2)
+        ends = np.cumsum(n_pts)
+        starts = ends - n_pts
+        finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts)
+        for i, s0, s1, ok in zip(idx, starts.tolist(), ends.tolist(), finite.tolist(),
+                                 strict=True):
+            if ok:
+                shapes[i].points = xy[s0:s1]  # type: ignore[union-attr]
+            else:
+                shapes[i] = None
+                self.counts.invalid += 1
+        self._check_points(shapes, idx)
+
+    def _check_points(self, shapes: list[Shape | None], idx: list[int]) -> None:
+        for i in idx:
+            sh = shapes[i]
+            if sh is not None and sh.kind == "polygon" and len(sh.points) < 3:
+                shapes[i] = None
+                self.counts.invalid += 1
 
     def _track(self, el: etree._Element, tracks: dict[int, list[Shape]], order: int) -> int:
         track_id = _int(el.get("id"), -1)

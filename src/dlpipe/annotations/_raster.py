@@ -168,29 +168,48 @@ def line_spans(points: np.ndarray, radius: float, closed_polyline: bool, sid: in
     return mask_spans(fake, sid, height, width)
 
 
+_SCRATCH: dict[tuple[int, int], np.ndarray] = {}
+
+
 def paint(
     spans: Spans, ranks: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Paint spans in rank order (higher rank on top) into a (height, width) rank map.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paint spans in rank order (higher rank on top) and return each painted pixel's winner.
 
     Parameters
     ----------
     spans : (shape index, row, c0, c1) arrays
-    ranks : (n_shapes,) int32 paint rank of each shape index, 1-based
+    ranks : (n_shapes,) int32 paint rank of each shape index, 1-based, all distinct
 
     Returns
     -------
-    rank_map : (height, width) int32, 0 where nothing is painted
-    pixels : (P,) int64 flat pixel indices covered by each shape's own footprint, in span
-        order, with ``np.repeat(spans[0], c1 - c0)`` giving their shape index
+    pix : (P,) int64 flat pixel indices (row * width + col) of every span pixel
+    pix_shape : (P,) int64 shape index of each of those pixels
+    winner : (P,) int32 rank of the shape on top at each of those pixels
     """
     sid, rows, c0, c1 = spans
-    rank_map = np.zeros(height * width, np.int32)
     if len(sid) == 0:
-        return rank_map.reshape(height, width), np.zeros(0, np.int64)
+        e = np.zeros(0, np.int64)
+        return e, e, np.zeros(0, np.int32)
+    order = np.argsort(ranks[sid], kind="stable")  # spans in paint order
+    sid, rows, c0, c1 = sid[order], rows[order], c0[order], c1[order]
     n = c1 - c0
     span = np.repeat(np.arange(len(n)), n)
     starts = np.cumsum(n) - n
     pix = rows[span] * width + c0[span] + (np.arange(int(n.sum())) - starts[span])
-    np.maximum.at(rank_map, pix, ranks[sid[span]].astype(np.int32))
-    return rank_map.reshape(height, width), pix
+    pix_shape = sid[span]
+    rank_pix = ranks[pix_shape].astype(np.int32)
+    # A reused scratch map: later (higher-rank) writes win because pixels are in paint
+    # order; only the touched pixels are reset afterwards.
+    scratch = _SCRATCH.get((height, width))
+    if scratch is None:
+        scratch = _SCRATCH.setdefault((height, width), np.zeros(height * width, np.int32))
+        if len(_SCRATCH) > 4:
+            _SCRATCH.pop(next(iter(_SCRATCH)))
+    np.maximum.at(scratch, pix, rank_pix) if _UNSORTED else scratch.__setitem__(pix, rank_pix)
+    winner = scratch[pix]
+    scratch[pix] = 0
+    return pix, pix_shape, winner
+
+
+_UNSORTED = False  # True switches to np.maximum.at (order independent, slower)

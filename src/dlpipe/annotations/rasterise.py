@@ -47,6 +47,24 @@ def _extent(shape: Shape) -> tuple[float, float, float, float]:
     return float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())
 
 
+def _clipped(polys: list[np.ndarray], ell: np.ndarray, height: int, width: int) -> int:
+    """How many polygons (boxes included) and ellipses reach outside the image."""
+    n = 0
+    if polys:
+        lengths = np.fromiter((len(p) for p in polys), np.int64, len(polys))
+        allp = np.concatenate(polys)
+        starts = np.cumsum(lengths) - lengths
+        lo = np.minimum.reduceat(allp, starts, axis=0)
+        hi = np.maximum.reduceat(allp, starts, axis=0)
+        n += int(((lo < 0).any(axis=1) | (hi[:, 0] > width) | (hi[:, 1] > height)).sum())
+    if len(ell):
+        cx, cy, rx, ry, rot = ell.T
+        t = np.deg2rad(rot)
+        hw, hh = np.hypot(rx * np.cos(t), ry * np.sin(t)), np.hypot(rx * np.sin(t), ry * np.cos(t))
+        n += int(((cx - hw < 0) | (cy - hh < 0) | (cx + hw > width) | (cy + hh > height)).sum())
+    return n
+
+
 def rasterise_frame(
     frame: Frame,
     class_of: Mapping[str, int | None],
@@ -105,9 +123,10 @@ def rasterise_frame(
         if cls is None:
             counts.unknown_label += 1
             continue
-        x0, y0, x1, y1 = _extent(shape)
-        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-            counts.clipped += 1
+        if shape.kind not in ("polygon", "box", "ellipse"):  # others: vectorised below
+            x0, y0, x1, y1 = _extent(shape)
+            if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+                counts.clipped += 1
         painted.append(shape)
         classes.append(int(cls))
 
@@ -133,9 +152,10 @@ def rasterise_frame(
             else:
                 parts.append(line_spans(shape.points, draw.points_radius, False, k,
                                         height, width, segments=False))
+    ell_arr = np.array(ell, np.float64).reshape(-1, 5)
+    counts.clipped += _clipped(polys, ell_arr, height, width)
     parts.append(polygon_spans(polys, np.array(poly_ids, np.int64), height, width))
-    parts.append(ellipse_spans(np.array(ell, np.float64).reshape(-1, 5),
-                               np.array(ell_ids, np.int64), height, width))
+    parts.append(ellipse_spans(ell_arr, np.array(ell_ids, np.int64), height, width))
     spans = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
 
     # instance ids 1..K in document order among shapes that cover at least one pixel
@@ -150,32 +170,36 @@ def rasterise_frame(
     doc = np.array([s.order for s in painted], np.int64)
     ranks = np.zeros(n, np.int32)
     ranks[np.lexsort((doc, z))] = np.arange(1, n + 1, dtype=np.int32)
-    rank_map, pix = paint(spans, ranks, height, width)
+    pix, pix_shape, winner = paint(spans, ranks, height, width)
 
     inst_of_rank = np.zeros(n + 1, np.uint32)
     inst_of_rank[ranks] = inst_of_shape
     cls_of_rank = np.zeros(n + 1, np.uint8)
     cls_of_rank[ranks] = np.array(classes, np.uint8).reshape(-1)
-    instances = inst_of_rank[rank_map]
-    semantic = cls_of_rank[rank_map]
-
-    # visible pixels of each instance: box and area
+    instances = np.zeros(height * width, np.uint32)
+    semantic = np.zeros(height * width, np.uint8)
     k_max = int(covered.sum())
     area = np.zeros(k_max + 1, np.int64)
     box = np.zeros((k_max + 1, 4), np.int64)
     if len(pix):
-        n_pix = spans[3] - spans[2]
-        pix_shape = np.repeat(spans[0], n_pix)
-        visible = rank_map.ravel()[pix] == ranks[pix_shape]
+        instances[pix] = inst_of_rank[winner]
+        semantic[pix] = cls_of_rank[winner]
+        # visible pixels of each instance: area and box (x2, y2 exclusive)
+        visible = winner == ranks[pix_shape]
         vid = inst_of_shape[pix_shape[visible]]
         vpix = pix[visible]
         area = np.bincount(vid, minlength=k_max + 1)
-        rr, cc = vpix // width, vpix % width
-        box[:, 0] = box[:, 1] = np.iinfo(np.int64).max
-        np.minimum.at(box[:, 0], vid, cc)
-        np.minimum.at(box[:, 1], vid, rr)
-        np.maximum.at(box[:, 2], vid, cc + 1)
-        np.maximum.at(box[:, 3], vid, rr + 1)
+        order = np.argsort(vid, kind="stable")
+        vid, vpix = vid[order], vpix[order]
+        rr, cc = np.divmod(vpix, width)
+        present = np.flatnonzero(area)
+        first = np.searchsorted(vid, present)
+        box[present, 0] = np.minimum.reduceat(cc, first)
+        box[present, 1] = np.minimum.reduceat(rr, first)
+        box[present, 2] = np.maximum.reduceat(cc, first) + 1
+        box[present, 3] = np.maximum.reduceat(rr, first) + 1
+    semantic = semantic.reshape(height, width)
+    instances = instances.reshape(height, width)
     for k, shape in enumerate(painted):
         i = int(inst_of_shape[k])
         if i == 0:
