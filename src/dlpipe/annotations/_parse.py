@@ -24,6 +24,7 @@ from lxml import etree
 from dlpipe.annotations._model import Frame, Meta, Shape
 from dlpipe.errors import UserError
 
+_PARAMS = {"ellipse": ("cx", "cy", "rx", "ry"), "box": ("xtl", "ytl", "xbr", "ybr")}
 SHAPE_TAGS = frozenset(
     {"polygon", "ellipse", "box", "mask", "polyline", "points", "tag", "skeleton", "cuboid"}
 )
@@ -356,6 +357,27 @@ class CvatReader:
                 line_txt.append(txt)
                 shapes.append(Shape(
                     kind=tag, label=a.get("label", ""), order=order,
+                    occluded=a.get("occluded", "0") in ("1", "true", "True"),
+                    z_order=_int(a.get("z_order")), group_id=_int(a.get("group_id")),
+                    source=a.get("source", ""),
+                    attributes=_attributes(child) if len(child) else {},
+                ))
+                continue
+            if tag == "ellipse" or tag == "box":  # hot path, same checks as _shape
+                a = child.attrib
+                try:
+                    vals = tuple(float(a[k]) for k in _PARAMS[tag])
+                    rot = float(a.get("rotation") or 0.0)
+                except (KeyError, ValueError):
+                    self.counts.invalid += 1
+                    continue
+                if not math.isfinite(math.fsum(vals) + rot) or (
+                    tag == "ellipse" and (vals[2] <= 0 or vals[3] <= 0)
+                ):
+                    self.counts.invalid += 1
+                    continue
+                shapes.append(Shape(
+                    kind=tag, label=a.get("label", ""), order=order, params=vals, rotation=rot,
                     occluded=a.get("occluded", "0") in ("1", "true", "True"),
                     z_order=_int(a.get("z_order")), group_id=_int(a.get("group_id")),
                     source=a.get("source", ""),

@@ -173,7 +173,7 @@ _SCRATCH: dict[tuple[int, int], np.ndarray] = {}
 
 def paint(
     spans: Spans, ranks: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Paint spans in rank order (higher rank on top) and return each painted pixel's winner.
 
     Parameters
@@ -185,12 +185,13 @@ def paint(
     -------
     pix : (P,) int64 flat pixel indices (row * width + col) of every span pixel
     pix_shape : (P,) int64 shape index of each of those pixels
+    rank_pix : (P,) int32 paint rank of that shape
     winner : (P,) int32 rank of the shape on top at each of those pixels
     """
     sid, rows, c0, c1 = spans
     if len(sid) == 0:
         e = np.zeros(0, np.int64)
-        return e, e, np.zeros(0, np.int32)
+        return e, e, np.zeros(0, np.int32), np.zeros(0, np.int32)
     order = np.argsort(ranks[sid], kind="stable")  # spans in paint order
     sid, rows, c0, c1 = sid[order], rows[order], c0[order], c1[order]
     n = c1 - c0
@@ -209,7 +210,7 @@ def paint(
     np.maximum.at(scratch, pix, rank_pix) if _UNSORTED else scratch.__setitem__(pix, rank_pix)
     winner = scratch[pix]
     scratch[pix] = 0
-    return pix, pix_shape, winner
+    return pix, pix_shape, rank_pix, winner
 
 
 _UNSORTED = False  # True switches to np.maximum.at (order independent, slower)

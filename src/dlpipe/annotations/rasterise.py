@@ -98,17 +98,22 @@ def rasterise_frame(
     painted: list[Shape] = []
     classes: list[int] = []
     objects: list[dict] = []
+    z: list[int] = []
+    doc: list[int] = []
+    parts = []
+    polys, poly_ids, ell, ell_ids = [], [], [], []
     for shape in frame.shapes:
-        if shape.kind == "tag":
+        kind = shape.kind
+        if kind == "tag":
             counts.tags += 1
             objects.append(_row(shape, 0, 0, None, 0))
             continue
-        if shape.kind in LINE_KINDS:
-            size = draw.polyline_width / 2 if shape.kind == "polyline" else draw.points_radius
+        if kind in LINE_KINDS:
+            size = draw.polyline_width / 2 if kind == "polyline" else draw.points_radius
             if size <= 0:
-                counts.bump(counts.ignored, shape.kind)
+                counts.bump(counts.ignored, kind)
                 continue
-        elif shape.kind not in AREA_KINDS:
+        elif kind not in AREA_KINDS:
             continue
         cls = class_of.get(shape.label, -1)
         if cls == -1:
@@ -123,35 +128,34 @@ def rasterise_frame(
         if cls is None:
             counts.unknown_label += 1
             continue
-        if shape.kind not in ("polygon", "box", "ellipse"):  # others: vectorised below
+        k = len(painted)
+        if kind == "polygon":
+            polys.append(shape.points)
+            poly_ids.append(k)
+        elif kind == "ellipse":
+            ell.append((*shape.params, shape.rotation))
+            ell_ids.append(k)
+        elif kind == "box":
+            polys.append(box_corners(*shape.params, shape.rotation))
+            poly_ids.append(k)
+        else:  # mask, drawn polyline or points (rare): one by one
             x0, y0, x1, y1 = _extent(shape)
             if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
                 counts.clipped += 1
-        painted.append(shape)
-        classes.append(int(cls))
-
-    parts = []
-    polys, poly_ids, ell, ell_ids = [], [], [], []
-    for k, shape in enumerate(painted):
-        if shape.kind == "polygon":
-            polys.append(shape.points)
-            poly_ids.append(k)
-        elif shape.kind == "box":
-            polys.append(box_corners(*shape.params, shape.rotation))
-            poly_ids.append(k)
-        elif shape.kind == "ellipse":
-            ell.append((*shape.params, shape.rotation))
-            ell_ids.append(k)
-        elif shape.kind == "mask":
-            parts.append(mask_spans(shape, k, height, width))
-        else:
-            assert shape.points is not None
-            if shape.kind == "polyline":
+            assert shape.points is not None or shape.mask is not None
+            if kind == "mask":
+                parts.append(mask_spans(shape, k, height, width))
+            elif kind == "polyline":
                 parts.append(line_spans(shape.points, draw.polyline_width / 2, False, k,
                                         height, width, segments=True))
             else:
                 parts.append(line_spans(shape.points, draw.points_radius, False, k,
                                         height, width, segments=False))
+        painted.append(shape)
+        classes.append(int(cls))
+        z.append(shape.z_order)
+        doc.append(shape.order)
+
     ell_arr = np.array(ell, np.float64).reshape(-1, 5)
     counts.clipped += _clipped(polys, ell_arr, height, width)
     parts.append(polygon_spans(polys, np.array(poly_ids, np.int64), height, width))
@@ -166,11 +170,10 @@ def rasterise_frame(
     inst_of_shape = np.zeros(n, np.int64)
     inst_of_shape[covered] = np.arange(1, int(covered.sum()) + 1)
     # paint rank: by z_order, then document order
-    z = np.array([s.z_order for s in painted], np.int64)
-    doc = np.array([s.order for s in painted], np.int64)
     ranks = np.zeros(n, np.int32)
-    ranks[np.lexsort((doc, z))] = np.arange(1, n + 1, dtype=np.int32)
-    pix, pix_shape, winner = paint(spans, ranks, height, width)
+    ranks[np.lexsort((np.array(doc, np.int64), np.array(z, np.int64)))] = np.arange(
+        1, n + 1, dtype=np.int32)
+    pix, pix_shape, rank_pix, winner = paint(spans, ranks, height, width)
 
     inst_of_rank = np.zeros(n + 1, np.uint32)
     inst_of_rank[ranks] = inst_of_shape
@@ -185,7 +188,7 @@ def rasterise_frame(
         instances[pix] = inst_of_rank[winner]
         semantic[pix] = cls_of_rank[winner]
         # visible pixels of each instance: area and box (x2, y2 exclusive)
-        visible = winner == ranks[pix_shape]
+        visible = winner == rank_pix
         vid = inst_of_shape[pix_shape[visible]]
         vpix = pix[visible]
         area = np.bincount(vid, minlength=k_max + 1)
