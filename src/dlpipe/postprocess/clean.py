@@ -195,7 +195,7 @@ def postprocess(
         changed = new >= 0
         newphase = np.where(changed, new, 0).astype(np.uint8)
         morph = [(r, int(r.get("opening") or 0), int(r.get("closing") or 0)) for r in rules]
-        halo = 2 * max([0, *(max(o, c) for _, o, c in morph)])
+        halo = 2 * sum(o + c for _, o, c in morph)  # each operation needs 2r more context
         morph_counts: dict[tuple[str, int, int], int] = {}
         before = np.zeros(n_phase, np.int64)
         after = np.zeros(n_phase, np.int64)
