@@ -122,8 +122,9 @@ def label_chunked(
     offset = 0
     for sl in tqdm(grid, desc="components", disable=None if progress else True, leave=False):
         data = np.asarray(source[sl])
-        ids = np.zeros(data.shape, dtype=np.uint32)
+        ids: np.ndarray | None = None
         base = offset
+        block_sizes = []
         for p in phases:
             mask = data == p
             if not mask.any():
@@ -133,16 +134,22 @@ def label_chunked(
                 continue
             if offset + n >= 2**32 - 1:
                 raise UserError("more than 2**32 - 2 provisional components; use larger chunks")
-            lab[mask] += np.uint32(offset)
-            ids += lab
+            block_sizes.append(np.bincount(lab.ravel(), minlength=n + 1)[1:])
+            np.add(lab, np.uint32(offset), out=lab, where=mask)
+            if ids is None:
+                ids = lab
+            else:
+                ids += lab
             phase_of.append(np.full(n, p, np.int64))
             offset += n
+        if ids is None:
+            ids = np.zeros(data.shape, dtype=np.uint32)
         nloc = offset - base
         if nloc:
-            local = ids.astype(np.int64)
-            local[ids > 0] -= base
-            sizes.append(np.bincount(local.ravel(), minlength=nloc + 1)[1:])
+            sizes.extend(block_sizes)
             if stats:
+                local = ids.astype(np.int64)
+                local[ids > 0] -= base
                 mom, bb = _block_stats(local, nloc, [s.start for s in sl])
                 mom_parts.append(mom[1:])
                 bbox_parts.append(bb[1:])
@@ -238,10 +245,13 @@ def _merge(faces: list[np.ndarray], struct: np.ndarray, phase_of: np.ndarray, n:
             keep = (u > 0) & (v > 0)
             u, v = u[keep].astype(np.int64), v[keep].astype(np.int64)
             keep = phase_of[u] == phase_of[v]
-            if keep.any():
-                pairs = np.unique(np.stack([u[keep], v[keep]], axis=1), axis=0)
-                rows.append(pairs[:, 0])
-                cols.append(pairs[:, 1])
+            u, v = u[keep], v[keep]
+            if u.size:
+                # drop runs of the same pair (faces are mostly long runs); no sort needed
+                run = np.ones(u.size, bool)
+                run[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
+                rows.append(u[run])
+                cols.append(v[run])
     if rows:
         r, c = np.concatenate(rows), np.concatenate(cols)
     else:
