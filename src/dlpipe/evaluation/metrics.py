@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -83,15 +84,24 @@ def confusion_matrix(
         else max(1, 2**24 // max(1, int(np.prod(pred.shape[1:]))))
     )
     full = np.zeros(256 * 256, np.int64)
-    for z0, z1 in tqdm(
-        _slabs(z_ranges, step), desc="confusion", disable=None if progress else True, leave=False
-    ):
-        p = _as_u8(np.asarray(pred[z0:z1]), "predicted")
-        t = _as_u8(np.asarray(truth[z0:z1]), "true")
-        idx = t.astype(np.uint16)
-        idx <<= 8
-        idx |= p
-        full += np.bincount(idx.ravel(), minlength=65536)
+    slabs = _slabs(z_ranges, step)
+
+    def read(zz: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(pred[zz[0] : zz[1]]), np.asarray(truth[zz[0] : zz[1]])
+
+    # read the next slab in a thread (decompression releases the GIL) while counting this one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, slabs[0]) if slabs else None
+        bar = tqdm(slabs, desc="confusion", disable=None if progress else True, leave=False)
+        for i, _ in enumerate(bar):
+            p_raw, t_raw = pending.result()
+            pending = pool.submit(read, slabs[i + 1]) if i + 1 < len(slabs) else None
+            p = _as_u8(p_raw, "predicted")
+            t = _as_u8(t_raw, "true")
+            idx = t.astype(np.uint16)
+            idx <<= 8
+            idx |= p
+            full += np.bincount(idx.ravel(), minlength=65536)
     full = full.reshape(256, 256)
     if ignore_index is not None:
         full[ignore_index, :] = 0

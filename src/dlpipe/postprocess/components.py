@@ -77,6 +77,7 @@ def label_chunked(
     chunks: Sequence[int] | None = None,
     out: Any = None,
     stats: bool = False,
+    sizes: bool = True,
     progress: bool = True,
 ) -> Components:
     """Label the connected components of each phase of ``source``, block by block.
@@ -91,6 +92,7 @@ def label_chunked(
     out : where the uint32 component ids go (a writable array of ``source.shape``, e.g. a
         Zarr array); None keeps them in a NumPy array in memory; False does not keep them.
     stats : also accumulate moments and bounding boxes (for the blob table).
+    sizes : count the voxels of each component (``voxels``; zeros when false).
 
     Returns
     -------
@@ -125,17 +127,26 @@ def label_chunked(
         ids: np.ndarray | None = None
         base = offset
         block_sizes = []
+        direct = isinstance(out, np.ndarray) and len(phases) == 1
         for p in phases:
             mask = data == p
             if not mask.any():
                 continue
-            lab, n = ndimage.label(mask, structure=struct, output=np.uint32)
+            # one phase into an in-memory result: label straight into it (no copy)
+            if direct:
+                lab = out[sl]
+                n = ndimage.label(mask, structure=struct, output=lab)
+            else:
+                lab, n = ndimage.label(mask, structure=struct, output=np.uint32)
             if n == 0:
                 continue
             if offset + n >= 2**32 - 1:
                 raise UserError("more than 2**32 - 2 provisional components; use larger chunks")
-            block_sizes.append(np.bincount(lab.ravel(), minlength=n + 1)[1:])
-            np.add(lab, np.uint32(offset), out=lab, where=mask)
+            block_sizes.append(
+                np.bincount(lab.ravel(), minlength=n + 1)[1:] if sizes else np.zeros(n, np.int64)
+            )
+            if offset:
+                np.add(lab, np.uint32(offset), out=lab, where=mask)
             if ids is None:
                 ids = lab
             else:
@@ -153,7 +164,7 @@ def label_chunked(
                 mom, bb = _block_stats(local, nloc, [s.start for s in sl])
                 mom_parts.append(mom[1:])
                 bbox_parts.append(bb[1:])
-        if keep:
+        if keep and not (direct and ids is not None and np.may_share_memory(ids, out)):
             out[sl] = ids
         for a in range(ndim):
             cs = chunks[a]
