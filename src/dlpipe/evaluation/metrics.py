@@ -24,6 +24,19 @@ def _slabs(z_ranges: Sequence[tuple[int, int]], step: int) -> list[tuple[int, in
     return out
 
 
+PIECE = 1 << 20  # voxels counted at once: the uint16 index and bincount's copy stay in cache
+
+
+def _count_pairs(t: np.ndarray, p: np.ndarray, full: np.ndarray, buf: np.ndarray) -> None:
+    """Add the counts of (t, p) pairs, (n,) uint8 each, to ``full`` (65536,) at t * 256 + p."""
+    for i in range(0, t.size, PIECE):
+        a, b = t[i : i + PIECE], p[i : i + PIECE]
+        idx = buf[: a.size]
+        np.left_shift(a, 8, out=idx, dtype=np.uint16)
+        np.bitwise_or(idx, b, out=idx)
+        full += np.bincount(idx, minlength=65536)
+
+
 def _as_u8(block: np.ndarray, what: str) -> np.ndarray:
     if block.dtype == np.uint8:
         return block
@@ -84,6 +97,7 @@ def confusion_matrix(
         else max(1, 2**24 // max(1, int(np.prod(pred.shape[1:]))))
     )
     full = np.zeros(256 * 256, np.int64)
+    buf = np.empty(PIECE, np.uint16)
     slabs = _slabs(z_ranges, step)
 
     def read(zz: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -98,10 +112,7 @@ def confusion_matrix(
             pending = pool.submit(read, slabs[i + 1]) if i + 1 < len(slabs) else None
             p = _as_u8(p_raw, "predicted")
             t = _as_u8(t_raw, "true")
-            idx = t.astype(np.uint16)
-            idx <<= 8
-            idx |= p
-            full += np.bincount(idx.ravel(), minlength=65536)
+            _count_pairs(t.ravel(), p.ravel(), full, buf)
     full = full.reshape(256, 256)
     if ignore_index is not None:
         full[ignore_index, :] = 0
