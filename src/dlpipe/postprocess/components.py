@@ -122,22 +122,17 @@ def label_chunked(
     mom_parts = [np.zeros((1, 10))] if stats else []
     bbox_parts = [np.zeros((1, 2 * ndim), np.int64)] if stats else []
     offset = 0
+    ranges: list[tuple[int, int]] = []  # provisional labels (base, end] of each block
     for sl in tqdm(grid, desc="components", disable=None if progress else True, leave=False):
         data = np.asarray(source[sl])
         ids: np.ndarray | None = None
         base = offset
         block_sizes = []
-        direct = isinstance(out, np.ndarray) and len(phases) == 1
         for p in phases:
             mask = data == p
             if not mask.any():
                 continue
-            # one phase into an in-memory result: label straight into it (no copy)
-            if direct:
-                lab = out[sl]
-                n = ndimage.label(mask, structure=struct, output=lab)
-            else:
-                lab, n = ndimage.label(mask, structure=struct, output=np.uint32)
+            lab, n = ndimage.label(mask, structure=struct, output=np.uint32)
             if n == 0:
                 continue
             if offset + n >= 2**32 - 1:
@@ -145,8 +140,8 @@ def label_chunked(
             block_sizes.append(
                 np.bincount(lab.ravel(), minlength=n + 1)[1:] if sizes else np.zeros(n, np.int64)
             )
-            if offset:
-                np.add(lab, np.uint32(offset), out=lab, where=mask)
+            if offset > base:  # block-local numbering across phases
+                np.add(lab, np.uint32(offset - base), out=lab, where=mask)
             if ids is None:
                 ids = lab
             else:
@@ -160,20 +155,20 @@ def label_chunked(
             sizes.extend(block_sizes)
             if stats:
                 local = ids.astype(np.int64)
-                local[ids > 0] -= base
                 mom, bb = _block_stats(local, nloc, [s.start for s in sl])
                 mom_parts.append(mom[1:])
                 bbox_parts.append(bb[1:])
-        if keep and not (direct and ids is not None and np.may_share_memory(ids, out)):
+        if keep:
             out[sl] = ids
+        ranges.append((base, offset))
         for a in range(ndim):
             cs = chunks[a]
             lo, hi = sl[a].start, sl[a].stop
             cross_sl = sl[:a] + sl[a + 1 :]
             if lo > 0:  # first plane of this block is "after" boundary lo // cs - 1
-                faces[a][(lo // cs - 1, 1, *cross_sl)] = np.take(ids, 0, axis=a)
+                faces[a][(lo // cs - 1, 1, *cross_sl)] = _glob(np.take(ids, 0, axis=a), base)
             if hi < shape[a]:
-                faces[a][(hi // cs - 1, 0, *cross_sl)] = np.take(ids, -1, axis=a)
+                faces[a][(hi // cs - 1, 0, *cross_sl)] = _glob(np.take(ids, -1, axis=a), base)
     phase_arr = np.concatenate(phase_of)
     size_arr = np.concatenate(sizes)
     lut = _merge(faces, struct, phase_arr, offset)
@@ -198,13 +193,18 @@ def label_chunked(
         result.bbox = fb
     if keep:
         lut32 = lut.astype(np.uint32)
-        if isinstance(out, np.ndarray):
-            np.take(lut32, out, out=out)
-        else:
-            for sl in grid:
-                out[sl] = lut32[np.asarray(out[sl])]
+        for sl, (lo, hi) in zip(grid, ranges, strict=True):
+            if hi > lo:  # block-local label k -> final id of provisional label lo + k
+                block_lut = lut32[lo : hi + 1].copy()
+                block_lut[0] = 0
+                out[sl] = np.take(block_lut, np.asarray(out[sl]))
         result.ids = out
     return result
+
+
+def _glob(face: np.ndarray, base: int) -> np.ndarray:
+    """Block-local labels of a face to provisional (global) labels; 0 stays 0."""
+    return np.where(face > 0, face + np.uint32(base), np.uint32(0))
 
 
 def _block_stats(local: np.ndarray, n: int, origin: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
