@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/tile.smk"
 include: "workflow/rules/cvat.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
