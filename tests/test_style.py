@@ -17,6 +17,9 @@ def test_ruff_check_is_clean() -> None:
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
     out = subprocess.run(
-        [ruff, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+        [ruff, "check", *(d for d in ("src", "tests", "benchmarks") if (ROOT / d).is_dir())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stdout

@@ -81,3 +81,20 @@ def test_eight_concurrent_writers_lose_nothing(config: dict[str, Any], monkeypat
         assert sorted(m.step for m in history) == list(range(N_STEPS))
         assert r.data.metrics["writer"] == float(r.data.params["i"])
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_artifacts_land_in_results(config: dict[str, Any], monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(PARENT_ENV, raising=False)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "card.json").write_text("{}")
+    (model / "weights.pt").write_bytes(b"\0" * 10)
+    with stage_run(config, "train", model="unet") as run:
+        run.log_artifacts(model, "model")
+        run.log_dict({"a": 1}, "summary.json")
+    client = MlflowClient(tracking_uri(config))
+    names = sorted(a.path for a in client.list_artifacts(run.run_id, "model"))
+    assert names == ["model/card.json", "model/weights.pt"]
+    stored = Path(config["results"]) / "mlartifacts"
+    assert (stored.rglob("weights.pt")).__next__().stat().st_size == 10

@@ -35,6 +35,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -67,6 +68,18 @@ def _root(
     state["config_json"] = config_json
     state["log_level"] = log_level
     setup_logging(log_level)
+    _announce(ctx.invoked_subcommand or "")
+
+
+def _announce(command: str) -> None:
+    """First log line of every command: what runs where (and under which SLURM job)."""
+    import logging
+    import os
+    import socket
+
+    job = os.environ.get("SLURM_JOB_ID")
+    where = f"host {socket.gethostname()}" + (f", SLURM job {job}" if job else "")
+    logging.getLogger("dlpipe").info("dlpipe %s %s (%s)", __version__, command, where)
 
 
 def load() -> dict[str, Any]:

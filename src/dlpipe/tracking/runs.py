@@ -141,6 +141,12 @@ class StageRun:
             return
         _retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
 
+    def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
+        """Log every file of ``folder`` (for example a model: weights plus card)."""
+        if not self.active:
+            return
+        _retry(lambda: self.client.log_artifacts(self.run_id, str(folder), artifact_path))
+
     def log_dict(self, data: Any, artifact_file: str) -> None:
         if not self.active:
             return

@@ -1,0 +1,294 @@
+"""The full evaluation of a predicted label volume against the truth."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlpipe.errors import UserError
+from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
+from dlpipe.evaluation.volumes import open_labels, test_range
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_arrays(
+    pred: Any,
+    truth: Any,
+    params: Mapping[str, Any],
+    *,
+    z_ranges: Sequence[tuple[int, int]] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Scores of ``pred`` against ``truth`` (arrays (z, y, x), read chunk by chunk).
+
+    ``params`` is the ``evaluation`` config section (``classes``, ``ignore_index``,
+    ``error_blobs``, ``connectivity``). Returns the :func:`~dlpipe.evaluation.scores` dict,
+    plus ``error_blobs`` (per class) when enabled and ``z_ranges``.
+    """
+    classes = params.get("classes")
+    ignore = params.get("ignore_index")
+    cm = confusion_matrix(
+        pred,
+        truth,
+        z_ranges=z_ranges,
+        n_classes=len(classes) if classes else None,
+        ignore_index=ignore,
+        progress=progress,
+    )
+    result = scores(cm, classes)
+    z_ranges = (
+        list(z_ranges)
+        if z_ranges is not None
+        else [(0, pred.shape[0] if len(pred.shape) == 3 else 1)]
+    )
+    result["z_ranges"] = [list(map(int, r)) for r in z_ranges]
+    if params.get("error_blobs", True):
+        errs = error_blobs(
+            pred,
+            truth,
+            cm.shape[0],
+            result["classes"],
+            z_ranges=z_ranges,
+            ignore_index=ignore,
+            connectivity=params.get("connectivity", 26),
+        )
+        for name, entry in errs.items():
+            result["per_class"][name].update(entry)
+    return result
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path, Path]:
+    """Write ``metrics.json`` (NaN as null) and a CSV beside it (one row per class)."""
+    from dlpipe._io import write_text_atomic
+
+    out_json = Path(out_json)
+    write_text_atomic(out_json, json.dumps(_json_safe(dict(result)), indent=2) + "\n")
+    out_csv = out_json.with_suffix(".csv")
+    rows = list(result["per_class"].items())
+    cols = sorted(
+        {k for _, v in rows for k in v},
+        key=lambda k: (k not in _ORDER, _ORDER.index(k) if k in _ORDER else 0, k),
+    )
+    lines = [["class", *cols]] + [[name, *[_cell(v.get(c)) for c in cols]] for name, v in rows]
+    lines.append(
+        [
+            "mean",
+            *[
+                _cell(result["mean_jaccard"])
+                if c == "jaccard"
+                else _cell(result["mean_dice"])
+                if c == "dice"
+                else ""
+                for c in cols
+            ],
+        ]
+    )
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows(lines)
+    write_text_atomic(out_csv, buf.getvalue())
+    return out_json, out_csv
+
+
+_ORDER = [
+    "jaccard",
+    "dice",
+    "precision",
+    "recall",
+    "fraction_pred",
+    "fraction_true",
+    "tp",
+    "fp",
+    "fn",
+]
+
+
+def _cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def resolve_z_ranges(
+    pred_path: str | Path | None,
+    truth_path: str | Path | None,
+    depth: int,
+    *,
+    z_range: Sequence[int] | None = None,
+    use_all: bool = False,
+) -> tuple[list[tuple[int, int]], str]:
+    """The z-ranges to evaluate and where they come from ("--z-range", "split", "all")."""
+    if z_range is not None:
+        z0, z1 = int(z_range[0]), int(z_range[1])
+        if not 0 <= z0 < z1 <= depth:
+            raise UserError(f"--z-range {z0} {z1} is empty or outside the volume (depth {depth})")
+        return [(z0, z1)], "z-range"
+    if not use_all:
+        paths = [p for p in (pred_path, truth_path) if p is not None]
+        test = test_range(*paths)
+        if test is not None:
+            z0, z1 = max(0, test[0]), min(depth, test[1])
+            if z0 >= z1:
+                raise UserError(
+                    f"the test split [{test[0]}, {test[1]}) is outside the volume (depth {depth})"
+                )
+            return [(z0, z1)], "split"
+    return [(0, depth)], "all"
+
+
+def evaluate(
+    pred_path: str | Path,
+    truth_path: str | Path,
+    out_json: str | Path,
+    params: Mapping[str, Any],
+    *,
+    image_path: str | Path | None = None,
+    z_range: Sequence[int] | None = None,
+    use_all: bool = False,
+    z_ranges: Sequence[tuple[int, int]] | None = None,
+    z_source: str = "given",
+    run: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a predicted label volume against the truth; write JSON, CSV and figures.
+
+    Parameters
+    ----------
+    pred_path, truth_path : label volumes (Zarr array, OME-Zarr group with
+        ``labels/<labels_name>/0``, or TIFF), same (z, y, x) shape.
+    out_json : the metrics JSON; the CSV goes beside it (``.csv``), the figures into
+        ``<stem>_plots/``.
+    params : the ``evaluation`` config section.
+    image_path : grey image for the overlays; default the level ``0`` of an OME-Zarr
+        prediction or truth group when there is one.
+    z_range : half-open (z0, z1) to evaluate; default the ``dlpipe.split.test`` range of
+        either volume's OME-Zarr attributes, else everything. ``use_all`` ignores the split.
+    z_ranges : several half-open ranges instead (recorded with ``z_source`` as their origin).
+    run : a :class:`dlpipe.tracking.StageRun` to log metrics and figures to.
+    """
+    name = params.get("labels_name", "phases")
+    pred = open_labels(pred_path, labels_name=name)
+    truth = open_labels(truth_path, labels_name=name)
+    if tuple(pred.shape) != tuple(truth.shape):
+        raise UserError(
+            f"prediction shape {tuple(pred.shape)} differs from truth {tuple(truth.shape)}",
+            path=pred_path,
+        )
+    depth = pred.shape[0] if len(pred.shape) == 3 else 1
+    if z_ranges is not None:
+        z_ranges, source = [(int(a), int(b)) for a, b in z_ranges], z_source
+    else:
+        z_ranges, source = resolve_z_ranges(
+            pred_path, truth_path, depth, z_range=z_range, use_all=use_all
+        )
+    log.info("evaluating z %s (%s)", z_ranges, source)
+    result = evaluate_arrays(pred, truth, params, z_ranges=z_ranges, progress=progress)
+    result["z_source"] = source
+    result["prediction"] = str(pred_path)
+    result["truth"] = str(truth_path)
+    out_json = Path(out_json)
+    write_metrics(result, out_json)
+    figures = make_figures(result, pred, truth, image_path, pred_path, truth_path, params)
+    plot_dir = out_json.parent / f"{out_json.stem}_plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for fname, fig in figures.items():
+        fig.savefig(plot_dir / fname, dpi=100)
+    if run is not None:
+        metrics = {
+            "mean_jaccard": result["mean_jaccard"],
+            "mean_dice": result["mean_dice"],
+            "accuracy": result["accuracy"],
+        }
+        for cname, m in result["per_class"].items():
+            for k in ("jaccard", "dice", "precision", "recall", "fraction_pred", "fraction_true"):
+                metrics[f"{k}_{cname}"] = m[k]
+        run.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
+        run.log_artifact(out_json)
+        run.log_artifact(out_json.with_suffix(".csv"))
+        for fname, fig in figures.items():
+            run.log_figure(fig, f"plots/{fname}")
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+    return result
+
+
+def make_figures(
+    result: Mapping[str, Any],
+    pred: Any,
+    truth: Any,
+    image_path: Any,
+    pred_path: Any,
+    truth_path: Any,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Jaccard bars, confusion heatmap and up to ``params['overlays']`` overlay slices."""
+    from dlpipe.evaluation import plots
+
+    figs = {
+        "jaccard.png": plots.jaccard_bars(result),
+        "confusion.png": plots.confusion_heatmap(result),
+    }
+    image = None
+    if image_path:
+        image = open_labels(image_path, image=True)
+        if tuple(image.shape) != tuple(pred.shape):
+            raise UserError(
+                f"image shape {tuple(image.shape)} differs from the prediction's", path=image_path
+            )
+    else:
+        for cand in (pred_path, truth_path):
+            image = _group_image(cand, tuple(pred.shape))
+            if image is not None:
+                break
+    if len(pred.shape) == 2:
+        return figs | {
+            "overlay_0.png": plots.overlay(
+                None if image is None else np.asarray(image),
+                np.asarray(truth),
+                np.asarray(pred),
+                0,
+                params.get("ignore_index"),
+            )
+        }
+    for z in plots.overlay_slices(result["z_ranges"], int(params.get("overlays", 3))):
+        img = None if image is None else np.asarray(image[z])
+        figs[f"overlay_z{z:04d}.png"] = plots.overlay(
+            img, np.asarray(truth[z]), np.asarray(pred[z]), z, params.get("ignore_index")
+        )
+    return figs
+
+
+def _group_image(path: Any, shape: tuple[int, ...]) -> Any:
+    """Level ``0`` of an OME-Zarr group of the given shape, else None."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff") or not path.is_dir():
+        return None
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+        arr = node["0"] if isinstance(node, zarr.Group) and "0" in node else None
+    except Exception:
+        return None
+    return arr if arr is not None and tuple(arr.shape) == shape else None

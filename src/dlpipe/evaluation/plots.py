@@ -1,0 +1,121 @@
+"""Figures of an evaluation: per-class Jaccard bars, confusion heatmap, overlay slices."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def jaccard_bars(result: dict[str, Any]) -> Any:
+    """Bar chart of the Jaccard index per class (absent classes drawn as 'n/a')."""
+    plt = _plt()
+    names = list(result["per_class"])
+    values = [result["per_class"][n]["jaccard"] for n in names]
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.5))
+    shown = [0 if math.isnan(v) else v for v in values]
+    bars = ax.bar(names, shown, color="tab:blue")
+    for b, v in zip(bars, values, strict=True):
+        ax.text(
+            b.get_x() + b.get_width() / 2,
+            b.get_height() + 0.01,
+            "n/a" if math.isnan(v) else f"{v:.3f}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("Jaccard")
+    ax.set_title(f"mean Jaccard {result['mean_jaccard']:.3f}")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(result: dict[str, Any]) -> Any:
+    """Heatmap of the confusion matrix normalised per true class (row), with counts."""
+    plt = _plt()
+    cm = np.asarray(result["confusion"], dtype=np.float64)
+    names = result["classes"]
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 * len(names) + 2.5, 1.0 * len(names) + 2))
+    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}\n{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                color="w" if norm[i, j] < 0.6 else "k",
+                fontsize=7,
+            )
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("truth")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def overlay(
+    image: np.ndarray | None,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    z: int,
+    ignore_index: int | None = 255,
+) -> Any:
+    """One slice: image, truth, prediction and the image with wrong voxels in red.
+
+    Parameters
+    ----------
+    image : (y, x) grey values or None (the truth is shown instead)
+    truth, pred : (y, x) labels
+    """
+    plt = _plt()
+    wrong = pred != truth
+    if ignore_index is not None:
+        wrong &= truth != ignore_index
+    base = image if image is not None else truth
+    base = base.astype(np.float64)
+    lo, hi = np.percentile(base, [0.5, 99.5]) if base.size else (0, 1)
+    grey = np.clip((base - lo) / max(hi - lo, 1e-9), 0, 1)
+    rgb = np.stack([grey] * 3, axis=-1)
+    rgb[wrong] = [1.0, 0.0, 0.0]
+    vmax = max(int(np.max(truth[truth != ignore_index], initial=0)), int(pred.max(initial=0)), 1)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    axes[0].imshow(grey, cmap="gray")
+    axes[0].set_title(f"image z={z}" if image is not None else f"truth z={z}")
+    axes[1].imshow(
+        np.where(truth == ignore_index, 0, truth), cmap="tab10", vmin=0, vmax=max(vmax, 9)
+    )
+    axes[1].set_title("truth")
+    axes[2].imshow(pred, cmap="tab10", vmin=0, vmax=max(vmax, 9))
+    axes[2].set_title("prediction")
+    axes[3].imshow(rgb)
+    axes[3].set_title(f"errors (red): {wrong.mean():.1%}")
+    for a in axes:
+        a.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def overlay_slices(z_ranges: Sequence[tuple[int, int]], n: int = 3) -> list[int]:
+    """``n`` z indices spread evenly over the evaluated ranges."""
+    zs = [z for z0, z1 in z_ranges for z in range(z0, z1)]
+    if not zs:
+        return []
+    pick = np.linspace(0, len(zs) - 1, min(n, len(zs)) + 2)[1:-1] if len(zs) > n else range(len(zs))
+    return sorted({zs[int(round(i))] for i in pick})
