@@ -79,14 +79,6 @@ def _announce(command: str) -> None:
 
     job = os.environ.get("SLURM_JOB_ID")
     where = f"host {socket.gethostname()}" + (f", SLURM job {job}" if job else "")
-    logging.getLogger("dlpipe").info("dlpipe %s %s (%s)", __version__, command, where)
-
-
-def load() -> dict[str, Any]:
-    """The validated configuration of this invocation (``--config`` or the defaults)."""
-    from dlpipe.config import load_config, merge_json
-
-    config = load_config(state["config_path"])
-    if state["config_json"]:
-        config = merge_json(config, state["config_json"])
-    return config
+    # Under SLURM the rule logs must show the job; elsewhere this is debug detail.
+    level = logging.INFO if job else logging.DEBUG
+    logging.getLogger("dlpipe").log(level, "dlpipe %s %s (%s)", __version__, command, where)
