@@ -207,10 +207,10 @@ def paint(
         scratch = _SCRATCH.setdefault((height, width), np.zeros(height * width, np.int32))
         if len(_SCRATCH) > 4:
             _SCRATCH.pop(next(iter(_SCRATCH)))
-    np.maximum.at(scratch, pix, rank_pix) if _UNSORTED else scratch.__setitem__(pix, rank_pix)
+    # NumPy assigns repeated indices in order, so the last (highest-rank) write wins;
+    # tests/annotations/test_raster.py::test_z_order_paint_order_and_no_holes guards it.
+    scratch[pix] = rank_pix
     winner = scratch[pix]
     scratch[pix] = 0
     return pix, pix_shape, rank_pix, winner
 
-
-_UNSORTED = False  # True switches to np.maximum.at (order independent, slower)
