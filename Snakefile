@@ -13,6 +13,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"
+include: "workflow/rules/tile.smk"
+include: "workflow/rules/cvat.smk"
 include: "workflow/rules/evaluate.smk"
 
 

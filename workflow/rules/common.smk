@@ -25,7 +25,7 @@ def cfg_arg(*sections):
 
 def final_outputs():
     """What `snakemake` builds by default: grows with each stage."""
-    return [f"{RESULTS}/demo/volume.tif"]
+    return [f"{RESULTS}/demo/volume.tif", f"{RESULTS}/demo/volume.zarr/.dlpipe_complete"]
 
 
 # One MLflow parent run per invocation; jobs find it in the environment. The store and

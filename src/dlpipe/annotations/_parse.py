@@ -1,0 +1,482 @@
+"""Streaming, hardened reader of "CVAT for images 1.1" and "CVAT for video 1.1" XML.
+
+The file is read with :func:`lxml.etree.iterparse`; each ``<image>`` is turned into a
+:class:`Frame` and cleared as soon as it ends, so memory does not grow with the number
+of images. Tracks (video exports) are gathered per frame and yielded after the document.
+
+Security: entities are never resolved (``resolve_entities=False``), no DTD is loaded,
+nothing is fetched from the network (``no_network=True``), ``huge_tree=False`` keeps
+libxml2's size limits, and a DOCTYPE that declares any entity is refused at the first
+element, before anything is expanded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+from lxml import etree
+
+from dlpipe.annotations._model import Frame, Meta, Shape
+from dlpipe.errors import UserError
+
+_PARAMS = {"ellipse": ("cx", "cy", "rx", "ry"), "box": ("xtl", "ytl", "xbr", "ybr")}
+SHAPE_TAGS = frozenset(
+    {"polygon", "ellipse", "box", "mask", "polyline", "points", "tag", "skeleton", "cuboid"}
+)
+
+
+@dataclass
+class Counts:
+    """What was skipped, clipped, ignored or counted while reading and painting."""
+
+    invalid: int = 0  # polygon < 3 points, NaN / inf / unreadable coordinates
+    clipped: int = 0  # shapes reaching outside the image
+    empty: int = 0  # shapes that cover no pixel centre inside the image
+    ignored: dict[str, int] = field(default_factory=dict)  # polyline / points not drawn
+    counted: dict[str, int] = field(default_factory=dict)  # skeleton / cuboid
+    unknown_label: int = 0  # shapes dropped by the label map or unknown_label=skip
+    padded_rle: int = 0  # short RLEs padded under lenient
+    missing_images: int = 0
+    tags: int = 0
+
+    def bump(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+    def as_metrics(self) -> dict[str, float]:
+        out = {
+            "skipped_invalid": self.invalid,
+            "clipped": self.clipped,
+            "empty": self.empty,
+            "skipped_unknown_label": self.unknown_label,
+            "padded_rle": self.padded_rle,
+            "missing_images": self.missing_images,
+            "tags": self.tags,
+        }
+        out |= {f"ignored_{k}": v for k, v in self.ignored.items()}
+        out |= {f"counted_{k}": v for k, v in self.counted.items()}
+        return {k: float(v) for k, v in out.items()}
+
+
+class InvalidShape(ValueError):
+    """Coordinates that cannot make a shape (skipped and counted, not an error)."""
+
+
+def _floats(text: str | None, what: str) -> np.ndarray:
+    if text is None:
+        raise InvalidShape(f"no {what}")
+    try:
+        values = np.array(text.replace(";", ",").split(","), dtype=np.float64)
+    except ValueError as exc:
+        raise InvalidShape(f"unreadable {what}: {text[:40]!r}") from exc
+    if not np.all(np.isfinite(values)):
+        raise InvalidShape(f"non-finite {what}")
+    return values
+
+
+def _num(el: etree._Element, key: str) -> float:
+    text = el.get(key)
+    if text is None:
+        raise InvalidShape(f"no {key}")
+    try:
+        v = float(text)
+    except ValueError as exc:
+        raise InvalidShape(f"unreadable {key}={text!r}") from exc
+    if not math.isfinite(v):
+        raise InvalidShape(f"non-finite {key}")
+    return v
+
+
+def _int(text: str | None, default: int = 0) -> int:
+    if text in (None, ""):
+        return default
+    try:
+        return int(float(text))
+    except ValueError:
+        return default
+
+
+def decode_rle(
+    rle: str, width: int, height: int, *, lenient: bool = False, where: str = "mask"
+) -> tuple[np.ndarray, bool]:
+    """Decode CVAT's mask RLE into a (height, width) bool array.
+
+    Runs alternate background, foreground, background, ... starting with background,
+    row-major over the mask's own box. The runs must sum to ``width * height``; with
+    ``lenient`` a short sum is padded with background (a long sum is always an error).
+
+    Returns
+    -------
+    mask : (height, width) bool
+    padded : whether the tail was padded
+    """
+    try:
+        runs = np.array([int(v) for v in rle.replace(" ", "").split(",") if v != ""], np.int64)
+    except ValueError as exc:
+        raise UserError(f"{where}: unreadable RLE {rle[:40]!r}") from exc
+    if width <= 0 or height <= 0 or np.any(runs < 0):
+        raise UserError(f"{where}: bad mask size {width}x{height} or negative RLE run")
+    total, need = int(runs.sum()), width * height
+    padded = False
+    if total != need:
+        if total < need and lenient:
+            padded = True
+        else:
+            raise UserError(
+                f"{where}: RLE runs sum to {total}, expected width*height = "
+                f"{width}*{height} = {need}"
+                + (" (--lenient pads a short tail)" if total < need else "")
+            )
+    values = np.zeros(len(runs), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, runs)
+    if padded:
+        flat = np.concatenate([flat, np.zeros(need - total, bool)])
+    return flat.reshape(height, width), padded
+
+
+def _attributes(el: etree._Element) -> dict[str, str]:
+    return {a.get("name", ""): (a.text or "") for a in el.iterfind("attribute")}
+
+
+def _shape(el: etree._Element, order: int, *, lenient: bool, where: str, counts: Counts) -> Shape:
+    """Build one shape (raises InvalidShape for bad coordinates)."""
+    kind = el.tag
+    shape = Shape(
+        kind=kind,
+        label=el.get("label", ""),
+        order=order,
+        occluded=el.get("occluded", "0") in ("1", "true", "True"),
+        z_order=_int(el.get("z_order")),
+        group_id=_int(el.get("group_id")),
+        source=el.get("source", ""),
+        attributes=_attributes(el),
+    )
+    if kind in ("polygon", "polyline", "points"):
+        xy = _floats(el.get("points"), "points")
+        if len(xy) % 2:
+            raise InvalidShape("odd number of point coordinates")
+        shape.points = xy.reshape(-1, 2)
+        if kind == "polygon" and len(shape.points) < 3:
+            raise InvalidShape("polygon with fewer than 3 points")
+    elif kind == "ellipse":
+        shape.params = tuple(_num(el, k) for k in ("cx", "cy", "rx", "ry"))
+        shape.rotation = _num(el, "rotation") if el.get("rotation") else 0.0
+        if shape.params[2] <= 0 or shape.params[3] <= 0:
+            raise InvalidShape("ellipse radius <= 0")
+    elif kind == "box":
+        shape.params = tuple(_num(el, k) for k in ("xtl", "ytl", "xbr", "ybr"))
+        shape.rotation = _num(el, "rotation") if el.get("rotation") else 0.0
+    elif kind == "mask":
+        left, top = int(_num(el, "left")), int(_num(el, "top"))
+        width, height = int(_num(el, "width")), int(_num(el, "height"))
+        shape.left, shape.top = left, top
+        shape.mask, padded = decode_rle(
+            el.get("rle", ""), width, height, lenient=lenient,
+            where=f"{where}, mask #{order} (label {shape.label!r})",
+        )
+        counts.padded_rle += padded
+    return shape
+
+
+def _text(el: etree._Element | None, tag: str, default: str = "") -> str:
+    if el is None:
+        return default
+    found = el.find(tag)
+    return found.text.strip() if found is not None and found.text else default
+
+
+def _meta(el: etree._Element) -> Meta:
+    meta = Meta()
+    container = None
+    for tag in ("task", "job", "project"):
+        container = el.find(tag)
+        if container is not None:
+            break
+    labels = None
+    if container is not None:
+        labels = container.find("labels")
+        if labels is None:  # project exports keep labels under project, tasks under tasks
+            labels = container.find("tasks/task/labels")
+    if labels is not None:
+        for lab in labels.iterfind("label"):
+            if lab.find("parent") is not None and (lab.find("parent").text or "").strip():
+                continue  # skeleton sub-labels are parts, not classes
+            meta.labels.append(_text(lab, "name"))
+    task = container if container is not None and container.tag != "project" else None
+    if task is not None:
+        meta.mode = _text(task, "mode")
+        meta.size = _int(_text(task, "size"), 0)
+        meta.start_frame = _int(_text(task, "start_frame"), 0)
+        stop = _text(task, "stop_frame")
+        meta.stop_frame = _int(stop) if stop else None
+        ff = _text(task, "frame_filter")
+        if ff.startswith("step="):
+            meta.frame_step = max(1, _int(ff[5:], 1))
+        osz = task.find("original_size")
+        if osz is not None:
+            meta.original_size = (_int(_text(osz, "width")), _int(_text(osz, "height")))
+    meta.source = _text(el, "source")
+    return meta
+
+
+def _check_doctype(el: etree._Element, name: str) -> None:
+    dtd = el.getroottree().docinfo.internalDTD
+    if dtd is not None and (any(True for _ in dtd.iterentities()) or dtd.entities()):
+        raise UserError(
+            "XML declares entities in its DOCTYPE; refused (CVAT never writes them, "
+            "and they are the vehicle of entity-expansion and external-entity attacks)",
+            path=name,
+        )
+
+
+class CvatReader:
+    """Read a CVAT XML export frame by frame.
+
+    Parameters
+    ----------
+    source : file object opened in binary mode (or a path)
+    name : name used in error messages
+    lenient : pad short mask RLEs with background instead of raising
+
+    Attributes
+    ----------
+    meta : :class:`Meta`, filled when ``<meta>`` has been read
+    counts : :class:`Counts` of invalid shapes, skeletons, cuboids, ...
+    """
+
+    def __init__(self, source: IO[bytes] | str, *, name: str = "annotations.xml",
+                 lenient: bool = False) -> None:
+        self.source = source
+        self.name = name
+        self.lenient = lenient
+        self.meta = Meta()
+        self.counts = Counts()
+        self.n_images = 0
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield each ``<image>`` as a :class:`Frame`, then the frames of any tracks.
+
+        Raises
+        ------
+        UserError
+            malformed XML (with line and column), a DOCTYPE declaring entities, a bad RLE.
+        """
+        tracks: dict[int, list[Shape]] = defaultdict(list)
+        context = etree.iterparse(
+            self.source,
+            events=("end",),
+            tag=("meta", "image", "track"),
+            resolve_entities=False,
+            no_network=True,
+            huge_tree=False,
+            load_dtd=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+        first = True
+        order = 0
+        try:
+            for _, el in context:
+                if first:  # entities are never expanded, so this comes before any harm
+                    _check_doctype(el, self.name)
+                    first = False
+                parent = el.getparent()
+                if parent is None or parent.getparent() is not None:
+                    continue  # only direct children of <annotations> are acted upon
+                tag = el.tag
+                if tag == "meta":
+                    self.meta = _meta(el)
+                elif tag == "image":
+                    if tracks:
+                        raise UserError("tracks before images are not supported", path=self.name)
+                    frame = self._image(el)
+                    self.n_images += 1
+                    _free(el)
+                    yield frame
+                    continue
+                elif tag == "track":
+                    order = self._track(el, tracks, order)
+                _free(el)
+        except etree.XMLSyntaxError as exc:
+            line, col = exc.position if exc.position else (exc.lineno, 0)
+            msg = str(exc.msg if hasattr(exc, "msg") else exc).split(" (line")[0]
+            if "entity" in msg.lower():
+                raise UserError(f"XML entity expansion refused at line {line}, column {col}: "
+                                f"{msg}", path=self.name) from None
+            raise UserError(f"malformed XML at line {line}, column {col}: {msg}",
+                            path=self.name) from None
+        if first:
+            if context.root is not None:
+                _check_doctype(context.root, self.name)
+            raise UserError("no <meta>, <image> or <track> in the XML", path=self.name)
+        if tracks:
+            if self.n_images:
+                raise UserError("an export with both <image> and <track> is not supported",
+                                path=self.name)
+            yield from self._video_frames(tracks)
+
+    def _image(self, el: etree._Element) -> Frame:
+        name = el.get("name", "")
+        try:
+            frame = Frame(
+                id=int(el.get("id", self.n_images)),
+                name=name,
+                width=int(el.get("width", "0")),
+                height=int(el.get("height", "0")),
+                subset=el.get("subset", ""),
+                task_id=el.get("task_id", ""),
+            )
+        except ValueError as exc:
+            raise UserError(f"image {name!r}: bad id/width/height ({exc})",
+                            path=self.name) from None
+        if frame.width <= 0 or frame.height <= 0:
+            raise UserError(f"image {name!r}: width and height must be > 0", path=self.name)
+        shapes: list[Shape | None] = []
+        line_idx: list[int] = []
+        line_txt: list[str] = []
+        for order, child in enumerate(el):
+            tag = child.tag
+            if tag not in SHAPE_TAGS:
+                continue
+            if tag in ("skeleton", "cuboid"):
+                self.counts.bump(self.counts.counted, tag)
+                continue
+            if tag in ("polygon", "polyline", "points"):
+                # hot path: coordinates of all such shapes are converted in one go below
+                a = child.attrib
+                txt = a.get("points")
+                if not txt or txt.count(",") != txt.count(";") + 1:
+                    self.counts.invalid += 1
+                    continue
+                line_idx.append(len(shapes))
+                line_txt.append(txt)
+                shapes.append(Shape(
+                    kind=tag, label=a.get("label", ""), order=order,
+                    occluded=a.get("occluded", "0") in ("1", "true", "True"),
+                    z_order=_int(a.get("z_order")), group_id=_int(a.get("group_id")),
+                    source=a.get("source", ""),
+                    attributes=_attributes(child) if len(child) else {},
+                ))
+                continue
+            if tag == "ellipse" or tag == "box":  # hot path, same checks as _shape
+                a = child.attrib
+                try:
+                    vals = tuple(float(a[k]) for k in _PARAMS[tag])
+                    rot = float(a.get("rotation") or 0.0)
+                except (KeyError, ValueError):
+                    self.counts.invalid += 1
+                    continue
+                if not math.isfinite(math.fsum(vals) + rot) or (
+                    tag == "ellipse" and (vals[2] <= 0 or vals[3] <= 0)
+                ):
+                    self.counts.invalid += 1
+                    continue
+                shapes.append(Shape(
+                    kind=tag, label=a.get("label", ""), order=order, params=vals, rotation=rot,
+                    occluded=a.get("occluded", "0") in ("1", "true", "True"),
+                    z_order=_int(a.get("z_order")), group_id=_int(a.get("group_id")),
+                    source=a.get("source", ""),
+                    attributes=_attributes(child) if len(child) else {},
+                ))
+                continue
+            try:
+                shapes.append(
+                    _shape(child, order, lenient=self.lenient, where=f"image {name!r}",
+                           counts=self.counts)
+                )
+            except InvalidShape:
+                self.counts.invalid += 1
+        if line_txt:
+            self._points(shapes, line_idx, line_txt)
+        frame.shapes = [sh for sh in shapes if sh is not None]
+        return frame
+
+    def _points(self, shapes: list[Shape | None], idx: list[int], txt: list[str]) -> None:
+        """Fill ``points`` of the listed shapes, parsing all coordinate strings at once."""
+        n_pts = np.fromiter((t.count(";") + 1 for t in txt), np.int64, len(txt))
+        try:
+            flat = np.array(";".join(txt).replace(";", ",").split(","), dtype=np.float64)
+        except ValueError:  # some string is unreadable: find which, one by one
+            for i, t in zip(idx, txt, strict=True):
+                try:
+                    shapes[i].points = _floats(t, "points").reshape(-1, 2)  # type: ignore[union-attr]
+                except InvalidShape:
+                    shapes[i] = None
+                    self.counts.invalid += 1
+            self._check_points(shapes, idx)
+            return
+        xy = flat.reshape(-1, 2)
+        ends = np.cumsum(n_pts)
+        starts = ends - n_pts
+        finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts)
+        for i, s0, s1, ok in zip(idx, starts.tolist(), ends.tolist(), finite.tolist(),
+                                 strict=True):
+            if ok:
+                shapes[i].points = xy[s0:s1]  # type: ignore[union-attr]
+            else:
+                shapes[i] = None
+                self.counts.invalid += 1
+        self._check_points(shapes, idx)
+
+    def _check_points(self, shapes: list[Shape | None], idx: list[int]) -> None:
+        for i in idx:
+            sh = shapes[i]
+            if sh is not None and sh.kind == "polygon" and len(sh.points) < 3:
+                shapes[i] = None
+                self.counts.invalid += 1
+
+    def _track(self, el: etree._Element, tracks: dict[int, list[Shape]], order: int) -> int:
+        track_id = _int(el.get("id"), -1)
+        for child in el:
+            if child.tag not in SHAPE_TAGS:
+                continue
+            if child.tag in ("skeleton", "cuboid"):
+                if child.get("outside", "0") != "1":
+                    self.counts.bump(self.counts.counted, child.tag)
+                continue
+            if child.get("outside", "0") == "1":
+                continue
+            frame_no = _int(child.get("frame"), -1)
+            order += 1
+            try:
+                shape = _shape(child, order, lenient=self.lenient,
+                               where=f"track {track_id} frame {frame_no}", counts=self.counts)
+            except InvalidShape:
+                self.counts.invalid += 1
+                continue
+            shape.label = el.get("label", "")
+            shape.track_id = track_id
+            shape.group_id = shape.group_id or _int(el.get("group_id"))
+            shape.source = shape.source or el.get("source", "")
+            tracks[frame_no].append(shape)
+        return order
+
+    def _video_frames(self, tracks: dict[int, list[Shape]]) -> Iterator[Frame]:
+        meta = self.meta
+        if meta.original_size is None:
+            raise UserError("video export without <original_size>", path=self.name)
+        width, height = meta.original_size
+        step = meta.frame_step
+        if meta.stop_frame is not None:
+            numbers = list(range(meta.start_frame, meta.stop_frame + 1, step))
+        else:
+            numbers = [meta.start_frame + i * step for i in range(max(meta.size, 1))]
+        extra = sorted(set(tracks) - set(numbers))
+        for number in sorted(numbers + extra):
+            shapes = sorted(tracks.get(number, []), key=lambda s: s.order)
+            yield Frame(id=number, name=f"frame_{number:06d}", width=width, height=height,
+                        shapes=shapes)
+
+
+def _free(el: etree._Element) -> None:
+    """Clear a finished element and drop earlier siblings (constant memory)."""
+    el.clear(keep_tail=False)
+    parent = el.getparent()
+    if parent is not None:
+        while el.getprevious() is not None:
+            del parent[0]

@@ -1,0 +1,325 @@
+"""CVAT export -> one Zarr group (images, semantic, instances) plus a table of objects."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dlpipe._io import atomic_path
+from dlpipe.annotations._model import Frame
+from dlpipe.annotations._parse import CvatReader
+from dlpipe.annotations._sources import ImageSource, open_annotations
+from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
+from dlpipe.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "classes": [],
+    "label_map": {},
+    "unknown_label": "error",
+    "lenient": False,
+    "skip_missing": False,
+    "size_mismatch": "error",
+    "size": None,
+    "polyline_width": 0.0,
+    "points_radius": 0.0,
+    "read_images": True,
+    "chunk": 1024,
+}
+
+TABLE = "objects.csv"
+MARKER = ".dlpipe_complete"
+COLUMNS = [
+    "image", "image_name", "subset", "instance_id", "kind", "label", "class_id",
+    "x1", "y1", "x2", "y2", "area", "occluded", "z_order", "group_id", "source",
+    "track_id", "attributes",
+]
+_BATCH_BYTES = 64 << 20
+
+
+def class_table(
+    classes: Sequence[str], label_map: Mapping[str, str | None]
+) -> dict[str, int | None]:
+    """label -> class id (1-based), or None to drop that label's shapes."""
+    table: dict[str, int | None] = {name: i + 1 for i, name in enumerate(classes)}
+    for label, target in label_map.items():
+        if target is None:
+            table[label] = None
+        elif target not in table or table[target] is None:
+            raise UserError(f"cvat.label_map maps {label!r} to {target!r}, which is not a class "
+                            f"({', '.join(classes)})")
+        else:
+            table[label] = table[target]
+    return table
+
+
+def _fit(a: np.ndarray, h: int, w: int, policy: str, name: str) -> np.ndarray:
+    ah, aw = a.shape[:2]
+    if (ah, aw) == (h, w):
+        return a
+    grow, shrink = (ah < h or aw < w), (ah > h or aw > w)
+    if policy == "error" or (grow and policy == "crop") or (shrink and policy == "pad"):
+        raise UserError(
+            f"image {name!r} is {aw}x{ah} but the dataset is {w}x{h} (all images must share "
+            f"one size; cvat.size_mismatch: pad, crop or pad_crop to fit)"
+        )
+    out = np.zeros((h, w, *a.shape[2:]), a.dtype)
+    hh, ww = min(h, ah), min(w, aw)
+    out[:hh, :ww] = a[:hh, :ww]
+    return out
+
+
+class _Writer:
+    """Appends frames to growing Zarr arrays in batches."""
+
+    def __init__(self, group: Any, h: int, w: int, chunk: int) -> None:
+        self.group, self.h, self.w, self.chunk = group, h, w, chunk
+        self.arrays: dict[str, Any] = {}
+        self.buf: dict[str, list[np.ndarray]] = {}
+        self.n = 0  # frames flushed
+        self.cap = 0
+        self.nbytes = 0
+
+    def _array(self, name: str, sample: np.ndarray) -> Any:
+        if name not in self.arrays:
+            extra = sample.shape[2:]
+            self.arrays[name] = self.group.create_array(
+                name,
+                shape=(0, self.h, self.w, *extra),
+                chunks=(1, min(self.h, self.chunk), min(self.w, self.chunk), *extra),
+                dtype=sample.dtype,
+                fill_value=0,
+                dimension_names=("n", "y", "x", "c")[: 3 + len(extra)],
+            )
+        return self.arrays[name]
+
+    def add(self, **frames: np.ndarray) -> None:
+        for name, a in frames.items():
+            self.buf.setdefault(name, []).append(a)
+            self.nbytes += a.nbytes
+        if self.nbytes >= _BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buf:
+            return
+        k = len(next(iter(self.buf.values())))
+        need = self.n + k
+        if need > self.cap:
+            self.cap = max(need, 2 * self.cap, 16)
+            for name, frames in self.buf.items():
+                arr = self._array(name, frames[0])
+                arr.resize((self.cap, *arr.shape[1:]))
+        for name, frames in self.buf.items():
+            self._array(name, frames[0])[self.n : need] = np.stack(frames)
+        self.n = need
+        self.buf, self.nbytes = {}, 0
+
+    def finish(self, order: np.ndarray | None) -> None:
+        self.flush()
+        for arr in self.arrays.values():
+            arr.resize((self.n, *arr.shape[1:]))
+        if order is not None:  # rare: image ids out of document order
+            for arr in self.arrays.values():
+                data = arr[:]
+                arr[:] = data[order]
+
+
+def convert(
+    annotations: str | Path,
+    out: str | Path,
+    *,
+    images: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Convert a CVAT XML (or export zip) to a Zarr dataset for U-Net and Mask R-CNN.
+
+    Writes ``out`` (a Zarr v3 group) only when the whole conversion succeeds:
+    ``images`` (N, H, W[, C]) as read, ``semantic`` (N, H, W) uint8 (0 background,
+    class i is ``classes[i]``), ``instances`` (N, H, W) uint32 (0 background, 1..K per
+    image), in the order of the XML's image ids; attributes ``classes`` (with
+    ``classes[0] == "background"``), ``image_names``, ``image_ids``, ``subsets``,
+    ``counts``; ``out/objects.csv``, one row per object and per tag; and the marker
+    ``out/.dlpipe_complete`` last.
+
+    Parameters
+    ----------
+    annotations : ``annotations.xml`` or CVAT's export ``.zip``
+    out : the Zarr group to write
+    images : folder of images (optional for a zip that holds them)
+    params : the ``cvat`` config section (see :data:`DEFAULTS`)
+    overwrite : replace ``out`` if it exists
+
+    Returns
+    -------
+    dict with ``images``, ``objects_per_label``, ``counts`` (skipped, clipped, ...),
+    ``classes`` and ``seconds``.
+    """
+    p = DEFAULTS | dict(params or {})
+    t0 = time.perf_counter()
+    annotations, out = Path(annotations), Path(out)
+    if images is not None and not Path(images).is_dir():
+        raise UserError("images folder not found", path=images)
+    draw = DrawOptions(float(p["polyline_width"]), float(p["points_radius"]))
+    import zarr
+
+    with (
+        open_annotations(annotations) as (stream, zf),
+        atomic_path(out, overwrite=overwrite) as tmp,
+    ):
+        reader = CvatReader(stream, name=str(annotations), lenient=bool(p["lenient"]))
+        source = ImageSource(Path(images) if images is not None else None, zf)
+        read_images = bool(p["read_images"])
+        if read_images and not source.available:
+            raise UserError("no images: give --images DIR, an export zip with images, "
+                            "or --no-images", path=annotations)
+        tmp.mkdir()
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        counts = reader.counts
+        classes: list[str] | None = None
+        class_of: dict[str, int | None] = {}
+        size = tuple(p["size"]) if p["size"] else None
+        writer: _Writer | None = None
+        names, ids, subsets = [], [], []
+        per_label: dict[str, int] = {}
+        video_warned = False
+        image_kind = None
+        with open(tmp / TABLE, "w", newline="") as table_file:
+            table = csv.DictWriter(table_file, fieldnames=COLUMNS)
+            table.writeheader()
+            for frame in tqdm(reader.frames(), desc="cvat", unit="image", disable=None):
+                if classes is None:
+                    classes = list(p["classes"]) or list(reader.meta.labels)
+                    if len(classes) > 254:
+                        raise UserError(f"{len(classes)} classes do not fit in uint8")
+                    class_of = class_table(classes, p["label_map"])
+                img = None
+                if read_images:
+                    where = source.find(frame.name, frame.subset)
+                    if where is None:
+                        videos = source.video_files()
+                        if videos and not video_warned:
+                            log.warning("frame images not found beside video %s, and no video "
+                                        "reader is installed: extract the frames into --images",
+                                        videos[0])
+                            video_warned = True
+                        if p["skip_missing"]:
+                            counts.missing_images += 1
+                            continue
+                        raise UserError(
+                            f"image {frame.name!r} of the XML not found "
+                            f"(--skip-missing skips it)", path=images or annotations)
+                    img = source.read(where)
+                    if img.shape[:2] != (frame.height, frame.width):
+                        raise UserError(
+                            f"image {frame.name!r} is {img.shape[1]}x{img.shape[0]} but the "
+                            f"XML says {frame.width}x{frame.height}")
+                if size is None:
+                    size = (frame.height, frame.width)
+                h, w = size
+                if (frame.height, frame.width) != (h, w):
+                    _fit(np.zeros((frame.height, frame.width), np.uint8), h, w,
+                         p["size_mismatch"], frame.name)
+                sem, inst, objects = rasterise_frame(
+                    frame, class_of, h, w, counts=counts, draw=draw, unknown=p["unknown_label"])
+                if writer is None:
+                    writer = _Writer(group, h, w, int(p["chunk"]))
+                arrays = {"semantic": sem, "instances": inst}
+                if img is not None:
+                    img = _fit(img, h, w, p["size_mismatch"], frame.name)
+                    kind = (img.shape[2:], img.dtype)
+                    if image_kind is None:
+                        image_kind = kind
+                    elif kind != image_kind:
+                        raise UserError(
+                            f"image {frame.name!r} is {img.dtype} with shape {img.shape}, "
+                            "unlike the first image (all images must share channels and dtype)")
+                    arrays["images"] = img
+                index = len(names)
+                writer.add(**arrays)
+                names.append(frame.name)
+                ids.append(frame.id)
+                subsets.append(frame.subset)
+                for obj in objects:
+                    if obj["instance_id"]:
+                        per_label[obj["label"]] = per_label.get(obj["label"], 0) + 1
+                    table.writerow(_csv_row(obj, index, frame))
+        if writer is None:
+            raise UserError("the export holds no (readable) images", path=annotations)
+        order = np.argsort(np.array(ids), kind="stable")
+        permuted = not np.array_equal(order, np.arange(len(ids)))
+        writer.finish(order if permuted else None)
+        if permuted:
+            _renumber_table(tmp / TABLE, order)
+            names = [names[i] for i in order]
+            ids = [ids[i] for i in order]
+            subsets = [subsets[i] for i in order]
+        seconds = time.perf_counter() - t0
+        summary = {
+            "images": len(names),
+            "classes": ["background", *(classes or [])],
+            "objects_per_label": per_label,
+            "counts": counts.as_metrics(),
+            "seconds": seconds,
+        }
+        group.attrs.update({
+            "classes": summary["classes"],
+            "image_names": names,
+            "image_ids": [int(i) for i in ids],
+            "subsets": subsets,
+            "objects_table": TABLE,
+            "counts": summary["counts"],
+            "objects_per_label": per_label,
+            "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
+            "source": str(annotations),
+        })
+        (tmp / MARKER).write_text("complete\n")
+    log.info("cvat: %d images, %s objects, counts %s, %.1f s", len(names), per_label,
+             {k: v for k, v in summary["counts"].items() if v}, seconds)
+    return summary
+
+
+def _csv_row(obj: dict, index: int, frame: Frame) -> dict:
+    row = dict(obj)
+    row["attributes"] = json.dumps(obj["attributes"], sort_keys=True)
+    row.update(image=index, image_name=frame.name, subset=frame.subset)
+    return row
+
+
+def _renumber_table(path: Path, order: np.ndarray) -> None:
+    new_of_old = np.empty(len(order), np.int64)
+    new_of_old[order] = np.arange(len(order))
+    tmp = path.with_suffix(".tmp")
+    with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
+        rows = csv.DictReader(src)
+        w = csv.DictWriter(dst, fieldnames=COLUMNS)
+        w.writeheader()
+        for row in rows:
+            row["image"] = int(new_of_old[int(row["image"])])
+            w.writerow(row)
+    os.replace(tmp, path)
+
+
+def read_objects(dataset: str | Path) -> list[dict[str, Any]]:
+    """The objects table of a converted dataset, with typed columns."""
+    path = Path(dataset) / TABLE
+    ints = {"image", "instance_id", "class_id", "x1", "y1", "x2", "y2", "area", "occluded",
+            "z_order", "group_id", "track_id"}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for k in ints:
+            row[k] = int(row[k])
+        row["attributes"] = json.loads(row["attributes"])
+    return rows
