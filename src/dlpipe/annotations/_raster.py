@@ -141,8 +141,16 @@ def mask_spans(shape: Shape, sid: int, height: int, width: int) -> Spans:
     return np.full(len(rows), sid, np.int64), rows.astype(np.int64), c0.astype(np.int64), c1
 
 
-def line_spans(points: np.ndarray, radius: float, closed_polyline: bool, sid: int,
-               height: int, width: int, *, segments: bool) -> Spans:
+def line_spans(
+    points: np.ndarray,
+    radius: float,
+    closed_polyline: bool,
+    sid: int,
+    height: int,
+    width: int,
+    *,
+    segments: bool,
+) -> Spans:
     """Spans of pixels whose centre lies within ``radius`` of a polyline (or of points)."""
     x0 = max(int(np.floor(points[:, 0].min() - radius)), 0)
     x1 = min(int(np.ceil(points[:, 0].max() + radius)) + 1, width)
@@ -213,4 +221,3 @@ def paint(
     winner = scratch[pix]
     scratch[pix] = 0
     return pix, pix_shape, rank_pix, winner
-

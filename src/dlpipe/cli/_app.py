@@ -82,3 +82,13 @@ def _announce(command: str) -> None:
     # Under SLURM the rule logs must show the job; elsewhere this is debug detail.
     level = logging.INFO if job else logging.DEBUG
     logging.getLogger("dlpipe").log(level, "dlpipe %s %s (%s)", __version__, command, where)
+
+
+def load() -> dict[str, Any]:
+    """The validated configuration of this invocation (``--config`` or the defaults)."""
+    from dlpipe.config import load_config, merge_json
+
+    config = load_config(state["config_path"])
+    if state["config_json"]:
+        config = merge_json(config, state["config_json"])
+    return config
