@@ -30,6 +30,17 @@ def _volume(size: int, seed: int = 0) -> np.ndarray:
     return np.digitize(s, np.quantile(s[::4, ::4, ::4], [0.6, 0.95])).astype(np.uint8)
 
 
+def _peak_mib() -> float:
+    """Peak resident memory of this process (VmHWM; not inherited from the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=512)
@@ -42,11 +53,11 @@ def main() -> None:
         import zarr
 
         z = zarr.open_array(args.child, mode="r")
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        before = _peak_mib()
         t0 = time.perf_counter()
         comp = label_chunked(z, [2], connectivity=args.connectivity, out=False, progress=False)
         dt = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        after = _peak_mib()
         nbytes = int(np.prod(z.shape))
         print(f"Zarr {z.shape[0]}^3 ({nbytes / 2**20:.0f} MiB uint8), chunk {z.chunks[0]}^3: "
               f"{comp.count} components in {dt:.1f} s; peak RSS {before:.0f} MiB after imports, "

@@ -234,3 +234,24 @@ def test_targets_single_pixel_and_empty() -> None:
     sem[2, 3], inst[2, 3] = 7, 5
     t = targets_from_arrays(sem, inst)
     assert t["boxes"].tolist() == [[3.0, 2.0, 4.0, 3.0]] and t["labels"].tolist() == [7]
+
+
+def test_many_overlaps_match_sequential_painting() -> None:
+    rng = np.random.default_rng(11)
+    shapes, exp = [], np.zeros((H, W), np.uint32)
+    for k in range(200):
+        x0, y0 = rng.uniform(-5, W), rng.uniform(-5, H)
+        p = (x0, y0, x0 + rng.uniform(1, 30), y0 + rng.uniform(1, 30))
+        shapes.append(Shape(kind="box", label="a", order=k, params=p,
+                            z_order=int(rng.integers(-3, 4))))
+    _, inst, _ = raster(shapes)
+    ids = {}
+    for s in shapes:  # instance ids in document order among shapes covering a pixel
+        ref, _ = rbox_ref(*s.params, 0.0)
+        if ref.any():
+            ids[s.order] = len(ids) + 1
+    for s in sorted(shapes, key=lambda s: (s.z_order, s.order)):  # naive painter
+        ref, _ = rbox_ref(*s.params, 0.0)
+        if s.order in ids:
+            exp[ref] = ids[s.order]
+    np.testing.assert_array_equal(inst, exp)

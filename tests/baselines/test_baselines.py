@@ -63,6 +63,8 @@ def test_cli_otsu_and_bad_slices(
     demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = [
+        "--log-level",
+        "warning",
         "--config-json",
         '{"tracking": {"enabled": false}}',
         "baseline",

@@ -137,6 +137,8 @@ def test_cli_evaluate_logs_to_mlflow(tmp_path: Path, demo_dir: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(
             [
+                "--log-level",
+                "warning",
                 "--config-json",
                 cfg,
                 "evaluate",
@@ -178,6 +180,8 @@ def test_cli_bad_input_exit_2(
     with pytest.raises(SystemExit) as exc:
         main(
             [
+                "--log-level",
+                "warning",
                 "--config-json",
                 '{"tracking": {"enabled": false}}',
                 "evaluate",

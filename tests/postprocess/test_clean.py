@@ -107,6 +107,8 @@ def test_cli_postprocess_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exc:
         main(
             [
+                "--log-level",
+                "warning",
                 "--config-json",
                 json.dumps(cfg),
                 "postprocess",
@@ -120,6 +122,8 @@ def test_cli_postprocess_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exc:  # exists, no --overwrite
         main(
             [
+                "--log-level",
+                "warning",
                 "--config-json",
                 json.dumps(cfg),
                 "postprocess",
@@ -132,6 +136,8 @@ def test_cli_postprocess_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exc:
         main(
             [
+                "--log-level",
+                "warning",
                 "--config-json",
                 json.dumps(cfg),
                 "postprocess",

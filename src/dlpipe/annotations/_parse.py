@@ -176,7 +176,10 @@ def _shape(el: etree._Element, order: int, *, lenient: bool, where: str, counts:
         width, height = int(_num(el, "width")), int(_num(el, "height"))
         shape.left, shape.top = left, top
         shape.mask, padded = decode_rle(
-            el.get("rle", ""), width, height, lenient=lenient,
+            el.get("rle", ""),
+            width,
+            height,
+            lenient=lenient,
             where=f"{where}, mask #{order} (label {shape.label!r})",
         )
         counts.padded_rle += padded
@@ -249,8 +252,9 @@ class CvatReader:
     counts : :class:`Counts` of invalid shapes, skeletons, cuboids, ...
     """
 
-    def __init__(self, source: IO[bytes] | str, *, name: str = "annotations.xml",
-                 lenient: bool = False) -> None:
+    def __init__(
+        self, source: IO[bytes] | str, *, name: str = "annotations.xml", lenient: bool = False
+    ) -> None:
         self.source = source
         self.name = name
         self.lenient = lenient
@@ -306,18 +310,22 @@ class CvatReader:
             line, col = exc.position if exc.position else (exc.lineno, 0)
             msg = str(exc.msg if hasattr(exc, "msg") else exc).split(" (line")[0]
             if "entity" in msg.lower():
-                raise UserError(f"XML entity expansion refused at line {line}, column {col}: "
-                                f"{msg}", path=self.name) from None
-            raise UserError(f"malformed XML at line {line}, column {col}: {msg}",
-                            path=self.name) from None
+                raise UserError(
+                    f"XML entity expansion refused at line {line}, column {col}: {msg}",
+                    path=self.name,
+                ) from None
+            raise UserError(
+                f"malformed XML at line {line}, column {col}: {msg}", path=self.name
+            ) from None
         if first:
             if context.root is not None:
                 _check_doctype(context.root, self.name)
             raise UserError("no <meta>, <image> or <track> in the XML", path=self.name)
         if tracks:
             if self.n_images:
-                raise UserError("an export with both <image> and <track> is not supported",
-                                path=self.name)
+                raise UserError(
+                    "an export with both <image> and <track> is not supported", path=self.name
+                )
             yield from self._video_frames(tracks)
 
     def _image(self, el: etree._Element) -> Frame:
@@ -332,8 +340,9 @@ class CvatReader:
                 task_id=el.get("task_id", ""),
             )
         except ValueError as exc:
-            raise UserError(f"image {name!r}: bad id/width/height ({exc})",
-                            path=self.name) from None
+            raise UserError(
+                f"image {name!r}: bad id/width/height ({exc})", path=self.name
+            ) from None
         if frame.width <= 0 or frame.height <= 0:
             raise UserError(f"image {name!r}: width and height must be > 0", path=self.name)
         shapes: list[Shape | None] = []
@@ -355,13 +364,18 @@ class CvatReader:
                     continue
                 line_idx.append(len(shapes))
                 line_txt.append(txt)
-                shapes.append(Shape(
-                    kind=tag, label=a.get("label", ""), order=order,
-                    occluded=a.get("occluded", "0") in ("1", "true", "True"),
-                    z_order=_int(a.get("z_order")), group_id=_int(a.get("group_id")),
-                    source=a.get("source", ""),
-                    attributes=_attributes(child) if len(child) else {},
-                ))
+                shapes.append(
+                    Shape(
+                        kind=tag,
+                        label=a.get("label", ""),
+                        order=order,
+                        occluded=a.get("occluded", "0") in ("1", "true", "True"),
+                        z_order=_int(a.get("z_order")),
+                        group_id=_int(a.get("group_id")),
+                        source=a.get("source", ""),
+                        attributes=_attributes(child) if len(child) else {},
+                    )
+                )
                 continue
             if tag == "ellipse" or tag == "box":  # hot path, same checks as _shape
                 a = child.attrib
@@ -376,18 +390,30 @@ class CvatReader:
                 ):
                     self.counts.invalid += 1
                     continue
-                shapes.append(Shape(
-                    kind=tag, label=a.get("label", ""), order=order, params=vals, rotation=rot,
-                    occluded=a.get("occluded", "0") in ("1", "true", "True"),
-                    z_order=_int(a.get("z_order")), group_id=_int(a.get("group_id")),
-                    source=a.get("source", ""),
-                    attributes=_attributes(child) if len(child) else {},
-                ))
+                shapes.append(
+                    Shape(
+                        kind=tag,
+                        label=a.get("label", ""),
+                        order=order,
+                        params=vals,
+                        rotation=rot,
+                        occluded=a.get("occluded", "0") in ("1", "true", "True"),
+                        z_order=_int(a.get("z_order")),
+                        group_id=_int(a.get("group_id")),
+                        source=a.get("source", ""),
+                        attributes=_attributes(child) if len(child) else {},
+                    )
+                )
                 continue
             try:
                 shapes.append(
-                    _shape(child, order, lenient=self.lenient, where=f"image {name!r}",
-                           counts=self.counts)
+                    _shape(
+                        child,
+                        order,
+                        lenient=self.lenient,
+                        where=f"image {name!r}",
+                        counts=self.counts,
+                    )
                 )
             except InvalidShape:
                 self.counts.invalid += 1
@@ -414,8 +440,7 @@ class CvatReader:
         ends = np.cumsum(n_pts)
         starts = ends - n_pts
         finite = np.logical_and.reduceat(np.isfinite(xy).all(axis=1), starts)
-        for i, s0, s1, ok in zip(idx, starts.tolist(), ends.tolist(), finite.tolist(),
-                                 strict=True):
+        for i, s0, s1, ok in zip(idx, starts.tolist(), ends.tolist(), finite.tolist(), strict=True):
             if ok:
                 shapes[i].points = xy[s0:s1]  # type: ignore[union-attr]
             else:
@@ -444,8 +469,13 @@ class CvatReader:
             frame_no = _int(child.get("frame"), -1)
             order += 1
             try:
-                shape = _shape(child, order, lenient=self.lenient,
-                               where=f"track {track_id} frame {frame_no}", counts=self.counts)
+                shape = _shape(
+                    child,
+                    order,
+                    lenient=self.lenient,
+                    where=f"track {track_id} frame {frame_no}",
+                    counts=self.counts,
+                )
             except InvalidShape:
                 self.counts.invalid += 1
                 continue
@@ -469,8 +499,9 @@ class CvatReader:
         extra = sorted(set(tracks) - set(numbers))
         for number in sorted(numbers + extra):
             shapes = sorted(tracks.get(number, []), key=lambda s: s.order)
-            yield Frame(id=number, name=f"frame_{number:06d}", width=width, height=height,
-                        shapes=shapes)
+            yield Frame(
+                id=number, name=f"frame_{number:06d}", width=width, height=height, shapes=shapes
+            )
 
 
 def _free(el: etree._Element) -> None:

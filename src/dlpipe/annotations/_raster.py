@@ -141,8 +141,16 @@ def mask_spans(shape: Shape, sid: int, height: int, width: int) -> Spans:
     return np.full(len(rows), sid, np.int64), rows.astype(np.int64), c0.astype(np.int64), c1
 
 
-def line_spans(points: np.ndarray, radius: float, closed_polyline: bool, sid: int,
-               height: int, width: int, *, segments: bool) -> Spans:
+def line_spans(
+    points: np.ndarray,
+    radius: float,
+    closed_polyline: bool,
+    sid: int,
+    height: int,
+    width: int,
+    *,
+    segments: bool,
+) -> Spans:
     """Spans of pixels whose centre lies within ``radius`` of a polyline (or of points)."""
     x0 = max(int(np.floor(points[:, 0].min() - radius)), 0)
     x1 = min(int(np.ceil(points[:, 0].max() + radius)) + 1, width)
@@ -207,10 +215,9 @@ def paint(
         scratch = _SCRATCH.setdefault((height, width), np.zeros(height * width, np.int32))
         if len(_SCRATCH) > 4:
             _SCRATCH.pop(next(iter(_SCRATCH)))
-    np.maximum.at(scratch, pix, rank_pix) if _UNSORTED else scratch.__setitem__(pix, rank_pix)
+    # NumPy assigns repeated indices in order, so the last (highest-rank) write wins;
+    # tests/annotations/test_raster.py::test_z_order_paint_order_and_no_holes guards it.
+    scratch[pix] = rank_pix
     winner = scratch[pix]
     scratch[pix] = 0
     return pix, pix_shape, rank_pix, winner
-
-
-_UNSORTED = False  # True switches to np.maximum.at (order independent, slower)

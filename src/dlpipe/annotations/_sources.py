@@ -31,8 +31,7 @@ def open_zip(path: Path) -> zipfile.ZipFile:
     for name in zf.namelist():
         if _unsafe(name):
             zf.close()
-            raise UserError(f"zip member {name!r} has an absolute path or '..': refused",
-                            path=path)
+            raise UserError(f"zip member {name!r} has an absolute path or '..': refused", path=path)
     return zf
 
 

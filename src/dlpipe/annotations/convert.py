@@ -40,9 +40,24 @@ DEFAULTS: dict[str, Any] = {
 TABLE = "objects.csv"
 MARKER = ".dlpipe_complete"
 COLUMNS = [
-    "image", "image_name", "subset", "instance_id", "kind", "label", "class_id",
-    "x1", "y1", "x2", "y2", "area", "occluded", "z_order", "group_id", "source",
-    "track_id", "attributes",
+    "image",
+    "image_name",
+    "subset",
+    "instance_id",
+    "kind",
+    "label",
+    "class_id",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "area",
+    "occluded",
+    "z_order",
+    "group_id",
+    "source",
+    "track_id",
+    "attributes",
 ]
 _BATCH_BYTES = 64 << 20
 
@@ -56,8 +71,10 @@ def class_table(
         if target is None:
             table[label] = None
         elif target not in table or table[target] is None:
-            raise UserError(f"cvat.label_map maps {label!r} to {target!r}, which is not a class "
-                            f"({', '.join(classes)})")
+            raise UserError(
+                f"cvat.label_map maps {label!r} to {target!r}, which is not a class "
+                f"({', '.join(classes)})"
+            )
         else:
             table[label] = table[target]
     return table
@@ -182,8 +199,10 @@ def convert(
         source = ImageSource(Path(images) if images is not None else None, zf)
         read_images = bool(p["read_images"])
         if read_images and not source.available:
-            raise UserError("no images: give --images DIR, an export zip with images, "
-                            "or --no-images", path=annotations)
+            raise UserError(
+                "no images: give --images DIR, an export zip with images, or --no-images",
+                path=annotations,
+            )
         tmp.mkdir()
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         counts = reader.counts
@@ -210,29 +229,39 @@ def convert(
                     if where is None:
                         videos = source.video_files()
                         if videos and not video_warned:
-                            log.warning("frame images not found beside video %s, and no video "
-                                        "reader is installed: extract the frames into --images",
-                                        videos[0])
+                            log.warning(
+                                "frame images not found beside video %s, and no video "
+                                "reader is installed: extract the frames into --images",
+                                videos[0],
+                            )
                             video_warned = True
                         if p["skip_missing"]:
                             counts.missing_images += 1
                             continue
                         raise UserError(
-                            f"image {frame.name!r} of the XML not found "
-                            f"(--skip-missing skips it)", path=images or annotations)
+                            f"image {frame.name!r} of the XML not found (--skip-missing skips it)",
+                            path=images or annotations,
+                        )
                     img = source.read(where)
                     if img.shape[:2] != (frame.height, frame.width):
                         raise UserError(
                             f"image {frame.name!r} is {img.shape[1]}x{img.shape[0]} but the "
-                            f"XML says {frame.width}x{frame.height}")
+                            f"XML says {frame.width}x{frame.height}"
+                        )
                 if size is None:
                     size = (frame.height, frame.width)
                 h, w = size
                 if (frame.height, frame.width) != (h, w):
-                    _fit(np.zeros((frame.height, frame.width), np.uint8), h, w,
-                         p["size_mismatch"], frame.name)
+                    _fit(
+                        np.zeros((frame.height, frame.width), np.uint8),
+                        h,
+                        w,
+                        p["size_mismatch"],
+                        frame.name,
+                    )
                 sem, inst, objects = rasterise_frame(
-                    frame, class_of, h, w, counts=counts, draw=draw, unknown=p["unknown_label"])
+                    frame, class_of, h, w, counts=counts, draw=draw, unknown=p["unknown_label"]
+                )
                 if writer is None:
                     writer = _Writer(group, h, w, int(p["chunk"]))
                 arrays = {"semantic": sem, "instances": inst}
@@ -244,7 +273,8 @@ def convert(
                     elif kind != image_kind:
                         raise UserError(
                             f"image {frame.name!r} is {img.dtype} with shape {img.shape}, "
-                            "unlike the first image (all images must share channels and dtype)")
+                            "unlike the first image (all images must share channels and dtype)"
+                        )
                     arrays["images"] = img
                 index = len(names)
                 writer.add(**arrays)
@@ -273,20 +303,27 @@ def convert(
             "counts": counts.as_metrics(),
             "seconds": seconds,
         }
-        group.attrs.update({
-            "classes": summary["classes"],
-            "image_names": names,
-            "image_ids": [int(i) for i in ids],
-            "subsets": subsets,
-            "objects_table": TABLE,
-            "counts": summary["counts"],
-            "objects_per_label": per_label,
-            "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
-            "source": str(annotations),
-        })
+        group.attrs.update(
+            {
+                "classes": summary["classes"],
+                "image_names": names,
+                "image_ids": [int(i) for i in ids],
+                "subsets": subsets,
+                "objects_table": TABLE,
+                "counts": summary["counts"],
+                "objects_per_label": per_label,
+                "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
+                "source": str(annotations),
+            }
+        )
         (tmp / MARKER).write_text("complete\n")
-    log.info("cvat: %d images, %s objects, counts %s, %.1f s", len(names), per_label,
-             {k: v for k, v in summary["counts"].items() if v}, seconds)
+    log.info(
+        "cvat: %d images, %s objects, counts %s, %.1f s",
+        len(names),
+        per_label,
+        {k: v for k, v in summary["counts"].items() if v},
+        seconds,
+    )
     return summary
 
 
@@ -314,8 +351,20 @@ def _renumber_table(path: Path, order: np.ndarray) -> None:
 def read_objects(dataset: str | Path) -> list[dict[str, Any]]:
     """The objects table of a converted dataset, with typed columns."""
     path = Path(dataset) / TABLE
-    ints = {"image", "instance_id", "class_id", "x1", "y1", "x2", "y2", "area", "occluded",
-            "z_order", "group_id", "track_id"}
+    ints = {
+        "image",
+        "instance_id",
+        "class_id",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "area",
+        "occluded",
+        "z_order",
+        "group_id",
+        "track_id",
+    }
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:

@@ -146,11 +146,23 @@ def rasterise_frame(
             if kind == "mask":
                 parts.append(mask_spans(shape, k, height, width))
             elif kind == "polyline":
-                parts.append(line_spans(shape.points, draw.polyline_width / 2, False, k,
-                                        height, width, segments=True))
+                parts.append(
+                    line_spans(
+                        shape.points,
+                        draw.polyline_width / 2,
+                        False,
+                        k,
+                        height,
+                        width,
+                        segments=True,
+                    )
+                )
             else:
-                parts.append(line_spans(shape.points, draw.points_radius, False, k,
-                                        height, width, segments=False))
+                parts.append(
+                    line_spans(
+                        shape.points, draw.points_radius, False, k, height, width, segments=False
+                    )
+                )
         painted.append(shape)
         classes.append(int(cls))
         z.append(shape.z_order)
@@ -172,7 +184,8 @@ def rasterise_frame(
     # paint rank: by z_order, then document order
     ranks = np.zeros(n, np.int32)
     ranks[np.lexsort((np.array(doc, np.int64), np.array(z, np.int64)))] = np.arange(
-        1, n + 1, dtype=np.int32)
+        1, n + 1, dtype=np.int32
+    )
     pix, pix_shape, rank_pix, winner = paint(spans, ranks, height, width)
 
     inst_of_rank = np.zeros(n + 1, np.uint32)

@@ -60,5 +60,6 @@ def targets(dataset: str | Path | Any, index: int) -> dict[str, Any]:
     group = dataset
     if isinstance(dataset, str | Path):
         group = zarr.open_group(str(dataset), mode="r")
-    return targets_from_arrays(np.asarray(group["semantic"][index]),
-                               np.asarray(group["instances"][index]))
+    return targets_from_arrays(
+        np.asarray(group["semantic"][index]), np.asarray(group["instances"][index])
+    )

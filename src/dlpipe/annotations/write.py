@@ -45,8 +45,9 @@ def write_cvat_xml(
                 etree.SubElement(lab, "name").text = name
             xf.write(meta)
             for image_id, (name, width, height, shapes) in enumerate(images):
-                img = etree.Element("image", id=str(image_id), name=name, width=str(width),
-                                    height=str(height))
+                img = etree.Element(
+                    "image", id=str(image_id), name=name, width=str(width), height=str(height)
+                )
                 for shape in shapes:
                     attrib = {"label": shape["label"]}
                     for key, value in shape.items():

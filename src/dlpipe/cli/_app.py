@@ -79,7 +79,9 @@ def _announce(command: str) -> None:
 
     job = os.environ.get("SLURM_JOB_ID")
     where = f"host {socket.gethostname()}" + (f", SLURM job {job}" if job else "")
-    logging.getLogger("dlpipe").info("dlpipe %s %s (%s)", __version__, command, where)
+    # Under SLURM the rule logs must show the job; elsewhere this is debug detail.
+    level = logging.INFO if job else logging.DEBUG
+    logging.getLogger("dlpipe").log(level, "dlpipe %s %s (%s)", __version__, command, where)
 
 
 def load() -> dict[str, Any]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dlpipe.cli._app import app, load
+
+
+def _metric(name: str) -> str:
+    """An MLflow-safe metric name (labels may hold any character)."""
+    return re.sub(r"[^\w\-. /]", "_", name)
 
 
 @app.command()
@@ -63,7 +69,7 @@ def cvat(
         summary = convert(annotations, out, images=images, params=params, overwrite=overwrite)
         run.log_metrics(
             {"images": summary["images"], "seconds": summary["seconds"]}
-            | {f"objects_{k}": v for k, v in summary["objects_per_label"].items()}
+            | {_metric(f"objects_{k}"): v for k, v in summary["objects_per_label"].items()}
             | summary["counts"]
         )
         run.log_dict(summary, "cvat_summary.json")

@@ -280,15 +280,24 @@ def make_figures(
 
 
 def _group_image(path: Any, shape: tuple[int, ...]) -> Any:
-    """Level ``0`` of an OME-Zarr group of the given shape, else None."""
+    """Level ``0`` of the OME-Zarr group holding ``path`` (the group itself or, for a path
+    inside it such as ``VOL.zarr/labels/phases/0``, its ``.zarr`` root) if of ``shape``."""
+    import warnings
+
+    import zarr
+
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff") or not path.is_dir():
         return None
-    import zarr
-
-    try:
-        node = zarr.open(str(path), mode="r")
-        arr = node["0"] if isinstance(node, zarr.Group) and "0" in node else None
-    except Exception:
-        return None
-    return arr if arr is not None and tuple(arr.shape) == shape else None
+    candidates = [path, *[p for p in list(path.parents)[:4] if p.suffix == ".zarr"][:1]]
+    for cand in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                node = zarr.open(str(cand), mode="r")
+                arr = node["0"] if isinstance(node, zarr.Group) and "0" in node else None
+        except Exception:
+            continue
+        if arr is not None and isinstance(arr, zarr.Array) and tuple(arr.shape) == shape:
+            return arr
+    return None

@@ -15,10 +15,14 @@ COMPLETE_MARKER = ".dlpipe_complete"
 
 
 def _open_zarr(path: Path) -> Any:
+    import warnings
+
     import zarr
 
     try:
-        return zarr.open(str(path), mode="r")
+        with warnings.catch_warnings():  # marker files in a store are not Zarr nodes: fine
+            warnings.simplefilter("ignore", UserWarning)
+            return zarr.open(str(path), mode="r")
     except Exception as exc:  # zarr raises several types for "not a store"
         raise UserError(f"cannot open as Zarr: {exc.__class__.__name__}", path=path) from None
 

@@ -10,8 +10,18 @@ from dlpipe.errors import UserError
 
 COMPLETE_MARKER = ".dlpipe_complete"
 AXES = ("z", "y", "x")
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 """Label colours (RGB) for values 1, 2, ...; 0 (background) is transparent."""
 
 
@@ -21,8 +31,9 @@ def _rgba(value: int) -> list[int]:
     return [*PALETTE[(value - 1) % len(PALETTE)], 255]
 
 
-def multiscales(name: str, n_levels: int, voxel_size: Sequence[float], unit: str,
-                version: str, *, method: str) -> list[dict[str, Any]]:
+def multiscales(
+    name: str, n_levels: int, voxel_size: Sequence[float], unit: str, version: str, *, method: str
+) -> list[dict[str, Any]]:
     """The ``multiscales`` list: axes z, y, x in ``unit``, scale ×2 per level."""
     datasets = []
     for k in range(n_levels):
@@ -43,8 +54,9 @@ def multiscales(name: str, n_levels: int, voxel_size: Sequence[float], unit: str
     return [ms]
 
 
-def image_attrs(name: str, n_levels: int, voxel_size: Sequence[float], unit: str,
-                version: str) -> dict[str, Any]:
+def image_attrs(
+    name: str, n_levels: int, voxel_size: Sequence[float], unit: str, version: str
+) -> dict[str, Any]:
     """Root attributes of the image (without the ``dlpipe`` key)."""
     ms = multiscales(name, n_levels, voxel_size, unit, version, method="mean")
     if version == "0.4":
@@ -59,13 +71,20 @@ def labels_group_attrs(names: Sequence[str], version: str) -> dict[str, Any]:
     return {"ome": {"version": "0.5", "labels": list(names)}}
 
 
-def label_image_attrs(name: str, n_levels: int, voxel_size: Sequence[float], unit: str,
-                      version: str, values: Sequence[int]) -> dict[str, Any]:
+def label_image_attrs(
+    name: str,
+    n_levels: int,
+    voxel_size: Sequence[float],
+    unit: str,
+    version: str,
+    values: Sequence[int],
+) -> dict[str, Any]:
     """Attributes of one label image ``labels/<name>``."""
     ms = multiscales(name, n_levels, voxel_size, unit, version, method="mode")
-    image_label: dict[str, Any] = {"source": {"image": "../../"},
-                                   "colors": [{"label-value": int(v), "rgba": _rgba(int(v))}
-                                              for v in values]}
+    image_label: dict[str, Any] = {
+        "source": {"image": "../../"},
+        "colors": [{"label-value": int(v), "rgba": _rgba(int(v))} for v in values],
+    }
     if version == "0.4":
         return {"multiscales": ms, "image-label": image_label | {"version": "0.4"}}
     return {"ome": {"version": "0.5", "multiscales": ms, "image-label": image_label}}
@@ -104,8 +123,11 @@ def open_volume(path: str | Path) -> tuple[Any, Any | None, dict[str, Any]]:
     if not path.exists():
         raise UserError("volume not found", path=path)
     if not is_complete(path):
-        raise UserError(f"volume is incomplete (no {COMPLETE_MARKER} marker): re-run "
-                        "`dlpipe tile` to finish it", path=path)
+        raise UserError(
+            f"volume is incomplete (no {COMPLETE_MARKER} marker): re-run "
+            "`dlpipe tile` to finish it",
+            path=path,
+        )
     root = zarr.open_group(path, mode="r")
     attrs = dict(root.attrs.get("dlpipe", {}))
     image = root["0"]

@@ -58,8 +58,14 @@ class Source:
         else:
             st = p.stat()
             size, mtime = st.st_size, st.st_mtime_ns
-        return {"path": str(p.resolve()), "kind": self.kind, "size": size, "mtime_ns": mtime,
-                "shape": list(self.shape), "dtype": self.dtype.name}
+        return {
+            "path": str(p.resolve()),
+            "kind": self.kind,
+            "size": size,
+            "mtime_ns": mtime,
+            "shape": list(self.shape),
+            "dtype": self.dtype.name,
+        }
 
     def close(self) -> None:
         pass
@@ -111,8 +117,11 @@ class _TiffPagesSource(Source):
         self._tif = tif
 
     def read(self, z0: int, z1: int) -> np.ndarray:
-        data = self._tif.asarray(key=range(z0, z1), series=0) if z1 - z0 > 1 else \
-            self._tif.asarray(key=z0, series=0)[None]
+        data = (
+            self._tif.asarray(key=range(z0, z1), series=0)
+            if z1 - z0 > 1
+            else self._tif.asarray(key=z0, series=0)[None]
+        )
         return np.ascontiguousarray(data.reshape(z1 - z0, *self.shape[1:]), dtype=self.dtype)
 
     def close(self) -> None:
@@ -124,8 +133,9 @@ class _SliceFolderSource(Source):
 
     kind = "slices"
 
-    def __init__(self, path: Path, files: list[Path], shape: tuple[int, ...],
-                 dtype: np.dtype) -> None:
+    def __init__(
+        self, path: Path, files: list[Path], shape: tuple[int, ...], dtype: np.dtype
+    ) -> None:
         super().__init__(path, shape, dtype)
         self.files = files
 
@@ -134,8 +144,11 @@ class _SliceFolderSource(Source):
         for i, f in enumerate(self.files[z0:z1]):
             img = _read_slice(f)
             if img.shape != self.shape[1:] or img.dtype != self.dtype:
-                raise UserError(f"slice {img.shape} {img.dtype} differs from the first slice "
-                                f"{self.shape[1:]} {self.dtype}", path=f)
+                raise UserError(
+                    f"slice {img.shape} {img.dtype} differs from the first slice "
+                    f"{self.shape[1:]} {self.dtype}",
+                    path=f,
+                )
             out[i] = img
         return out
 
@@ -234,8 +247,9 @@ def _check_volume(src: Source, dtypes: tuple[str, ...]) -> None:
     if 0 in src.shape:
         raise UserError(f"input is empty (shape {src.shape})", path=src.path)
     if src.dtype.name not in dtypes:
-        raise UserError(f"unsupported dtype {src.dtype.name} (supported: "
-                        f"{', '.join(dtypes)})", path=src.path)
+        raise UserError(
+            f"unsupported dtype {src.dtype.name} (supported: {', '.join(dtypes)})", path=src.path
+        )
 
 
 def _is_zarr(p: Path) -> bool:
@@ -288,8 +302,9 @@ def _open_hdf5(p: Path, dataset: str) -> Source:
         f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
         if len(names) != 1:
             f.close()
-            raise UserError(f"name the dataset as FILE.h5:/path (datasets: {', '.join(names)})",
-                            path=p)
+            raise UserError(
+                f"name the dataset as FILE.h5:/path (datasets: {', '.join(names)})", path=p
+            )
         dataset = names[0]
     obj = f.get(dataset)
     if not isinstance(obj, h5py.Dataset):
@@ -335,8 +350,15 @@ def _slice_header(f: Path) -> tuple[tuple[int, ...], np.dtype]:
 
         with Image.open(f) as im:
             w, h = im.size
-            modes = {"L": "uint8", "P": "uint8", "1": "bool", "I;16": "uint16",
-                     "I;16B": "uint16", "I": "int32", "F": "float32"}
+            modes = {
+                "L": "uint8",
+                "P": "uint8",
+                "1": "bool",
+                "I;16": "uint16",
+                "I;16B": "uint16",
+                "I": "int32",
+                "F": "float32",
+            }
             bands = len(im.getbands())
             shape = (h, w) if bands == 1 else (h, w, bands)
             return shape, np.dtype(modes.get(im.mode, "uint8"))
@@ -345,19 +367,29 @@ def _slice_header(f: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def _open_slices(p: Path) -> Source:
-    files = sorted((f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SLICE_SUFFIXES
-                    and not f.name.startswith(".")), key=lambda f: natural_key(f.name))
+    files = sorted(
+        (
+            f
+            for f in p.iterdir()
+            if f.is_file() and f.suffix.lower() in SLICE_SUFFIXES and not f.name.startswith(".")
+        ),
+        key=lambda f: natural_key(f.name),
+    )
     if not files:
-        raise UserError(f"input is empty: no slice images ({', '.join(SLICE_SUFFIXES)}) "
-                        "in the folder", path=p)
+        raise UserError(
+            f"input is empty: no slice images ({', '.join(SLICE_SUFFIXES)}) in the folder", path=p
+        )
     shape0, dtype0 = _slice_header(files[0])
     if len(shape0) != 2:
         raise UserError(f"slices must be 2D greyscale images, got shape {shape0}", path=files[0])
     for f in files[1:]:
         shape, dtype = _slice_header(f)
         if shape != shape0 or dtype != dtype0:
-            raise UserError(f"slice size {shape} {dtype} differs from the first slice "
-                            f"{files[0].name} {shape0} {dtype0}", path=f)
+            raise UserError(
+                f"slice size {shape} {dtype} differs from the first slice "
+                f"{files[0].name} {shape0} {dtype0}",
+                path=f,
+            )
     return _SliceFolderSource(p, files, (len(files), *shape0), dtype0)
 
 
@@ -368,13 +400,21 @@ def read_raw_sidecar(p: Path) -> dict[str, Any]:
     ``FILE.raw.yaml`` is a YAML mapping. Keys: ``shape`` (z, y, x) or ``nz``/``ny``/``nx``,
     ``dtype``, ``byte_order`` (``little``/``big``), ``offset``.
     """
-    for cand in (p.with_name(p.name + ".info"), p.with_name(p.name + ".yaml"),
-                 p.with_name(p.name + ".yml"), p.with_suffix(".yaml"), p.with_suffix(".yml")):
+    for cand in (
+        p.with_name(p.name + ".info"),
+        p.with_name(p.name + ".yaml"),
+        p.with_name(p.name + ".yml"),
+        p.with_suffix(".yaml"),
+        p.with_suffix(".yml"),
+    ):
         if cand.is_file():
             text = cand.read_text()
             try:
-                data = yaml.safe_load(text.replace("=", ":")) if cand.suffix == ".info" \
+                data = (
+                    yaml.safe_load(text.replace("=", ":"))
+                    if cand.suffix == ".info"
                     else yaml.safe_load(text)
+                )
             except yaml.YAMLError:
                 raise UserError("cannot parse raw sidecar", path=cand) from None
             if not isinstance(data, dict):
@@ -396,26 +436,34 @@ def _open_raw(p: Path, shape: Any, dtype: Any, byte_order: Any, offset: int) -> 
     byte_order = byte_order or side.get("byte_order") or side.get("endian") or "little"
     offset = offset or int(side.get("offset", 0))
     if not shape or not dtype:
-        raise UserError("raw input needs --raw-shape Z Y X and --raw-dtype (or a "
-                        f"{p.name}.info / {p.stem}.yaml sidecar)", path=p)
+        raise UserError(
+            "raw input needs --raw-shape Z Y X and --raw-dtype (or a "
+            f"{p.name}.info / {p.stem}.yaml sidecar)",
+            path=p,
+        )
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) <= 0:
         raise UserError(f"raw shape must be 3 positive sizes (z, y, x), got {shape}", path=p)
     try:
         dt = np.dtype(str(dtype))
     except TypeError:
-        raise UserError(f"unsupported dtype {dtype} (supported: "
-                        f"{', '.join(SUPPORTED_DTYPES)})", path=p) from None
+        raise UserError(
+            f"unsupported dtype {dtype} (supported: {', '.join(SUPPORTED_DTYPES)})", path=p
+        ) from None
     if dt.name not in SUPPORTED_DTYPES:
-        raise UserError(f"unsupported dtype {dt.name} (supported: "
-                        f"{', '.join(SUPPORTED_DTYPES)})", path=p)
+        raise UserError(
+            f"unsupported dtype {dt.name} (supported: {', '.join(SUPPORTED_DTYPES)})", path=p
+        )
     if str(byte_order).lower() not in ("little", "big", "<", ">"):
         raise UserError(f"byte order must be 'little' or 'big', got {byte_order!r}", path=p)
     dt = dt.newbyteorder("<" if str(byte_order).lower() in ("little", "<") else ">")
     expected = int(np.prod(shape)) * dt.itemsize
     size = p.stat().st_size - offset
     if size != expected:
-        raise UserError(f"raw file holds {size} bytes but shape {'x'.join(map(str, shape))} "
-                        f"{dt.name} needs {expected} bytes", path=p)
+        raise UserError(
+            f"raw file holds {size} bytes but shape {'x'.join(map(str, shape))} "
+            f"{dt.name} needs {expected} bytes",
+            path=p,
+        )
     mm = np.memmap(p, dtype=dt, mode="r", offset=offset, shape=shape)
     return _MemmapSource(p, mm, "raw")

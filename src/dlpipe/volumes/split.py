@@ -58,8 +58,9 @@ def z_split(
     n_gaps = sum(1 for s in shares if s > 0) - 1
     usable = nz - gap * max(n_gaps, 0)
     if usable < sum(1 for s in shares if s > 0):
-        raise UserError(f"volume of {nz} slices is too thin for the split "
-                        f"{list(fractions)} with gap {gap}")
+        raise UserError(
+            f"volume of {nz} slices is too thin for the split {list(fractions)} with gap {gap}"
+        )
     sizes = [round(s * usable) for s in shares]
     sizes[2] = usable - sizes[0] - sizes[1]
     for i, s in enumerate(shares):  # every non-zero share gets at least one slice

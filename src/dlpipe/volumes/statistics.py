@@ -53,7 +53,7 @@ class StreamingStats:
         flat = slab.reshape(-1)
         step = 1 << 22  # bounded float64 temporaries
         for i in range(0, flat.size, step):
-            self._update(flat[i:i + step])
+            self._update(flat[i : i + step])
 
     def _update(self, flat: np.ndarray) -> None:
         if flat.size == 0:
@@ -67,8 +67,12 @@ class StreamingStats:
             self.counts += c
             s = float(np.dot(c.astype(np.float64), np.arange(c.size, dtype=np.float64) + self.lo))
             smean = s / n
-            ss = float(np.dot(c.astype(np.float64),
-                              (np.arange(c.size, dtype=np.float64) + self.lo - smean) ** 2))
+            ss = float(
+                np.dot(
+                    c.astype(np.float64),
+                    (np.arange(c.size, dtype=np.float64) + self.lo - smean) ** 2,
+                )
+            )
         else:
             x = flat.astype(np.float64)
             smean = float(x.mean())
@@ -103,7 +107,7 @@ class StreamingStats:
         # put the merged half in the middle so that the range grows both ways
         shift_bins = FLOAT_BINS // 4
         new = np.zeros(FLOAT_BINS, dtype=np.int64)
-        new[shift_bins:shift_bins + merged.size] = merged
+        new[shift_bins : shift_bins + merged.size] = merged
         self.counts = new
         self.lo -= shift_bins * w2
         self.width = w2
@@ -158,16 +162,24 @@ class StreamingStats:
         pad = (-used.size) % group
         grouped = np.concatenate([used, np.zeros(pad, np.int64)]).reshape(-1, group).sum(axis=1)
         edges = self.lo + (lo_b + np.arange(grouped.size + 1) * group) * self.width
-        return {"edges": [_num(e, self.integer) for e in edges],
-                "counts": [int(c) for c in grouped]}
+        return {
+            "edges": [_num(e, self.integer) for e in edges],
+            "counts": [int(c) for c in grouped],
+        }
 
     # -- persistence (resume) -----------------------------------------------------------
     def save(self, path: Path, **extra: np.ndarray) -> None:
         """Write the accumulator state and ``extra`` arrays (``.npz``)."""
         with open(path, "wb") as f:
-            np.savez(f, counts=self.counts, scalars=np.array(
-                [self.n, self.mean, self.m2, self.vmin, self.vmax, self.lo, self.width],
-                dtype=np.float64), **extra)
+            np.savez(
+                f,
+                counts=self.counts,
+                scalars=np.array(
+                    [self.n, self.mean, self.m2, self.vmin, self.vmax, self.lo, self.width],
+                    dtype=np.float64,
+                ),
+                **extra,
+            )
 
     @classmethod
     def load(cls, path: Path, dtype: np.dtype | str) -> tuple[StreamingStats, dict[str, Any]]:

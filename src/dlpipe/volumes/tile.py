@@ -95,17 +95,25 @@ def tile_volume(
     raw = dict(raw or {})
     out = Path(out)
     t_start = time.perf_counter()
-    src = open_source(input_path, raw_shape=raw.get("shape"), raw_dtype=raw.get("dtype"),
-                      byte_order=raw.get("byte_order"), raw_offset=int(raw.get("offset") or 0))
+    src = open_source(
+        input_path,
+        raw_shape=raw.get("shape"),
+        raw_dtype=raw.get("dtype"),
+        byte_order=raw.get("byte_order"),
+        raw_offset=int(raw.get("offset") or 0),
+    )
     lab: Source | None = None
     try:
         if labels is not None:
             lab = open_source(labels, dtypes=LABEL_DTYPES)
             if lab.shape != src.shape:
-                raise UserError(f"labels shape {lab.shape} differs from the image shape "
-                                f"{src.shape}", path=lab.path)
-        return _tile(src, lab, out, p, overwrite=overwrite, resume=resume, progress=progress,
-                     t_start=t_start)
+                raise UserError(
+                    f"labels shape {lab.shape} differs from the image shape {src.shape}",
+                    path=lab.path,
+                )
+        return _tile(
+            src, lab, out, p, overwrite=overwrite, resume=resume, progress=progress, t_start=t_start
+        )
     finally:
         src.close()
         if lab is not None:
@@ -128,10 +136,12 @@ def _plan(src: Source, p: Mapping[str, Any], with_labels: bool) -> dict[str, Any
     if shards:
         if p["ngff"] == "0.4":
             raise UserError("sharding needs Zarr v3 (ngff 0.5)")
-        if len(shards) != 3 or any(int(s) % int(c) for s, c in zip(shards, p["chunks"],
-                                                                   strict=True)):
-            raise UserError(f"shards {list(shards)} must be multiples of chunks "
-                            f"{list(p['chunks'])}")
+        if len(shards) != 3 or any(
+            int(s) % int(c) for s, c in zip(shards, p["chunks"], strict=True)
+        ):
+            raise UserError(
+                f"shards {list(shards)} must be multiples of chunks {list(p['chunks'])}"
+            )
         shards = [int(s) for s in shards]
     unit_z = math.lcm(shards[0] if shards else int(p["chunks"][0]), 2 ** (levels - 1))
     # two slabs alive (one written, the next read) plus pyramid temporaries
@@ -139,11 +149,21 @@ def _plan(src: Source, p: Mapping[str, Any], with_labels: bool) -> dict[str, Any
     avail = (float(p["memory_budget_mb"]) - BASE_RSS_MB) * 2**20
     n_units = max(1, int(avail // (unit_z * per_slice)))
     if avail < unit_z * per_slice:
-        log.warning("memory budget %s MB is below one slab of %d slices (about %d MB)",
-                    p["memory_budget_mb"], unit_z, BASE_RSS_MB + unit_z * per_slice // 2**20)
+        log.warning(
+            "memory budget %s MB is below one slab of %d slices (about %d MB)",
+            p["memory_budget_mb"],
+            unit_z,
+            BASE_RSS_MB + unit_z * per_slice // 2**20,
+        )
     slab = min(n_units * unit_z, math.ceil(nz / unit_z) * unit_z)
-    return {"chunks": chunks, "shards": shards, "levels": levels, "slab": slab,
-            "n_slabs": math.ceil(nz / slab), "shapes": level_shapes(src.shape, levels)}
+    return {
+        "chunks": chunks,
+        "shards": shards,
+        "levels": levels,
+        "slab": slab,
+        "n_slabs": math.ceil(nz / slab),
+        "shapes": level_shapes(src.shape, levels),
+    }
 
 
 def _codec(p: Mapping[str, Any], itemsize: int) -> Any:
@@ -153,19 +173,26 @@ def _codec(p: Mapping[str, Any], itemsize: int) -> Any:
 
         if p["codec"] == "zstd":
             return numcodecs.Zstd(level=level)
-        return numcodecs.Blosc(cname="zstd", clevel=level,
-                               shuffle=numcodecs.Blosc.SHUFFLE if itemsize > 1
-                               else numcodecs.Blosc.NOSHUFFLE)
+        return numcodecs.Blosc(
+            cname="zstd",
+            clevel=level,
+            shuffle=numcodecs.Blosc.SHUFFLE if itemsize > 1 else numcodecs.Blosc.NOSHUFFLE,
+        )
     from zarr.codecs import BloscCodec, ZstdCodec
 
     if p["codec"] == "zstd":
         return ZstdCodec(level=level)
-    return BloscCodec(cname="zstd", clevel=level,
-                      shuffle="shuffle" if itemsize > 1 else "noshuffle", typesize=itemsize)
+    return BloscCodec(
+        cname="zstd",
+        clevel=level,
+        shuffle="shuffle" if itemsize > 1 else "noshuffle",
+        typesize=itemsize,
+    )
 
 
-def _create_arrays(group: Any, shapes: list[tuple[int, ...]], dtype: np.dtype, plan: dict,
-                   p: Mapping[str, Any]) -> None:
+def _create_arrays(
+    group: Any, shapes: list[tuple[int, ...]], dtype: np.dtype, plan: dict, p: Mapping[str, Any]
+) -> None:
     v2 = p["ngff"] == "0.4"
     for k, shape in enumerate(shapes):
         chunks = tuple(min(c, s) for c, s in zip(plan["chunks"], shape, strict=True))
@@ -175,18 +202,32 @@ def _create_arrays(group: Any, shapes: list[tuple[int, ...]], dtype: np.dtype, p
         else:
             kwargs["dimension_names"] = ["z", "y", "x"]
             if plan["shards"]:
-                kwargs["shards"] = tuple(math.ceil(min(sh, s) / c) * c for sh, s, c in
-                                         zip(plan["shards"], shape, chunks, strict=True))
-        group.create_array(str(k), shape=shape, chunks=chunks, dtype=dtype,
-                           compressors=_codec(p, dtype.itemsize), fill_value=0, **kwargs)
+                kwargs["shards"] = tuple(
+                    math.ceil(min(sh, s) / c) * c
+                    for sh, s, c in zip(plan["shards"], shape, chunks, strict=True)
+                )
+        group.create_array(
+            str(k),
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            compressors=_codec(p, dtype.itemsize),
+            fill_value=0,
+            **kwargs,
+        )
 
 
 def _settings(src: Source, lab: Source | None, p: Mapping[str, Any], plan: dict) -> dict:
     """Everything that must match for a partial store to be resumed."""
-    keep = {k: v for k, v in p.items() if k not in ("replace_nonfinite", "memory_budget_mb",
-                                                     "split")}
-    return {"source": src.fingerprint(), "labels": lab.fingerprint() if lab else None,
-            "params": keep, "slab": plan["slab"]}
+    keep = {
+        k: v for k, v in p.items() if k not in ("replace_nonfinite", "memory_budget_mb", "split")
+    }
+    return {
+        "source": src.fingerprint(),
+        "labels": lab.fingerprint() if lab else None,
+        "params": keep,
+        "slab": plan["slab"],
+    }
 
 
 def _prepare_store(out: Path, settings: dict, *, overwrite: bool, resume: bool) -> bool:
@@ -194,8 +235,7 @@ def _prepare_store(out: Path, settings: dict, *, overwrite: bool, resume: bool) 
     prog = out / PROGRESS_DIR / "settings.json"
     if out.is_file():
         if not overwrite:
-            raise UserError("output exists and is a file (use --overwrite to replace it)",
-                            path=out)
+            raise UserError("output exists and is a file (use --overwrite to replace it)", path=out)
         out.unlink()
         return False
     if not out.exists() or not any(out.iterdir()):
@@ -206,8 +246,11 @@ def _prepare_store(out: Path, settings: dict, *, overwrite: bool, resume: bool) 
     elif resume and prog.is_file() and json.loads(prog.read_text()) == settings:
         return True
     elif not overwrite:
-        why = "a partial store from another input or other settings" if prog.is_file() \
+        why = (
+            "a partial store from another input or other settings"
+            if prog.is_file()
             else "not a store being written by dlpipe tile"
+        )
         raise UserError(f"output exists ({why}; use --overwrite to replace it)", path=out)
     shutil.rmtree(out)
     return False
@@ -220,14 +263,25 @@ def _done_slabs(prog: Path, n_slabs: int) -> int:
     return k
 
 
-def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: bool,
-          resume: bool, progress: bool, t_start: float) -> dict[str, Any]:
+def _tile(
+    src: Source,
+    lab: Source | None,
+    out: Path,
+    p: dict,
+    *,
+    overwrite: bool,
+    resume: bool,
+    progress: bool,
+    t_start: float,
+) -> dict[str, Any]:
     import zarr
     from tqdm.auto import tqdm
 
     plan = _plan(src, p, lab is not None)
-    split = z_split(src.shape[0], **{k: v for k, v in (p["split"] or {}).items()
-                                     if k in ("fractions", "gap", "ranges")})
+    split = z_split(
+        src.shape[0],
+        **{k: v for k, v in (p["split"] or {}).items() if k in ("fractions", "gap", "ranges")},
+    )
     settings = _settings(src, lab, p, plan)
     resuming = _prepare_store(out, settings, overwrite=overwrite, resume=resume)
     prog = out / PROGRESS_DIR
@@ -236,14 +290,15 @@ def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: boo
     if not resuming:
         out.mkdir(parents=True, exist_ok=True)
         root = zarr.open_group(out, mode="w", zarr_format=zfmt)
-        root.attrs.update(image_attrs(out.stem, plan["levels"], p["voxel_size"], p["unit"],
-                                      p["ngff"]) | {"dlpipe": {"complete": False}})
+        root.attrs.update(
+            image_attrs(out.stem, plan["levels"], p["voxel_size"], p["unit"], p["ngff"])
+            | {"dlpipe": {"complete": False}}
+        )
         _create_arrays(root, plan["shapes"], src.dtype, plan, p)
         if lab is not None:
             lgroup = root.create_group("labels")
             lgroup.attrs.update(labels_group_attrs([name], p["ngff"]))
-            _create_arrays(lgroup.create_group(name), plan["shapes"], np.dtype(np.uint8),
-                           plan, p)
+            _create_arrays(lgroup.create_group(name), plan["shapes"], np.dtype(np.uint8), plan, p)
         prog.mkdir()
         write_text_atomic(prog / "settings.json", json.dumps(settings))
     root = zarr.open_group(out, mode="r+", zarr_format=zfmt)
@@ -261,6 +316,7 @@ def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: boo
         log.info("resuming %s: %d of %d slabs already written", out, start, n_slabs)
     nz = src.shape[0]
     t0 = time.perf_counter()
+
     def load(i: int) -> tuple[int, np.ndarray, np.ndarray | None, tuple[int, int]]:
         """Read and check slab i: z0, image, labels as uint8, (NaN, inf) replaced."""
         z0, z1 = i * slab, min((i + 1) * slab, nz)
@@ -273,8 +329,10 @@ def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: boo
             ldata = lab.read(z0, z1)
             lo, hi = ldata.min(), ldata.max()
             if lo < 0 or hi > 255:
-                raise UserError(f"label values must be 0-255, found {lo}..{hi} in slices "
-                                f"{z0}-{z1 - 1}", path=lab.path)
+                raise UserError(
+                    f"label values must be 0-255, found {lo}..{hi} in slices {z0}-{z1 - 1}",
+                    path=lab.path,
+                )
             ldata = ldata.astype(np.uint8, copy=False)
         return z0, data, ldata, bad
 
@@ -286,8 +344,13 @@ def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: boo
     # One helper thread overlaps the statistics of slab i and the reading of slab i+1 with
     # the compression and writing of slab i (zstd and NumPy copies release the GIL).
     try:
-        bar = tqdm(total=nz, initial=min(start * slab, nz), unit="slice", desc="tile",
-                   disable=None if progress else True)
+        bar = tqdm(
+            total=nz,
+            initial=min(start * slab, nz),
+            unit="slice",
+            desc="tile",
+            disable=None if progress else True,
+        )
         with ThreadPoolExecutor(1, thread_name_prefix="dlpipe-tile") as pool:
             nxt = pool.submit(load, start) if start < n_slabs else None
             for i in range(start, n_slabs):
@@ -320,37 +383,58 @@ def _tile(src: Source, lab: Source | None, out: Path, p: dict, *, overwrite: boo
     attrs: dict[str, Any] = {
         "statistics": statistics,
         "split": split,
-        "source": {"path": str(Path(src.path).resolve()), "kind": src.kind,
-                   "shape": list(src.shape), "dtype": src.dtype.name},
+        "source": {
+            "path": str(Path(src.path).resolve()),
+            "kind": src.kind,
+            "shape": list(src.shape),
+            "dtype": src.dtype.name,
+        },
         "voxel_size": [float(v) for v in p["voxel_size"]],
         "unit": p["unit"],
         "levels": [list(s) for s in plan["shapes"]],
-        "nonfinite_replaced": {"nan": int(nonfinite[0]), "inf": int(nonfinite[1]),
-                               "value": p["replace_nonfinite"]},
+        "nonfinite_replaced": {
+            "nan": int(nonfinite[0]),
+            "inf": int(nonfinite[1]),
+            "value": p["replace_nonfinite"],
+        },
         "complete": True,
     }
     if lab is not None:
-        attrs["labels"] = {"name": name, "path": str(Path(lab.path).resolve()),
-                           "counts": {str(v): int(label_counts[v]) for v in values}}
+        attrs["labels"] = {
+            "name": name,
+            "path": str(Path(lab.path).resolve()),
+            "counts": {str(v): int(label_counts[v]) for v in values},
+        }
         lgroup = root[f"labels/{name}"]
-        lgroup.attrs.update(label_image_attrs(name, plan["levels"], p["voxel_size"],
-                                              p["unit"], p["ngff"], values))
+        lgroup.attrs.update(
+            label_image_attrs(name, plan["levels"], p["voxel_size"], p["unit"], p["ngff"], values)
+        )
     root.attrs.update({"dlpipe": attrs})
     write_text_atomic(out / "split.json", json.dumps(split, indent=2) + "\n")
     shutil.rmtree(prog)
-    write_text_atomic(out / COMPLETE_MARKER, json.dumps(
-        {"complete": True, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    write_text_atomic(
+        out / COMPLETE_MARKER,
+        json.dumps({"complete": True, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        + "\n",
+    )
     written = nz - min(start * slab, nz)
     nbytes = written * src.shape[1] * src.shape[2] * src.dtype.itemsize
-    return {"shape": list(src.shape), "dtype": src.dtype.name, "statistics": statistics,
-            "split": split, "levels": [list(s) for s in plan["shapes"]],
-            "slab_slices": slab, "slabs": n_slabs, "resumed_slabs": start,
-            "seconds": time.perf_counter() - t_start, "write_seconds": seconds,
-            "mb_per_s": nbytes / 2**20 / seconds if seconds > 0 else 0.0}
+    return {
+        "shape": list(src.shape),
+        "dtype": src.dtype.name,
+        "statistics": statistics,
+        "split": split,
+        "levels": [list(s) for s in plan["shapes"]],
+        "slab_slices": slab,
+        "slabs": n_slabs,
+        "resumed_slabs": start,
+        "seconds": time.perf_counter() - t_start,
+        "write_seconds": seconds,
+        "mb_per_s": nbytes / 2**20 / seconds if seconds > 0 else 0.0,
+    }
 
 
-def _nonfinite(data: np.ndarray, z0: int, replace: float | None,
-               path: Path) -> tuple[int, int]:
+def _nonfinite(data: np.ndarray, z0: int, replace: float | None, path: Path) -> tuple[int, int]:
     """Replace NaN/inf in ``data`` by ``replace`` (None: refuse); return (NaN, inf) counts."""
     bad = ~np.isfinite(data)
     if not bad.any():
@@ -359,9 +443,11 @@ def _nonfinite(data: np.ndarray, z0: int, replace: float | None,
     n_inf = int(bad.sum()) - n_nan
     if replace is None:
         first = z0 + int(np.nonzero(bad.any(axis=(1, 2)))[0][0])
-        raise UserError(f"float data has non-finite values ({n_nan} NaN, {n_inf} infinite in "
-                        f"this slab; first in slice {first}); use --replace-nonfinite VALUE",
-                        path=path)
+        raise UserError(
+            f"float data has non-finite values ({n_nan} NaN, {n_inf} infinite in "
+            f"this slab; first in slice {first}); use --replace-nonfinite VALUE",
+            path=path,
+        )
     data[bad] = replace
     return n_nan, n_inf
 
@@ -372,4 +458,4 @@ def _write_pyramid(arrays: list[Any], data: np.ndarray, z0: int, down: Any) -> N
         if k:
             data = down(data)
         zk = z0 >> k
-        arr[zk:zk + data.shape[0]] = data
+        arr[zk : zk + data.shape[0]] = data
