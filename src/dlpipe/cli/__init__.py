@@ -13,6 +13,7 @@ import typer
 from typer.exceptions import Abort, TyperException
 
 from dlpipe.cli import synth as _synth  # noqa: F401  (registers commands)
+from dlpipe.cli import train as _train  # noqa: F401  (registers commands)
 from dlpipe.cli._app import app, state
 from dlpipe.errors import UserError
 
