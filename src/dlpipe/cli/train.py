@@ -21,7 +21,9 @@ def train(
     input_mode: Annotated[
         str | None, typer.Option("--input", help="2d, 2.5d or 3d [config: train.input].")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs [config: train.epochs].")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum epochs [config: train.epochs].")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed [config: train.seed].")] = None,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu or cuda [config: train.device].")

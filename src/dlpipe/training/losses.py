@@ -193,6 +193,7 @@ def make_loss(
         elif name == "jaccard2":
             module = SoftJaccard2(smooth, ignore_index)
         else:
-            module = Focal(focal_gamma, weights if class_weights is not None else None, ignore_index)
+            focal_w = weights if class_weights is not None else None
+            module = Focal(focal_gamma, focal_w, ignore_index)
         out[name] = (w, module)
     return WeightedSum(out)

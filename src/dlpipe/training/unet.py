@@ -116,7 +116,7 @@ class Trainer:
             store, labels=p["labels"], classes=p["classes"], val_fraction=p["val_fraction"]
         )
         src = self.source
-        image, labels = src.open()
+        _, labels = src.open()
         if src.p99_9 <= src.p0_1:
             raise UserError(
                 f"statistics p99_9 ({src.p99_9}) must exceed p0_1 ({src.p0_1}) to normalise",
@@ -130,7 +130,7 @@ class Trainer:
             raise UserError(f"need at least 2 classes, got {self.classes}")
         self.mode = p["input"]
         self.patch = tuple(int(v) for v in p["patch_size"])
-        nz, ny, nx = src.shape
+        _, ny, nx = src.shape
         if self.patch[-2] > ny or self.patch[-1] > nx:
             raise UserError(
                 f"patch_size {list(self.patch)} is larger than the volume's (y, x) = ({ny}, {nx})",
