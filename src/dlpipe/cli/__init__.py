@@ -12,6 +12,7 @@ import sys
 import typer
 from typer.exceptions import Abort, TyperException
 
+from dlpipe.cli import predict as _predict  # noqa: F401  (registers commands)
 from dlpipe.cli import synth as _synth  # noqa: F401  (registers commands)
 from dlpipe.cli import train as _train  # noqa: F401  (registers commands)
 from dlpipe.cli._app import app, state
