@@ -52,7 +52,8 @@ def predict(
         bool, typer.Option("--gather", help="Only mark OUT complete once all slabs are done.")
     ] = False,
     resume: Annotated[
-        bool, typer.Option(help="Finish an interrupted run (same model and layout).")
+        bool, typer.Option(help="Finish an interrupted run (same model and layout); with "
+                           "--overwrite, start again when they differ.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:

@@ -94,10 +94,13 @@ def block_name(index: tuple[int, ...]) -> str:
 def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     """Predict output block ``index`` from the block plus its halo, write it, mark it done.
 
-    Reads ``block + 2 * halo`` voxels (real neighbours inside the volume, mirror padding
-    outside), normalises with the card's statistics, runs Gaussian-blended sliding windows,
-    crops the halo and writes the argmax (and probabilities) into the block's own chunks.
-    The marker ``OUT/.dlpipe_blocks/<z_y_x>`` is written last.
+    Reads the block plus ``halo`` voxels of its real neighbours on each side (none past the
+    volume border, where the windows start at the border as in a one-pass prediction;
+    mirror padding only where a region is smaller than a window, and for the k slices of
+    a 2.5D input at the first and last slices), normalises with the card's statistics,
+    runs Gaussian-blended sliding windows, crops the halo and writes the argmax (and
+    probabilities) into the block's own chunks. The marker ``OUT/.dlpipe_blocks/<z_y_x>``
+    is written last.
     """
     t0 = time.perf_counter()
     model, arr, info, out, device = _resources(job)
@@ -110,13 +113,16 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
             need = model.window[ax]
         elif ax > 0:
             need = model.window[ax - 1]
+        size = info.shape[ax]
         if ax == 0 and model.mode != "3d":
-            h = half
-        a, b = b0 - h, b1 + h
-        if b - a < need:
+            a, b = b0 - half, b1 + half  # the k slices of a 2.5D input, mirrored at the border
+        else:
+            a, b = max(b0 - h, 0), min(b1 + h, size)  # real context only; no halo past the border
+        if b - a < need:  # too small for one window: widen inside the volume, then mirror
             extra = need - (b - a)
-            a -= extra // 2
-            b += extra - extra // 2
+            a, b = a - extra // 2, b + extra - extra // 2
+            shift = min(max(-a, 0), max(size - b, 0)) - min(max(b - size, 0), max(a, 0))
+            a, b = a + shift, b + shift
         lo.append(a)
         hi.append(b)
     raw = read_region(arr, tuple(lo), tuple(hi), where=info.path, squeeze=info.squeeze_z)
@@ -198,15 +204,18 @@ def _prepare_output(out: Path, model: LoadedModel, info: VolumeInfo, job: Job,
     if out.exists():
         if resume and (out / MANIFEST).is_file():
             old = json.loads((out / MANIFEST).read_text())
-            for key, what in (("model_hash", "another model"), ("layout", "another block layout"),
-                              ("volume", "another volume")):
-                if old.get(key) != manifest[key]:
-                    raise UserError(
-                        f"refusing to resume: the output was started with {what} "
-                        "(use --overwrite to start again)", path=out,
-                    )
-            markers = out / MARKERS
-            return {m.name for m in markers.iterdir()} if markers.is_dir() else set()
+            clash = next((what for key, what in (
+                ("model_hash", "another model"), ("layout", "another block layout"),
+                ("volume", "another volume")) if old.get(key) != manifest[key]), None)
+            if clash is None:
+                markers = out / MARKERS
+                return {m.name for m in markers.iterdir()} if markers.is_dir() else set()
+            if not overwrite:
+                raise UserError(
+                    f"refusing to resume: the output was started with {clash} "
+                    "(use --overwrite to start again)", path=out,
+                )
+            log.info("predict: %s: started with %s; starting again", out, clash)
         if not overwrite:
             hint = " or --resume to finish an interrupted run" if (out / MANIFEST).is_file() else ""
             raise UserError(f"output exists (use --overwrite to replace it{hint})", path=out)
@@ -309,7 +318,8 @@ def predict_volume(
     params : the ``predict`` config section (see :data:`DEFAULTS`)
     scheduler : address of a ``dask.distributed`` scheduler; None = local threads
     overwrite : replace an existing output
-    resume : finish an interrupted run with the same model and layout
+    resume : finish an interrupted run with the same model and layout (with
+        ``overwrite`` too: resume when they match, else start again)
     slab : (i, n): only the i-th of n contiguous z-slabs of blocks (one job of a split
         run); the output must have been created by a ``prepare_only`` call and is marked
         complete by :func:`gather` once every slab has run
