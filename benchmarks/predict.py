@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import zarr
 
 from dlpipe.models import UNet
 from dlpipe.prediction import load_model, predict_volume
+from dlpipe.prediction.run import _peak_rss_mb
 
 
 def _volume(path: Path, shape, dtype=np.uint8, seed: int = 0) -> Path:
@@ -102,6 +102,12 @@ def throughput(shape, block, window, batch: int) -> None:
         vol = _volume(tmp / "vol.zarr", shape)
         model = _model(tmp / "model", "3d", window, base=8, depth=3)
         n = int(np.prod(shape))
+        # warm-up: thread pools and oneDNN kernels for these shapes, before any timing
+        warm = _volume(tmp / "warm.zarr", tuple(window))
+        predict_volume(model, warm, tmp / "warm_pred.zarr",
+                       {"block": list(window), "batch_size": batch, "torch_threads": 1},
+                       progress=False)
+        _floor(model, batch, window, batch)
         s = predict_volume(model, vol, tmp / "pred.zarr",
                            {"block": list(block), "batch_size": batch, "overlap": 0.25,
                             "torch_threads": 1},
@@ -128,26 +134,23 @@ def throughput(shape, block, window, batch: int) -> None:
         print(f"dlpipe time / floor = {t_dl / t_floor:.2f}x")
 
 
-def memory_child(shape, budget_mb: float, block) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        vol = _volume(tmp / "vol.zarr", shape, dtype=np.float32)
-        model = _model(tmp / "model", "2d", (64, 64), base=4, depth=2)
-        load_model(model)
-        import dask  # noqa: F401  (baseline includes the scheduler's imports)
+def memory_child(tmp: Path, shape, budget_mb: float, block) -> None:
+    """Predict the volume the parent wrote (so that writing it does not count)."""
+    import dask  # noqa: F401  (the baseline includes the scheduler's imports)
 
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        s = predict_volume(model, vol, tmp / "pred.zarr",
-                           {"block": list(block), "memory_budget_mb": budget_mb,
-                            "threads": 2, "batch_size": 8, "torch_threads": 1},
-                           progress=False)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        vol_mb = np.prod(shape) * 4 / 2**20
-        print(json.dumps({"volume_mb": vol_mb, "budget_mb": budget_mb, "baseline_mb": base,
-                          "peak_mb": peak, "working_set_mb": peak - base,
-                          "seconds": s["seconds"], "workers": s["workers"],
-                          "estimated_block_mb": s["estimated_block_mb"],
-                          "blocks": s["blocks"]}))
+    vol, model = tmp / "vol.zarr", tmp / "model"
+    load_model(model)
+    base = _peak_rss_mb()  # VmHWM: unlike ru_maxrss not inherited from the parent
+    s = predict_volume(model, vol, tmp / "pred.zarr",
+                       {"block": list(block), "memory_budget_mb": budget_mb,
+                        "threads": 2, "batch_size": 8, "torch_threads": 1},
+                       progress=False)
+    peak = _peak_rss_mb()
+    vol_mb = np.prod(shape) * 4 / 2**20
+    print(json.dumps({"volume_mb": vol_mb, "budget_mb": budget_mb, "baseline_mb": base,
+                      "peak_mb": peak, "working_set_mb": peak - base,
+                      "seconds": s["seconds"], "workers": s["workers"],
+                      "estimated_block_mb": s["estimated_block_mb"], "blocks": s["blocks"]}))
 
 
 def main() -> None:
@@ -160,16 +163,20 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also run the memory run")
     ap.add_argument("--memory-shape", type=int, nargs=3, default=[32, 1024, 1024])
     ap.add_argument("--budget-mb", type=float, default=64.0)
-    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.memory_child:
-        memory_child(a.memory_shape, a.budget_mb, (4, 256, 256))
+        memory_child(a.memory_child, a.memory_shape, a.budget_mb, (4, 256, 256))
         return
     throughput(a.shape, a.block, a.window, a.batch)
     if a.memory:
-        r = subprocess.run([sys.executable, __file__, "--memory-child", "--memory-shape",
-                            *map(str, a.memory_shape), "--budget-mb", str(a.budget_mb)],
-                           capture_output=True, text=True, check=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            _volume(Path(tmp) / "vol.zarr", a.memory_shape, dtype=np.float32)
+            _model(Path(tmp) / "model", "2d", (64, 64), base=4, depth=2)
+            r = subprocess.run([sys.executable, __file__, "--memory-child", tmp,
+                                "--memory-shape", *map(str, a.memory_shape),
+                                "--budget-mb", str(a.budget_mb)],
+                               capture_output=True, text=True, check=True)
         m = json.loads(r.stdout.strip().splitlines()[-1])
         print(f"memory run: float32 volume {a.memory_shape} = {m['volume_mb']:.0f} MiB, "
               f"budget {m['budget_mb']:.0f} MiB (volume/budget = "

@@ -250,6 +250,13 @@ def _prepare_output(out: Path, model: LoadedModel, info: VolumeInfo, job: Job,
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (VmHWM; ru_maxrss where absent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
