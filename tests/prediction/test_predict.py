@@ -252,3 +252,16 @@ def test_slab_jobs_then_gather_equal_one_run(models, volume, tmp_path, capsys) -
     assert np.array_equal(_labels(ref), _labels(out))
 
 
+
+
+def test_tta_runs_all_eight_dihedral_elements(models, volume, tmp_path) -> None:
+    plain = predict_volume(models["2d"], volume, tmp_path / "a.zarr", {"block": [12, 72, 80]},
+                           progress=False)
+    tta = predict_volume(models["2d"], volume, tmp_path / "b.zarr",
+                         {"block": [12, 72, 80], "tta": 8, "probabilities": True},
+                         progress=False)
+    assert tta["windows"] == plain["windows"]  # same windows, 8 passes each
+    a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")
+    assert not np.array_equal(a, b) and (a == b).mean() > 0.8
+    p = zarr.open_group(tmp_path / "b.zarr", mode="r")["probabilities/0"][:].astype(np.float32)
+    assert np.allclose(p.sum(axis=0), 1.0, atol=4e-3)

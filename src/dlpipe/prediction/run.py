@@ -55,6 +55,7 @@ class Job:
     device: str
     amp: bool
     torch_threads: int | None
+    digest: str = ""
 
 
 _CACHE: dict[tuple, Any] = {}
@@ -71,12 +72,14 @@ def _device(name: str) -> torch.device:
 
 def _resources(job: Job) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Group, torch.device]:
     """Model and arrays of a job, loaded once per process (each Dask worker)."""
-    key = (job.model_dir, job.volume, job.out, job.window, job.device)
+    key = (job.model_dir, job.digest, job.volume, job.out, job.window, job.device)
     with _LOCK:
         if key not in _CACHE:
             if job.torch_threads:
                 torch.set_num_threads(job.torch_threads)
             model = load_model(job.model_dir, list(job.window) if job.window else None)
+            if job.digest and model.digest != job.digest:
+                raise UserError("the model changed while predicting", path=job.model_dir)
             device = _device(job.device)
             model.net.to(device)
             info = open_volume(job.volume, model.mode, model.card, job.level)
@@ -352,7 +355,7 @@ def predict_volume(
     job = Job(str(Path(model_dir)), str(Path(volume)), p["level"], str(Path(out)),
               p["labels_name"], block, halo, tuple(model.window), float(p["overlap"]),
               int(p["batch_size"]), int(p["tta"]), bool(p["probabilities"]), p["device"],
-              bool(p["amp"]), p["torch_threads"])
+              bool(p["amp"]), p["torch_threads"], model.digest)
     _device(job.device)
     manifest = _manifest(model, info, job)
     manifest["layout"]["mode"] = model.mode
