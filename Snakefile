@@ -16,6 +16,7 @@ include: "workflow/rules/synth.smk"
 include: "workflow/rules/tile.smk"
 include: "workflow/rules/cvat.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

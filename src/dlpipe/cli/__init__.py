@@ -16,8 +16,10 @@ from dlpipe.cli import baselines as _baselines  # noqa: F401  (registers command
 from dlpipe.cli import cvat as _cvat  # noqa: F401  (registers commands)
 from dlpipe.cli import evaluate as _evaluate  # noqa: F401  (registers commands)
 from dlpipe.cli import postprocess as _postprocess  # noqa: F401  (registers commands)
+from dlpipe.cli import predict as _predict  # noqa: F401  (registers commands)
 from dlpipe.cli import synth as _synth  # noqa: F401  (registers commands)
 from dlpipe.cli import tile as _tile  # noqa: F401  (registers commands)
+from dlpipe.cli import train as _train  # noqa: F401  (registers commands)
 from dlpipe.cli._app import app, state
 from dlpipe.errors import UserError
 

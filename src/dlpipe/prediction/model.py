@@ -1,0 +1,127 @@
+"""The model card: load, check against a volume, hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlpipe.errors import UserError
+from dlpipe.models import build_unet
+
+INPUTS = ("2d", "2.5d", "3d")
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from its card, in eval mode on the CPU.
+
+    ``window`` is the sliding-window shape: (y, x) for 2D/2.5D, (z, y, x) for 3D;
+    ``context`` the number of z-slices one 2D input holds (k for 2.5D, else 1).
+    """
+
+    card: dict[str, Any]
+    net: torch.nn.Module
+    mode: str
+    context: int
+    window: tuple[int, ...]
+    classes: list[str]
+    digest: str
+
+
+def _card(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "card.json"
+    if not path.is_file():
+        raise UserError("no card.json: not a model folder from `dlpipe train`", path=model_dir)
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"card.json is not valid JSON ({exc.msg})", path=path) from None
+    for key in ("model", "architecture", "input", "classes"):
+        if key not in card:
+            raise UserError(f"model card has no {key!r}", path=path)
+    if card["model"] != "unet":
+        raise UserError(
+            f"`dlpipe predict` runs U-Net models; this card is {card['model']!r}", path=path
+        )
+    if card["input"] not in INPUTS:
+        raise UserError(f"model card input {card['input']!r} is not one of {INPUTS}", path=path)
+    return card
+
+
+def load_model(model_dir: str | Path, window: list[int] | None = None) -> LoadedModel:
+    """Rebuild the network of ``MODEL_DIR/card.json`` and load ``MODEL_DIR/weights.pt``.
+
+    Parameters
+    ----------
+    model_dir : folder written by ``dlpipe train``
+    window : sliding-window shape overriding the card's ``patch_size`` (None = card's)
+
+    Raises
+    ------
+    UserError
+        Missing or inconsistent card, weights that do not fit the architecture, or
+        channels that do not match the input kind.
+    """
+    model_dir = Path(model_dir)
+    card = _card(model_dir)
+    mode = card["input"]
+    arch = dict(card["architecture"])
+    context = int(card.get("context_slices", 1)) if mode == "2.5d" else 1
+    if mode == "2.5d" and context % 2 == 0:
+        raise UserError(f"context_slices must be odd, got {context}", path=model_dir / "card.json")
+    dim = 3 if mode == "3d" else 2
+    if int(arch.get("dim", 2)) != dim:
+        raise UserError(
+            f"model card input {mode!r} needs a {dim}D network, architecture has dim "
+            f"{arch.get('dim', 2)}", path=model_dir / "card.json",
+        )
+    in_ch = int(arch.get("in_channels", 1))
+    if in_ch != context:
+        raise UserError(
+            f"channels do not fit: the network takes {in_ch} input channels but a {mode} "
+            f"input of this volume gives {context} (one-channel volume"
+            + (f", {context} slices" if mode == "2.5d" else "") + ")",
+            path=model_dir / "card.json",
+        )
+    n_classes = int(arch.get("n_classes", 2))
+    if n_classes != len(card["classes"]):
+        raise UserError(
+            f"the network has {n_classes} outputs but the card lists {len(card['classes'])} "
+            "classes", path=model_dir / "card.json",
+        )
+    if n_classes > 255:
+        raise UserError(f"{n_classes} classes do not fit uint8 labels", path=model_dir)
+    weights = model_dir / card.get("weights", "weights.pt")
+    if not weights.is_file():
+        raise UserError("weights file missing", path=weights)
+    patch = [int(v) for v in (window or card.get("patch_size") or [])]
+    if len(patch) < dim:
+        raise UserError(
+            f"a {mode} model needs a window of {dim} sides, got {patch}", path=model_dir
+        )
+    patch = patch[-dim:]
+    mult = 2 ** (int(arch.get("depth", 4)) - 1)
+    if any(p % mult for p in patch):
+        raise UserError(f"window {patch} must be multiples of {mult} (2^(depth-1))")
+    net = build_unet(arch)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(
+            f"weights do not fit the card's architecture: {first}", path=weights
+        ) from None
+    net.eval()
+    h = hashlib.sha256()
+    h.update(weights.read_bytes())
+    h.update(json.dumps(
+        {k: card[k] for k in ("architecture", "input", "classes")} | {"context": context},
+        sort_keys=True).encode())
+    return LoadedModel(card, net, mode, context, tuple(patch), list(card["classes"]),
+                       h.hexdigest())

@@ -1,0 +1,436 @@
+"""Block-wise prediction of a tiled volume into OME-Zarr, with Dask, resumable."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+
+from dlpipe._io import write_text_atomic
+from dlpipe.errors import UserError
+from dlpipe.prediction.engine import predict_region
+from dlpipe.prediction.model import LoadedModel, load_model
+from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
+from dlpipe.prediction.windows import block_bounds, block_grid
+
+log = logging.getLogger("dlpipe.prediction")
+
+MANIFEST = ".dlpipe_manifest.json"
+MARKERS = ".dlpipe_blocks"
+COMPLETE = ".dlpipe_complete"
+DEFAULTS: dict[str, Any] = {
+    "block": [32, 256, 256], "halo": None, "window": None, "overlap": 0.25, "batch_size": 8,
+    "tta": 1, "probabilities": False, "threads": 1, "torch_threads": None, "device": "auto",
+    "amp": True, "memory_budget_mb": None, "labels_name": "phases", "level": "0",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one block task needs (small and picklable, for dask.distributed)."""
+
+    model_dir: str
+    volume: str
+    level: str
+    out: str
+    labels: str
+    block: tuple[int, int, int]
+    halo: tuple[int, int, int]
+    window: tuple[int, ...] | None
+    overlap: float
+    batch_size: int
+    tta: int
+    probabilities: bool
+    device: str
+    amp: bool
+    torch_threads: int | None
+    digest: str = ""
+
+
+_CACHE: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but CUDA is not available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _resources(job: Job) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Group, torch.device]:
+    """Model and arrays of a job, loaded once per process (each Dask worker)."""
+    key = (job.model_dir, job.digest, job.volume, job.out, job.window, job.device)
+    with _LOCK:
+        if key not in _CACHE:
+            if job.torch_threads:
+                torch.set_num_threads(job.torch_threads)
+            model = load_model(job.model_dir, list(job.window) if job.window else None)
+            if job.digest and model.digest != job.digest:
+                raise UserError("the model changed while predicting", path=job.model_dir)
+            device = _device(job.device)
+            model.net.to(device)
+            info = open_volume(job.volume, model.mode, model.card, job.level)
+            arr = zarr.open_group(job.volume, mode="r")[job.level]
+            out = zarr.open_group(job.out, mode="r+")
+            _CACHE[key] = (model, arr, info, out, device)
+        return _CACHE[key]
+
+
+def block_name(index: tuple[int, ...]) -> str:
+    """Marker file name of output block ``index``."""
+    return "_".join(str(i) for i in index)
+
+
+def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
+    """Predict output block ``index`` from the block plus its halo, write it, mark it done.
+
+    Reads the block plus ``halo`` voxels of its real neighbours on each side (none past the
+    volume border, where the windows start at the border as in a one-pass prediction;
+    mirror padding only where a region is smaller than a window, and for the k slices of
+    a 2.5D input at the first and last slices), normalises with the card's statistics,
+    runs Gaussian-blended sliding windows, crops the halo and writes the argmax (and
+    probabilities) into the block's own chunks. The marker ``OUT/.dlpipe_blocks/<z_y_x>``
+    is written last.
+    """
+    t0 = time.perf_counter()
+    model, arr, info, out, device = _resources(job)
+    bounds = block_bounds(index, info.shape, job.block)
+    half = model.context // 2
+    lo, hi = [], []
+    for ax, ((b0, b1), h) in enumerate(zip(bounds, job.halo, strict=True)):
+        need = 0
+        if model.mode == "3d":
+            need = model.window[ax]
+        elif ax > 0:
+            need = model.window[ax - 1]
+        size = info.shape[ax]
+        if ax == 0 and model.mode != "3d":
+            a, b = b0 - half, b1 + half  # the k slices of a 2.5D input, mirrored at the border
+        else:
+            a, b = max(b0 - h, 0), min(b1 + h, size)  # real context only; no halo past the border
+        if b - a < need:  # too small for one window: widen inside the volume, then mirror
+            extra = need - (b - a)
+            a, b = a - extra // 2, b + extra - extra // 2
+            shift = min(max(-a, 0), max(size - b, 0)) - min(max(b - size, 0), max(a, 0))
+            a, b = a + shift, b + shift
+        lo.append(a)
+        hi.append(b)
+    raw = read_region(arr, tuple(lo), tuple(hi), where=info.path, squeeze=info.squeeze_z)
+    x = (raw.astype(np.float32) - np.float32(info.p0_1)) / np.float32(info.p99_9 - info.p0_1)
+    probs, windows = predict_region(
+        model.net, x, model.mode, model.window, context=model.context, overlap=job.overlap,
+        batch_size=job.batch_size, tta=job.tta, device=device,
+        amp=job.amp and device.type == "cuda",
+    )
+    zoff = 0 if model.mode == "3d" else half
+    crop = tuple(slice(b0 - a - (zoff if ax == 0 else 0), b1 - a - (zoff if ax == 0 else 0))
+                 for ax, ((b0, b1), a) in enumerate(zip(bounds, lo, strict=True)))
+    p = probs[(slice(None), *crop)]
+    labels = np.argmax(p, axis=0).astype(np.uint8)
+    sel = tuple(slice(b0, b1) for b0, b1 in bounds)
+    lab_arr = out[f"labels/{job.labels}/0"]
+    if info.squeeze_z:
+        lab_arr[sel[1:]] = labels[0]
+    else:
+        lab_arr[sel] = labels
+    if job.probabilities:
+        prob_arr = out["probabilities/0"]
+        if info.squeeze_z:
+            prob_arr[(slice(None), *sel[1:])] = p[:, 0].astype(np.float16)
+        else:
+            prob_arr[(slice(None), *sel)] = p.astype(np.float16)
+    (Path(job.out) / MARKERS / block_name(index)).write_text("")
+    return {"voxels": float(labels.size), "windows": float(windows),
+            "seconds": time.perf_counter() - t0}
+
+
+def _auto_halo(model: LoadedModel) -> tuple[int, int, int]:
+    if model.mode == "3d":
+        return tuple(w // 4 for w in model.window)
+    return (model.context // 2, model.window[0] // 4, model.window[1] // 4)
+
+
+def _estimate_bytes(model: LoadedModel, block, halo, batch: int, n_classes: int) -> int:
+    """Rough working set of one block task: region buffers plus network activations."""
+    region = int(np.prod([b + 2 * h for b, h in zip(block, halo, strict=True)]))
+    win = int(np.prod(model.window))
+    filters = int(model.card["architecture"].get("base_filters", 32))
+    return region * (4 * (n_classes + 3) + 1) + batch * win * filters * 4 * 12
+
+
+def _ngff_label_attrs(name: str, classes: list[str], scale: list[float], ndim: int) -> dict:
+    axes = [{"name": a, "type": "space"} for a in ("z", "y", "x")][-ndim:]
+    palette = [[0, 0, 0, 0], [230, 25, 75, 255], [60, 180, 75, 255], [0, 130, 200, 255],
+               [255, 225, 25, 255], [145, 30, 180, 255], [70, 240, 240, 255]]
+    return {"ome": {
+        "version": "0.5",
+        "multiscales": [{"name": name, "axes": axes, "datasets": [{
+            "path": "0",
+            "coordinateTransformations": [{"type": "scale", "scale": scale[-ndim:]}]}]}],
+        "image-label": {
+            "version": "0.5",
+            "colors": [{"label-value": i, "rgba": palette[i % len(palette)]}
+                       for i in range(len(classes))],
+            "properties": [{"label-value": i, "class": c} for i, c in enumerate(classes)],
+        },
+    }}
+
+
+def _manifest(model: LoadedModel, info: VolumeInfo, job: Job) -> dict[str, Any]:
+    return {
+        "model_hash": model.digest,
+        "layout": {"shape": list(info.shape), "block": list(job.block), "halo": list(job.halo),
+                   "window": list(model.window), "overlap": job.overlap, "tta": job.tta,
+                   "probabilities": job.probabilities, "labels": job.labels},
+        "volume": {"path": str(Path(info.path).resolve()), "level": info.level,
+                   "shape": list(info.shape), "dtype": info.dtype,
+                   "normalisation": [info.p0_1, info.p99_9]},
+    }
+
+
+def _prepare_output(out: Path, model: LoadedModel, info: VolumeInfo, job: Job,
+                    manifest: dict, *, overwrite: bool, resume: bool) -> set[str]:
+    """Create ``out`` (or check it for a resume); return the names of blocks already done."""
+    if out.exists():
+        if resume and (out / MANIFEST).is_file():
+            old = json.loads((out / MANIFEST).read_text())
+            clash = next((what for key, what in (
+                ("model_hash", "another model"), ("layout", "another block layout"),
+                ("volume", "another volume")) if old.get(key) != manifest[key]), None)
+            if clash is None:
+                markers = out / MARKERS
+                return {m.name for m in markers.iterdir()} if markers.is_dir() else set()
+            if not overwrite:
+                raise UserError(
+                    f"refusing to resume: the output was started with {clash} "
+                    "(use --overwrite to start again)", path=out,
+                )
+            log.info("predict: %s: started with %s; starting again", out, clash)
+        if not overwrite:
+            hint = " or --resume to finish an interrupted run" if (out / MANIFEST).is_file() else ""
+            raise UserError(f"output exists (use --overwrite to replace it{hint})", path=out)
+        shutil.rmtree(out)
+    ndim = 2 if info.squeeze_z else 3
+    shape = info.shape[1:] if info.squeeze_z else info.shape
+    chunks = tuple(min(b, s) for b, s in zip(job.block[-ndim:], shape, strict=True))
+    root = zarr.open_group(out, mode="w")
+    root.attrs.update({"dlpipe": {"prediction": manifest, "classes": model.classes,
+                                  "complete": False}})
+    labels = root.create_group("labels")
+    labels.attrs.update({"ome": {"version": "0.5", "labels": [job.labels]}})
+    lab = labels.create_group(job.labels)
+    lab.attrs.update(_ngff_label_attrs(job.labels, model.classes, info.scale, ndim))
+    lab.create_array("0", shape=shape, chunks=chunks, dtype="uint8", fill_value=0,
+                     dimension_names=["z", "y", "x"][-ndim:])
+    if job.probabilities:
+        n = len(model.classes)
+        prob = root.create_group("probabilities")
+        space = [{"name": a, "type": "space"} for a in ("z", "y", "x")][-ndim:]
+        axes = [{"name": "c", "type": "channel"}, *space]
+        prob.attrs.update({"ome": {"version": "0.5", "multiscales": [{
+            "name": "probabilities", "axes": axes, "datasets": [{
+                "path": "0", "coordinateTransformations": [
+                    {"type": "scale", "scale": [1.0, *info.scale[-ndim:]]}]}]}]},
+            "dlpipe": {"classes": model.classes}})
+        prob.create_array("0", shape=(n, *shape), chunks=(n, *chunks), dtype="float16",
+                          fill_value=0, dimension_names=["c", *["z", "y", "x"][-ndim:]])
+    (out / MARKERS).mkdir()
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return set()
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (VmHWM; ru_maxrss where absent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]:
+    import dask
+    from dask.callbacks import Callback
+    from tqdm.auto import tqdm
+
+    tasks = [dask.delayed(predict_block, pure=False)(job, idx) for idx in todo]
+    bar = tqdm(total=len(todo), desc="predict", unit="block", disable=None if progress else True)
+
+    class _Bar(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if isinstance(result, dict) and "windows" in result:
+                bar.update(1)
+
+    try:
+        with _Bar():
+            return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+    finally:
+        bar.close()
+
+
+def _run_distributed(job: Job, todo: list, address: str, progress: bool) -> list[dict]:
+    from distributed import Client, as_completed
+    from tqdm.auto import tqdm
+
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as exc:
+        raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        futures = [client.submit(predict_block, job, idx, pure=False) for idx in todo]
+        results = []
+        with tqdm(total=len(todo), desc="predict", unit="block",
+                  disable=None if progress else True) as bar:
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                bar.update(1)
+        return results
+    finally:
+        client.close()
+
+
+def predict_volume(
+    model_dir: str | Path,
+    volume: str | Path,
+    out: str | Path,
+    params: Mapping[str, Any] | None = None,
+    *,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    slab: tuple[int, int] | None = None,
+    prepare_only: bool = False,
+) -> dict[str, Any]:
+    """Predict a tiled volume block by block into ``OUT.zarr`` (OME-Zarr labels).
+
+    Parameters
+    ----------
+    model_dir : folder of ``card.json`` + ``weights.pt`` from ``dlpipe train``
+    volume : ``VOL.zarr`` (image level ``params['level']``, (z, y, x))
+    out : ``PRED.zarr``: ``labels/<labels_name>/0`` uint8 (z, y, x) argmax and, with
+        ``probabilities``, ``probabilities/0`` float16 (c, z, y, x); chunks = blocks
+    params : the ``predict`` config section (see :data:`DEFAULTS`)
+    scheduler : address of a ``dask.distributed`` scheduler; None = local threads
+    overwrite : replace an existing output
+    resume : finish an interrupted run with the same model and layout (with
+        ``overwrite`` too: resume when they match, else start again)
+    slab : (i, n): only the i-th of n contiguous z-slabs of blocks (one job of a split
+        run); the output must have been created by a ``prepare_only`` call and is marked
+        complete by :func:`gather` once every slab has run
+    prepare_only : create (or check, when resuming) the output and its manifest, predict
+        nothing
+
+    Returns
+    -------
+    dict
+        Summary: blocks, blocks_done_before, voxels, seconds, voxels_per_s, windows,
+        peak_rss_mb, complete.
+    """
+    p = dict(DEFAULTS) | dict(params or {})
+    t0 = time.perf_counter()
+    model = load_model(model_dir, p["window"])
+    info = open_volume(volume, model.mode, model.card, p["level"])
+    block = tuple(int(b) for b in p["block"])
+    if len(block) != 3 or min(block) < 1:
+        raise UserError(f"predict.block must be three positive sides (z, y, x), got {list(block)}")
+    halo = tuple(int(h) for h in p["halo"]) if p["halo"] is not None else _auto_halo(model)
+    if model.mode != "3d":
+        halo = (model.context // 2, *halo[1:])
+    job = Job(str(Path(model_dir)), str(Path(volume)), p["level"], str(Path(out)),
+              p["labels_name"], block, halo, tuple(model.window), float(p["overlap"]),
+              int(p["batch_size"]), int(p["tta"]), bool(p["probabilities"]), p["device"],
+              bool(p["amp"]), p["torch_threads"], model.digest)
+    _device(job.device)
+    manifest = _manifest(model, info, job)
+    manifest["layout"]["mode"] = model.mode
+    out = Path(out)
+    if slab is not None:
+        i, n = slab
+        if not 0 <= i < n:
+            raise UserError(f"slab {i} of {n}: need 0 <= I < N")
+        if not (out / MANIFEST).is_file():
+            raise UserError("a slab job needs the output prepared first (--prepare)", path=out)
+        resume, overwrite = True, False
+    done = _prepare_output(out, model, info, job, manifest, overwrite=overwrite, resume=resume)
+    grid = block_grid(info.shape, block)
+    if slab is not None:
+        nzb = -(-info.shape[0] // block[0])
+        grid = [g for g in grid if g[0] * slab[1] // nzb == slab[0]]
+    if prepare_only:
+        grid = []
+    todo = [i for i in grid if block_name(i) not in done]
+    workers = max(1, int(p["threads"]))
+    est = _estimate_bytes(model, block, halo, job.batch_size, len(model.classes))
+    if p["memory_budget_mb"]:
+        budget = float(p["memory_budget_mb"]) * 2**20
+        fit = int(budget // est)
+        if fit < 1:
+            raise UserError(
+                f"one block needs about {est / 2**20:.0f} MiB, over predict.memory_budget_mb "
+                f"({p['memory_budget_mb']}); use a smaller predict.block or batch_size")
+        if fit < workers:
+            log.warning("predict: %d threads would exceed the memory budget; using %d",
+                        workers, fit)
+            workers = fit
+    log.info("predict: %d of %d blocks to do (%d done before), block %s, halo %s, window %s",
+             len(todo), len(grid), len(grid) - len(todo), list(block), list(halo),
+             list(model.window))
+    if todo:
+        results = (_run_distributed(job, todo, scheduler, progress) if scheduler
+                   else _run_local(job, todo, workers, progress))
+    else:
+        results = []
+    all_done = gather(out) if slab is None else _all_marked(out, info.shape, block)
+    seconds = time.perf_counter() - t0
+    voxels = sum(r["voxels"] for r in results)
+    summary = {
+        "blocks": len(grid), "blocks_done_before": len(grid) - len(todo),
+        "blocks_predicted": len(results), "voxels": voxels, "seconds": seconds,
+        "voxels_per_s": voxels / seconds if seconds > 0 else 0.0,
+        "windows": sum(r["windows"] for r in results), "peak_rss_mb": _peak_rss_mb(),
+        "estimated_block_mb": est / 2**20, "workers": workers, "complete": all_done,
+    }
+    return summary
+
+
+def _all_marked(out: Path, shape, block) -> bool:
+    names = {p.name for p in (out / MARKERS).iterdir()}
+    return all(block_name(i) in names for i in block_grid(shape, block))
+
+
+def gather(out: str | Path) -> bool:
+    """Mark ``OUT.zarr`` complete if every block has its marker; return whether it is.
+
+    Sets ``dlpipe.complete`` in the root attributes and writes ``OUT.zarr/.dlpipe_complete``
+    last. Used at the end of a run and by the gather job after z-slab jobs.
+    """
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        raise UserError("not a prediction output (no manifest)", path=out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    lay = manifest["layout"]
+    if not _all_marked(out, lay["shape"], lay["block"]):
+        return False
+    root = zarr.open_group(out, mode="r+")
+    meta = dict(root.attrs["dlpipe"])
+    meta["complete"] = True
+    root.attrs["dlpipe"] = meta
+    (out / COMPLETE).write_text(json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))
+    return True
+

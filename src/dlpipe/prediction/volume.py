@@ -1,0 +1,156 @@
+"""Reading the input volume: fit checks, statistics, halo reads with mirror padding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from dlpipe.errors import UserError
+
+
+@dataclass
+class VolumeInfo:
+    """The image level predicted: its path, shape (z, y, x), voxel scale, normalisation."""
+
+    path: Path
+    level: str
+    shape: tuple[int, int, int]
+    dtype: str
+    scale: list[float]
+    p0_1: float
+    p99_9: float
+    squeeze_z: bool  # a 2D image (y, x) seen as one z-slice
+
+
+def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = "0") -> VolumeInfo:
+    """Open ``VOL.zarr`` and check that a model with input ``mode`` can predict it.
+
+    Raises
+    ------
+    UserError
+        Not a complete tiled volume, an axis the model cannot take (channels, a 2D/2.5D
+        model on a 3D input without a z axis to slice along, a 3D model on a 2D image),
+        or no normalisation statistics in the card nor in the volume.
+    """
+    path = Path(path)
+    if not (path / "zarr.json").is_file() and not (path / ".zgroup").is_file():
+        raise UserError("not a Zarr group (expected VOL.zarr from `dlpipe tile`)", path=path)
+    if not (path / ".dlpipe_complete").is_file():
+        raise UserError("volume is incomplete (no .dlpipe_complete marker)", path=path)
+    root = zarr.open_group(path, mode="r")
+    if level not in root:
+        raise UserError(f"no image level {level!r} in the volume", path=path)
+    arr = root[level]
+    attrs = dict(root.attrs)
+    ome = attrs.get("ome", attrs)
+    ms = (ome.get("multiscales") or [{}])[0]
+    axes = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
+    if not axes:
+        axes = (["z", "y", "x"][-arr.ndim:] if arr.ndim <= 3
+                else [f"dim_{i}" for i in range(arr.ndim)])
+    if len(axes) != arr.ndim:
+        raise UserError(f"axes {axes} do not match the image's {arr.ndim} dimensions", path=path)
+    if "c" in axes:
+        n = arr.shape[axes.index("c")]
+        raise UserError(
+            f"channels do not fit: the volume has a channel axis ({n} channels) but the model "
+            "takes one-channel (z, y, x) volumes", path=path,
+        )
+    squeeze = False
+    if axes[-2:] != ["y", "x"]:
+        raise UserError(f"volume axes {axes} do not end in (y, x)", path=path)
+    if arr.ndim == 2:
+        if mode == "3d":
+            raise UserError("a 3D model cannot predict a 2D image (y, x)", path=path)
+        squeeze = True
+    elif arr.ndim == 3 and axes[0] != "z":
+        raise UserError(
+            f"a {mode} model on a 3D input needs a z axis to slice along; the volume's axes "
+            f"are {axes}", path=path,
+        )
+    elif arr.ndim > 3:
+        raise UserError(f"cannot predict a {arr.ndim}-D image with axes {axes}", path=path)
+    norm = card.get("normalisation") or {}
+    stats = (attrs.get("dlpipe") or {}).get("statistics") or {}
+    if "p0_1" in norm and "p99_9" in norm:
+        p0, p1 = float(norm["p0_1"]), float(norm["p99_9"])
+    elif "p0_1" in stats and "p99_9" in stats:
+        p0, p1 = float(stats["p0_1"]), float(stats["p99_9"])
+    else:
+        raise UserError(
+            "missing statistics: neither the model card's normalisation nor the volume's "
+            "dlpipe.statistics has p0_1 and p99_9", path=path,
+        )
+    if not p1 > p0:
+        raise UserError(f"statistics p99_9 ({p1}) must exceed p0_1 ({p0}) to normalise", path=path)
+    scale = [1.0] * 3
+    for ds in ms.get("datasets", []):
+        if ds.get("path") == level:
+            for t in ds.get("coordinateTransformations", []):
+                if t.get("type") == "scale":
+                    scale = ([1.0, *list(t["scale"])])[-3:]
+    shape = tuple(int(s) for s in ((1, *arr.shape) if squeeze else arr.shape))
+    return VolumeInfo(path, level, shape, str(arr.dtype), scale, p0, p1, squeeze)
+
+
+def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:
+    try:
+        return arr.metadata.encode_chunk_key(coords)
+    except AttributeError:  # pragma: no cover - zarr v2 arrays
+        return ".".join(str(c) for c in coords)
+
+
+def read_region(
+    arr: zarr.Array, lo: tuple[int, ...], hi: tuple[int, ...], *, where: Path, squeeze: bool
+) -> np.ndarray:
+    """Voxels ``[lo, hi)`` of a (z, y, x) array, mirror-padded where outside the volume.
+
+    Parameters
+    ----------
+    arr : the image array, (z, y, x) or (y, x) when ``squeeze``
+    lo, hi : per-axis start (may be negative) and stop (may pass the end)
+
+    Returns
+    -------
+    numpy.ndarray of the array's dtype, shape ``hi - lo``
+
+    Raises
+    ------
+    UserError
+        An input chunk cannot be decoded; the message names the chunk.
+    """
+    shape = (1, *arr.shape) if squeeze else tuple(arr.shape)
+    real = tuple(slice(max(a, 0), min(b, s)) for a, b, s in zip(lo, hi, shape, strict=True))
+    sel = real[1:] if squeeze else real
+    try:
+        data = np.asarray(arr[sel])
+    except Exception as exc:
+        grid = arr.shards or arr.chunks
+        ranges = [range(sl.start // c, -(-sl.stop // c)) for sl, c in zip(sel, grid, strict=True)]
+        import itertools
+
+        for coords in itertools.product(*ranges):
+            cell = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, grid, strict=True))
+            try:
+                arr[cell]
+            except Exception as cexc:
+                raise UserError(
+                    f"corrupt input chunk {arr.path}/{_chunk_key(arr, coords)}: {cexc}",
+                    path=where,
+                ) from None
+        raise UserError(f"cannot read input region {lo}..{hi}: {exc}", path=where) from None
+    if squeeze:
+        data = data[None]
+    pads = [(max(0, -a), max(0, b - s)) for a, b, s in zip(lo, hi, shape, strict=True)]
+    if any(p != (0, 0) for p in pads):
+        for ax, p in enumerate(pads):
+            if p == (0, 0):
+                continue
+            width = [(0, 0)] * 3
+            width[ax] = p
+            data = np.pad(data, width, mode="reflect" if data.shape[ax] > 1 else "edge")
+    return data

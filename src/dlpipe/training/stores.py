@@ -1,0 +1,293 @@
+"""Reading the Zarr inputs of training, and writing a labelled volume in the tiled layout.
+
+Two inputs are understood:
+
+* a tiled volume (``dlpipe tile``): ``VOL.zarr/0`` image (z, y, x), ``VOL.zarr/labels/<name>/0``
+  uint8 labels, root attribute ``dlpipe`` with ``statistics`` and ``split``, and the marker
+  ``VOL.zarr/.dlpipe_complete``;
+* a CVAT dataset (``dlpipe cvat``): arrays ``images`` (N, H, W[, C]) and ``semantic``
+  (N, H, W uint8), attribute ``classes``. Its N images are treated as z-slices; the last
+  ``val_fraction`` of them validate.
+
+:func:`write_labelled_volume` writes the first layout (used by the benchmarks and tests, and
+to train on a TIFF pair before ``dlpipe tile`` has run). :func:`sparse_labels` keeps only
+annotated slices of a label volume, marking every other voxel with the ignore index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from dlpipe.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MARKER = ".dlpipe_complete"
+IGNORE_INDEX = 255
+
+
+@dataclass
+class TrainingSource:
+    """Where the image and labels of a training run live.
+
+    Attributes
+    ----------
+    path : the Zarr store
+    image_key, label_key : array paths inside the store (``"0"``, ``"labels/phases/0"``)
+    shape : (Z, Y, X) of the image
+    train, val : half-open z ranges
+    p0_1, p99_9 : normalisation percentiles, x ↦ (x − p0_1) / (p99_9 − p0_1)
+    classes : class names; class index i is ``classes[i]``
+    kind : ``"volume"`` or ``"cvat"``
+    """
+
+    path: Path
+    image_key: str
+    label_key: str
+    shape: tuple[int, int, int]
+    train: tuple[int, int]
+    val: tuple[int, int]
+    p0_1: float
+    p99_9: float
+    classes: list[str]
+    kind: str = "volume"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> tuple[Any, Any]:
+        """The (image, labels) Zarr arrays, opened read-only."""
+        group = zarr.open_group(str(self.path), mode="r")
+        return group[self.image_key], group[self.label_key]
+
+
+def open_source(
+    path: str | Path,
+    *,
+    labels: str = "phases",
+    classes: Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+) -> TrainingSource:
+    """Inspect a training store (volume or CVAT dataset) and check it is complete.
+
+    Raises
+    ------
+    UserError
+        The store is missing, incomplete, lacks labels or statistics, or its split is empty.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError("training data not found", path=path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception:
+        raise UserError("not a Zarr group", path=path) from None
+    with warnings.catch_warnings():  # the marker file is not a Zarr node
+        warnings.filterwarnings("ignore", message=".*not recognized as a component")
+        keys = set(group.array_keys())
+    if "images" in keys and "semantic" in keys:
+        return _cvat_source(path, group, classes, val_fraction)
+    if not (path / MARKER).exists():
+        raise UserError(f"incomplete volume store (no {MARKER} marker)", path=path)
+    if "0" not in keys:
+        raise UserError("no image array '0' in the volume store", path=path)
+    label_key = f"labels/{labels}/0"
+    try:
+        lab = group[label_key]
+    except KeyError:
+        raise UserError(f"no label array '{label_key}' in the volume store", path=path) from None
+    image = group["0"]
+    if image.ndim != 3 or tuple(lab.shape) != tuple(image.shape):
+        raise UserError(
+            f"image {tuple(image.shape)} and labels {tuple(lab.shape)} must both be (z, y, x) "
+            "of the same shape",
+            path=path,
+        )
+    meta = dict(group.attrs.get("dlpipe", {}))
+    stats = meta.get("statistics") or {}
+    if "p0_1" not in stats or "p99_9" not in stats:
+        raise UserError("no dlpipe.statistics (p0_1, p99_9) in the store attributes", path=path)
+    split = meta.get("split") or {}
+    nz = image.shape[0]
+    train = tuple(split.get("train", (0, nz)))
+    val = tuple(split.get("val", (0, 0)))
+    names = list(classes) if classes else _classes_from_attrs(group, labels)
+    return TrainingSource(
+        path=path,
+        image_key="0",
+        label_key=label_key,
+        shape=tuple(int(s) for s in image.shape),
+        train=(int(train[0]), int(train[1])),
+        val=(int(val[0]), int(val[1])),
+        p0_1=float(stats["p0_1"]),
+        p99_9=float(stats["p99_9"]),
+        classes=names,
+    )
+
+
+def _classes_from_attrs(group: Any, labels: str) -> list[str]:
+    meta = dict(group.attrs.get("dlpipe", {}))
+    if meta.get("classes"):
+        return list(meta["classes"])
+    try:
+        lattrs = dict(group[f"labels/{labels}"].attrs)
+    except KeyError:
+        lattrs = {}
+    if lattrs.get("classes"):
+        return list(lattrs["classes"])
+    props = (lattrs.get("ome", lattrs).get("image-label") or {}).get("properties") or []
+    named = {int(p["label-value"]): str(p.get("name", p["label-value"])) for p in props
+             if "label-value" in p}
+    if named:
+        return [named.get(i, f"class_{i}") for i in range(max(named) + 1)]
+    return []  # decided from the label values during the scan
+
+
+def _cvat_source(
+    path: Path, group: Any, classes: Sequence[str] | None, val_fraction: float
+) -> TrainingSource:
+    images, sem = group["images"], group["semantic"]
+    n = images.shape[0]
+    if tuple(images.shape[:3]) != tuple(sem.shape):
+        raise UserError(f"images {images.shape} and semantic {sem.shape} differ", path=path)
+    if n == 0:
+        raise UserError("the CVAT dataset has no images", path=path)
+    n_val = min(n - 1, round(n * val_fraction))
+    sample = np.asarray(images[: min(n, 16)], dtype=np.float32)
+    p0, p1 = np.percentile(sample, [0.1, 99.9])
+    names = list(classes) if classes else list(group.attrs.get("classes", []))
+    return TrainingSource(
+        path=path,
+        image_key="images",
+        label_key="semantic",
+        shape=tuple(int(s) for s in sem.shape),
+        train=(0, n - n_val),
+        val=(n - n_val, n),
+        p0_1=float(p0),
+        p99_9=float(p1),
+        classes=names,
+        kind="cvat",
+    )
+
+
+def statistics(volume: np.ndarray, bins: int = 256) -> dict[str, Any]:
+    """The ``dlpipe.statistics`` attribute of a volume (min, max, mean, std, p0_1, p99_9,
+    histogram)."""
+    v = np.asarray(volume, dtype=np.float64)
+    lo, hi = float(v.min()), float(v.max())
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi if hi > lo else lo + 1))
+    p0, p1 = np.percentile(v, [0.1, 99.9])
+    return {
+        "min": lo,
+        "max": hi,
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "p0_1": float(p0),
+        "p99_9": float(p1),
+        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    }
+
+
+def write_labelled_volume(
+    path: str | Path,
+    image: np.ndarray,
+    labels: np.ndarray,
+    *,
+    split: dict[str, Any] | None = None,
+    classes: Sequence[str] | None = None,
+    chunks: Sequence[int] = (16, 64, 64),
+    name: str = "phases",
+    source: str = "",
+) -> Path:
+    """Write ``image`` and ``labels`` as a tiled volume store (single pyramid level).
+
+    Parameters
+    ----------
+    image : (Z, Y, X) array, any numeric dtype
+    labels : (Z, Y, X) uint8, 255 = unlabelled
+    split : ``{"train": [z0, z1], "val": [...], "test": [...], "gap": g}``; default 70/10/20
+        with no gap
+    classes : class names stored in ``dlpipe.classes``
+
+    The marker ``.dlpipe_complete`` is written last.
+    """
+    path = Path(path)
+    if image.shape != labels.shape or image.ndim != 3:
+        raise UserError(f"image {image.shape} and labels {labels.shape} must be equal (z, y, x)")
+    nz = image.shape[0]
+    if split is None:
+        a, b = round(0.7 * nz), round(0.8 * nz)
+        split = {"train": [0, a], "val": [a, b], "test": [b, nz], "gap": 0}
+    ch = tuple(min(c, s) for c, s in zip(chunks, image.shape, strict=True))
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    arr = group.create_array("0", shape=image.shape, chunks=ch, dtype=image.dtype)
+    arr[...] = image
+    lab = group.create_array(f"labels/{name}/0", shape=labels.shape, chunks=ch, dtype="uint8")
+    lab[...] = labels.astype(np.uint8)
+    axes = [{"name": a, "type": "space"} for a in "zyx"]
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [{
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
+        }],
+    }
+    group[f"labels/{name}"].attrs["ome"] = {"version": "0.5", "image-label": {
+        "properties": [{"label-value": i, "name": c} for i, c in enumerate(classes or [])]}}
+    group["labels"].attrs["ome"] = {"version": "0.5", "labels": [name]}
+    meta: dict[str, Any] = {
+        "statistics": statistics(image),
+        "split": split,
+        "source": source,
+        "complete": True,
+    }
+    if classes:
+        meta["classes"] = list(classes)
+    group.attrs["dlpipe"] = meta
+    (path / MARKER).write_text(json.dumps({"complete": True}) + "\n")
+    return path
+
+
+def sparse_labels(
+    labels: np.ndarray, slices: Sequence[int], ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
+    """Keep the labels of the given z-slices only; every other voxel becomes ``ignore_index``.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) uint8 exact labels
+    slices : annotated z indices (e.g. ``metadata.json`` ``annotated_slices``)
+
+    Returns
+    -------
+    (Z, Y, X) uint8
+    """
+    out = np.full(labels.shape, ignore_index, dtype=np.uint8)
+    for z in slices:
+        if not 0 <= int(z) < labels.shape[0]:
+            raise UserError(f"annotated slice {z} is outside the volume (0..{labels.shape[0] - 1})")
+        out[int(z)] = labels[int(z)]
+    return out
+
+
+def sparse_labels_from_demo(demo_dir: str | Path) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The demo volume, its labels restricted to the CVAT-annotated slices, and those slices.
+
+    Reads ``volume.tif``, ``labels.tif`` and ``metadata.json`` of ``dlpipe synth`` output.
+    """
+    import tifffile
+
+    demo_dir = Path(demo_dir)
+    meta = json.loads((demo_dir / "metadata.json").read_text())
+    slices = [int(z) for z in meta["annotated_slices"]]
+    volume = tifffile.imread(demo_dir / "volume.tif")
+    labels = tifffile.imread(demo_dir / "labels.tif")
+    return volume, sparse_labels(labels, slices), slices

@@ -1,0 +1,267 @@
+"""Block-wise prediction: seams, modes, outputs, resume after a kill, bad input via the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from _predict_helpers import phantom, write_volume
+
+from dlpipe.cli import main
+from dlpipe.prediction import load_model, predict_region, predict_volume
+
+NO_TRACKING = ["--config-json", '{"tracking": {"enabled": false}}']
+
+
+def _labels(out: Path) -> np.ndarray:
+    return zarr.open_group(out, mode="r")["labels/phases/0"][:]
+
+
+def _one_pass(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> np.ndarray:
+    """Argmax of ONE forward pass over the whole volume (``pad``: the 2.5D slices mirrored
+    at the first and last slice, as the tiled run does)."""
+    m = load_model(model_dir)
+    card = m.card["normalisation"]
+    x = (image.astype(np.float32) - card["p0_1"]) / (card["p99_9"] - card["p0_1"])
+    xp = np.pad(x, [(p, p) for p in pad], mode="reflect")
+    window = xp.shape if m.mode == "3d" else xp.shape[1:]
+    probs, n = predict_region(m.net, xp, m.mode, window, context=m.context)
+    assert n == (1 if m.mode == "3d" else xp.shape[0] - 2 * (m.context // 2))
+    crop = tuple(slice(p, p + s) for p, s in zip(pad, image.shape, strict=True))
+    if m.mode != "3d":
+        crop = (slice(pad[0] - m.context // 2, pad[0] - m.context // 2 + image.shape[0]),
+                *crop[1:])
+    return np.argmax(probs[(slice(None), *crop)], axis=0)
+
+
+@pytest.mark.parametrize(("mode", "shape", "block", "window"), [
+    ("2d", (3, 96, 96), (1, 32, 32), [64, 64]),
+    ("2.5d", (4, 64, 96), (2, 32, 32), [64, 64]),
+    ("3d", (32, 48, 48), (16, 16, 16), [32, 32, 32]),
+])
+def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, block,
+                                              window) -> None:
+    """Windows twice the training patch (a fully convolutional net takes them), halo a
+    quarter window; the one-pass reference is one forward pass over the whole volume."""
+    image, _ = phantom(shape, seed=3)
+    vol = write_volume(tmp_path / "v.zarr", image)
+    out = tmp_path / "p.zarr"
+    s = predict_volume(models[mode], vol, out, {"block": list(block), "window": window},
+                       progress=False)
+    nblocks = np.prod([-(-a // b) for a, b in zip(shape, block, strict=True)])
+    assert s["complete"] and s["blocks"] == nblocks
+    pad = (1 if mode == "2.5d" else 0, 0, 0)
+    tiled = _labels(out)
+    ref = _one_pass(models[mode], image, pad)
+    counts = np.bincount(ref.ravel(), minlength=3)
+    assert (counts > 0.05 * ref.size).sum() >= 2, f"degenerate reference argmax {counts}"
+    diff = tiled != ref
+    assert diff.mean() <= 0.001, f"{diff.sum()} of {diff.size} voxels differ"
+    # voxels on an inner block face (first/last plane of a block, y and x; z in 3D)
+    face = np.zeros(shape, dtype=bool)
+    for ax in range(0 if mode == "3d" else 1, 3):
+        idx = [slice(None)] * 3
+        for b in range(block[ax], shape[ax], block[ax]):
+            idx[ax] = slice(b - 1, b + 1)
+            face[tuple(idx)] = True
+    assert diff[face].mean() <= max(diff[~face].mean(), 0.001)
+
+
+def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> None:
+    out = tmp_path / "p.zarr"
+    s = predict_volume(models["2.5d"], volume, out,
+                       {"block": [4, 32, 32], "probabilities": True, "threads": 2},
+                       progress=False)
+    assert s["blocks"] == 3 * 3 * 3 and s["blocks_predicted"] == 27
+    root = zarr.open_group(out, mode="r")
+    lab = root["labels/phases/0"]
+    prob = root["probabilities/0"]
+    assert lab.dtype == np.uint8 and lab.shape == (12, 72, 80) and lab.chunks == (4, 32, 32)
+    assert prob.dtype == np.float16 and prob.shape == (3, 12, 72, 80)
+    assert prob.chunks == (3, 4, 32, 32)
+    p = prob[:].astype(np.float32)
+    assert np.allclose(p.sum(axis=0), 1.0, atol=4e-3)
+    assert np.array_equal(np.argmax(p, axis=0) == lab[:], np.ones(lab.shape, bool)) or \
+        (np.argmax(p, axis=0) != lab[:]).mean() < 1e-3  # float16 ties only
+    assert root["labels"].attrs["ome"]["labels"] == ["phases"]
+    props = root["labels/phases"].attrs["ome"]["image-label"]["properties"]
+    assert [q["class"] for q in props] == ["matrix", "fibre", "pore"]
+    assert root.attrs["dlpipe"]["complete"] is True and (out / ".dlpipe_complete").is_file()
+    assert len(list((out / ".dlpipe_blocks").iterdir())) == 27
+
+
+def test_halo_reads_real_neighbours_not_padding(models, tmp_path) -> None:
+    """A block's prediction depends on the voxels of its neighbour inside the halo."""
+    image, _ = phantom((1, 64, 64), seed=5)
+    a = write_volume(tmp_path / "a.zarr", image)
+    changed = image.copy()
+    changed[:, :, 36:40] = 255 - changed[:, :, 36:40]  # inside block 1's halo of block 0
+    b = write_volume(tmp_path / "b.zarr", changed)
+    params = {"block": [1, 64, 32], "halo": [0, 8, 8]}
+    la = (predict_volume(models["2d"], a, tmp_path / "pa.zarr", params, progress=False),
+          _labels(tmp_path / "pa.zarr"))[1]
+    predict_volume(models["2d"], b, tmp_path / "pb.zarr", params, progress=False)
+    lb = _labels(tmp_path / "pb.zarr")
+    assert not np.array_equal(la[:, :, 24:32], lb[:, :, 24:32])
+    # beyond the halo + receptive field nothing moves: x < 36 - 8 - receptive field
+    assert np.array_equal(la[:, :, :8], lb[:, :, :8])
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main([*NO_TRACKING, "predict", *args])
+    cap = capsys.readouterr()
+    return exc.value.code, cap.err + cap.out
+
+
+def test_resume_after_kill_is_bit_identical(models, volume, tmp_path, cli_env, capsys) -> None:
+    ref = tmp_path / "ref.zarr"
+    out = tmp_path / "out.zarr"
+    args = [str(models["2d"]), str(volume), "--block", "2", "24", "24", "--probabilities"]
+    code, _ = _cli([*args, "--out", str(ref)], capsys)
+    assert code == 0
+    total = len(list((ref / ".dlpipe_blocks").iterdir()))
+    assert total == 6 * 3 * 4
+    env = cli_env | {"PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parents[2] / "src"), cli_env.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "dlpipe", *NO_TRACKING, "predict", *args,
+                             "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    markers = out / ".dlpipe_blocks"
+    while time.time() - t0 < 120:
+        if markers.is_dir() and len(list(markers.iterdir())) >= 8:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(markers.iterdir()))
+    assert 8 <= done_before < total, "kill came too late to test resume"
+    assert not (out / ".dlpipe_complete").exists()
+    code, err = _cli([*args, "--out", str(out)], capsys)
+    assert code == 2 and "--resume" in err
+    code, text = _cli([*args, "--out", str(out), "--resume"], capsys)
+    assert code == 0
+    assert f"predicted {total - done_before} of {total} blocks ({done_before} done before)" \
+        in text
+    a, b = zarr.open_group(ref, mode="r"), zarr.open_group(out, mode="r")
+    for name in ("labels/phases/0", "probabilities/0"):
+        assert a[name][:].tobytes() == b[name][:].tobytes(), name
+    assert (out / ".dlpipe_complete").is_file()
+
+
+def test_resume_refuses_other_model_or_layout(models, volume, tmp_path, capsys) -> None:
+    out = tmp_path / "p.zarr"
+    predict_volume(models["2d"], volume, out, {"block": [4, 32, 32]}, progress=False)
+    code, err = _cli([str(models["2.5d"]), str(volume), "--out", str(out), "--resume",
+                      "--block", "4", "32", "32"], capsys)
+    assert code == 2 and "refusing to resume" in err and "another model" in err
+    code, err = _cli([str(models["2d"]), str(volume), "--out", str(out), "--resume",
+                      "--block", "4", "16", "16"], capsys)
+    assert code == 2 and "another block layout" in err
+    # the same model and layout: nothing left to do
+    s = predict_volume(models["2d"], volume, out, {"block": [4, 32, 32]}, resume=True,
+                       progress=False)
+    assert s["blocks_predicted"] == 0 and s["blocks_done_before"] == 27
+    code, err = _cli([str(models["2d"]), str(volume), "--out", str(out)], capsys)
+    assert code == 2 and "output exists" in err
+
+
+def test_bad_input_through_cli(models, tmp_path, capsys) -> None:
+    image, _ = phantom((3, 32, 32), seed=1)
+    m2 = models["2d"]
+    # channels: a volume with a channel axis
+    v = write_volume(tmp_path / "c.zarr", image, axes=["c", "y", "x"])
+    code, err = _cli([str(m2), str(v), "--out", str(tmp_path / "o1.zarr")], capsys)
+    assert code == 2 and "channels do not fit" in err and "3 channels" in err
+    # channels: a card whose network takes 2 channels for a 2d input
+    bad = tmp_path / "badmodel"
+    shutil.copytree(m2, bad)
+    card = json.loads((bad / "card.json").read_text())
+    card["architecture"]["in_channels"] = 2
+    (bad / "card.json").write_text(json.dumps(card))
+    v = write_volume(tmp_path / "v.zarr", image)
+    code, err = _cli([str(bad), str(v), "--out", str(tmp_path / "o2.zarr")], capsys)
+    assert code == 2 and "channels do not fit" in err and "2 input channels" in err
+    # a 2D model on a 3D input without a z axis to slice along
+    t = write_volume(tmp_path / "t.zarr", image, axes=["t", "y", "x"])
+    code, err = _cli([str(m2), str(t), "--out", str(tmp_path / "o3.zarr")], capsys)
+    assert code == 2 and "needs a z axis to slice along" in err
+    # missing statistics: neither in the card nor in the volume
+    nostat = tmp_path / "nostat"
+    shutil.copytree(m2, nostat)
+    card = json.loads((nostat / "card.json").read_text())
+    del card["normalisation"]
+    (nostat / "card.json").write_text(json.dumps(card))
+    ns = write_volume(tmp_path / "ns.zarr", image, stats=False)
+    code, err = _cli([str(nostat), str(ns), "--out", str(tmp_path / "o4.zarr")], capsys)
+    assert code == 2 and "missing statistics" in err
+    # ...but the volume's statistics are used when the card has none
+    assert predict_volume(nostat, v, tmp_path / "o5.zarr", {"block": [3, 32, 32]},
+                          progress=False)["complete"]
+    # not a model folder; a 3D model on a 2D image
+    code, err = _cli([str(tmp_path), str(v), "--out", str(tmp_path / "o6.zarr")], capsys)
+    assert code == 2 and "no card.json" in err
+    flat = write_volume(tmp_path / "flat.zarr", image[0])
+    code, err = _cli([str(models["3d"]), str(flat), "--out", str(tmp_path / "o7.zarr")], capsys)
+    assert code == 2 and "3D model cannot predict a 2D image" in err
+    # output exists
+    (tmp_path / "exists.zarr").mkdir()
+    code, err = _cli([str(m2), str(v), "--out", str(tmp_path / "exists.zarr")], capsys)
+    assert code == 2 and "output exists (use --overwrite" in err
+    code, _ = _cli([str(m2), str(v), "--out", str(tmp_path / "exists.zarr"), "--overwrite",
+                    "--block", "3", "32", "32"], capsys)
+    assert code == 0
+
+
+def test_corrupt_chunk_is_named_and_output_left_incomplete(models, tmp_path, capsys) -> None:
+    image, _ = phantom((8, 64, 64), seed=2)
+    v = write_volume(tmp_path / "v.zarr", image, chunks=(8, 32, 32))
+    chunk = v / "0" / "c" / "0" / "1" / "1"
+    assert chunk.is_file()
+    chunk.write_bytes(b"\x00garbage" * 10)
+    out = tmp_path / "o.zarr"
+    code, err = _cli([str(models["2d"]), str(v), "--out", str(out), "--block", "8", "32", "32"],
+                     capsys)
+    assert code == 2 and "corrupt input chunk 0/c/0/1/1" in err
+    assert not (out / ".dlpipe_complete").exists()
+    assert zarr.open_group(out, mode="r").attrs["dlpipe"]["complete"] is False
+
+
+def test_slab_jobs_then_gather_equal_one_run(models, volume, tmp_path, capsys) -> None:
+    ref, out = tmp_path / "ref.zarr", tmp_path / "slabs.zarr"
+    common = [str(models["2d"]), str(volume), "--block", "4", "32", "32"]
+    assert _cli([*common, "--out", str(ref)], capsys)[0] == 0
+    code, err = _cli([*common, "--out", str(out), "--slab", "0", "2"], capsys)
+    assert code == 2 and "--prepare" in err
+    assert _cli([*common, "--out", str(out), "--prepare"], capsys)[0] == 0
+    for i in range(2):
+        assert _cli([*common, "--out", str(out), "--slab", str(i), "2"], capsys)[0] == 0
+        assert not (out / ".dlpipe_complete").exists()
+    assert _cli(["--gather", *common, "--out", str(out)], capsys)[0] == 0
+    assert (out / ".dlpipe_complete").is_file()
+    assert np.array_equal(_labels(ref), _labels(out))
+
+
+
+
+def test_tta_runs_all_eight_dihedral_elements(models, volume, tmp_path) -> None:
+    plain = predict_volume(models["2d"], volume, tmp_path / "a.zarr", {"block": [12, 72, 80]},
+                           progress=False)
+    tta = predict_volume(models["2d"], volume, tmp_path / "b.zarr",
+                         {"block": [12, 72, 80], "tta": 8, "probabilities": True},
+                         progress=False)
+    assert tta["windows"] == plain["windows"]  # same windows, 8 passes each
+    a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")
+    assert not np.array_equal(a, b) and (a == b).mean() > 0.8
+    p = zarr.open_group(tmp_path / "b.zarr", mode="r")["probabilities/0"][:].astype(np.float32)
+    assert np.allclose(p.sum(axis=0), 1.0, atol=4e-3)

@@ -1,0 +1,54 @@
+"""Augmentation: the dihedral group, and image and mask transformed together."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlpipe.training import Augment, apply_dihedral, dihedral_elements
+
+
+def test_group_sizes_and_distinct_results():
+    assert len(dihedral_elements(2)) == 8
+    assert len(dihedral_elements(3)) == 48
+    cube = np.arange(27).reshape(3, 3, 3)
+    results = {apply_dihedral(cube, p, f).tobytes() for p, f in dihedral_elements(3)}
+    assert len(results) == 48
+    square = np.arange(9).reshape(3, 3)
+    assert len({apply_dihedral(square, p, f).tobytes() for p, f in dihedral_elements(2)}) == 8
+
+
+def test_known_element():
+    a = np.array([[1, 2], [3, 4]])
+    # transpose then flip the (new) first axis
+    assert apply_dihedral(a, (1, 0), (True, False)).tolist() == [[2, 4], [1, 3]]
+    # leading channel axis untouched
+    img = np.stack([a, 10 * a])
+    out = apply_dihedral(img, (1, 0), (True, False))
+    assert out[1].tolist() == [[20, 40], [10, 30]]
+
+
+def test_image_and_mask_move_together_2d_and_3d():
+    rng = np.random.default_rng(0)
+    aug = Augment(dihedral=True)
+    for shape in ((5, 5), (4, 4, 4), (2, 4, 4)):
+        mask = rng.integers(0, 3, shape).astype(np.uint8)
+        image = np.stack([mask, mask]).astype(np.float32)
+        seen = set()
+        for _ in range(60):
+            img2, mask2 = aug(image, mask, rng)
+            assert img2.shape == image.shape and mask2.shape == mask.shape
+            assert np.array_equal(img2[0], mask2) and np.array_equal(img2[1], mask2)
+            seen.add(mask2.tobytes())
+        # (2, 4, 4) may only swap y and x: 16 elements keep its shape
+        assert len(seen) > 4
+
+
+def test_intensity_changes_image_not_mask_and_is_reproducible():
+    aug = Augment(dihedral=False, shift=0.1, noise=0.1, contrast=0.2, gamma=1.5)
+    mask = np.array([[0, 1], [2, 255]], dtype=np.uint8)
+    image = np.full((1, 2, 2), 0.5, dtype=np.float32)
+    a_img, a_mask = aug(image, mask, np.random.default_rng(7))
+    b_img, b_mask = aug(image, mask, np.random.default_rng(7))
+    assert np.array_equal(a_mask, mask) and np.array_equal(a_img, b_img)
+    assert not np.allclose(a_img, image) and a_img.dtype == np.float32
+    assert np.array_equal(image, np.full((1, 2, 2), 0.5, dtype=np.float32))  # input untouched

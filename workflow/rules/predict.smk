@@ -1,0 +1,111 @@
+# Chunked prediction of the demo volume with the trained U-Net (not in final_outputs).
+# predict.slabs > 1 splits the volume into z-slab jobs (one GPU each) and gathers them.
+PRED = f"{RESULTS}/predictions/demo.zarr"
+PRED_MODEL = f"{RESULTS}/models/{config['predict']['model']}"
+PRED_SLABS = int(config["predict"]["slabs"])
+
+if PRED_SLABS == 1:
+
+    rule predict:
+        """Predict the demo volume block by block into OME-Zarr labels (resumes if killed)."""
+        input:
+            card=f"{PRED_MODEL}/card.json",
+            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+        output:
+            f"{PRED}/.dlpipe_complete",
+        params:
+            cfg=cfg_arg("predict"),
+            model=lambda wildcards, input: os.path.dirname(input.card),
+            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            out=lambda wildcards, output: os.path.dirname(output[0]),
+        log:
+            f"{LOGS}/predict.log",
+        benchmark:
+            f"{BENCH}/predict.tsv"
+        conda:
+            "../../envs/dlpipe.yaml"
+        threads: config["predict"]["threads"]
+        resources:
+            mem_mb=4000,
+            runtime=120,
+        shell:
+            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --resume --overwrite > {log} 2>&1"
+
+else:
+
+    rule predict_prepare:
+        """Create the prediction store and its manifest (block layout) for the slab jobs."""
+        input:
+            card=f"{PRED_MODEL}/card.json",
+            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+        output:
+            f"{PRED}.slabs/prepared",
+        params:
+            cfg=cfg_arg("predict"),
+            model=lambda wildcards, input: os.path.dirname(input.card),
+            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            out=lambda wildcards, output: os.path.dirname(output[0]).removesuffix(".slabs"),
+        log:
+            f"{LOGS}/predict_prepare.log",
+        benchmark:
+            f"{BENCH}/predict_prepare.tsv"
+        conda:
+            "../../envs/dlpipe.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        shell:
+            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --prepare --resume --overwrite > {log} 2>&1 && touch {output}"
+
+    rule predict_slab:
+        """Predict the blocks of one z-slab (one GPU job each)."""
+        input:
+            card=f"{PRED_MODEL}/card.json",
+            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+            prepared=f"{PRED}.slabs/prepared",
+        output:
+            f"{PRED}.slabs/{{slab}}.done",
+        params:
+            cfg=cfg_arg("predict"),
+            model=lambda wildcards, input: os.path.dirname(input.card),
+            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            out=lambda wildcards, output: os.path.dirname(output[0]).removesuffix(".slabs"),
+            n=PRED_SLABS,
+        log:
+            f"{LOGS}/predict_slab_{{slab}}.log",
+        benchmark:
+            f"{BENCH}/predict_slab_{{slab}}.tsv"
+        conda:
+            "../../envs/dlpipe.yaml"
+        threads: config["predict"]["threads"]
+        resources:
+            mem_mb=4000,
+            runtime=120,
+            gpu=1,
+        shell:
+            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --slab {wildcards.slab} {params.n} > {log} 2>&1 && touch {output}"
+
+    rule predict:
+        """Gather the slab jobs: mark the prediction complete once every block is done."""
+        input:
+            card=f"{PRED_MODEL}/card.json",
+            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+            slabs=expand(f"{PRED}.slabs/{{slab}}.done", slab=range(PRED_SLABS)),
+        output:
+            f"{PRED}/.dlpipe_complete",
+        params:
+            cfg=cfg_arg("predict"),
+            model=lambda wildcards, input: os.path.dirname(input.card),
+            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            out=lambda wildcards, output: os.path.dirname(output[0]),
+        log:
+            f"{LOGS}/predict_gather.log",
+        benchmark:
+            f"{BENCH}/predict_gather.tsv"
+        conda:
+            "../../envs/dlpipe.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        shell:
+            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --gather > {log} 2>&1"
