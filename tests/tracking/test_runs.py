@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +51,45 @@ def test_failed_stage_is_marked_failed(config: dict[str, Any], monkeypatch) -> N
     assert client.get_run(run.run_id).info.status == "FAILED"
 
 
-def _writer(args: tuple[dict[str, Any], int]) -> str:
-    config, i = args
-    with stage_run(config, f"stage{i}", dataset="demo", model="unet", params={"i": i}) as run:
-        for step in range(N_STEPS):
-            run.log_metrics({"loss": 1.0 / (step + 1), "writer": float(i)}, step=step)
-        run.set_tags({"done": "yes"})
-    return run.run_id
+WRITER = """
+import json, sys
+from dlpipe.tracking import stage_run
+
+config, i, steps = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+with stage_run(config, f"stage{i}", dataset="demo", model="unet", params={"i": i}) as run:
+    for step in range(steps):
+        run.log_metrics({"loss": 1.0 / (step + 1), "writer": float(i)}, step=step)
+    run.set_tags({"done": "yes"})
+print(run.run_id)
+"""
 
 
-def test_eight_concurrent_writers_lose_nothing(config: dict[str, Any], monkeypatch) -> None:
+def test_eight_concurrent_writers_lose_nothing(
+    config: dict[str, Any], monkeypatch, tmp_path: Path
+) -> None:
+    """Eight separate processes (like parallel Snakemake jobs) log into one SQLite store."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     exp_id = init_store(config)  # once, before the parallel jobs
     parent = start_parent_run(config, "workflow")
-    monkeypatch.setenv(PARENT_ENV, parent)
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(N_WRITERS) as pool:
-        run_ids = pool.map(_writer, [(config, i) for i in range(N_WRITERS)])
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env[PARENT_ENV] = parent
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), json.dumps(config), str(i), str(N_STEPS)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(N_WRITERS)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    run_ids = [out.strip().splitlines()[-1] for out, _ in results]
     end_parent_run(config, parent)
-    os.environ.pop(PARENT_ENV, None)
 
     client = MlflowClient(tracking_uri(config))
     assert len(set(run_ids)) == N_WRITERS
