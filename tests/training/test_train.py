@@ -150,3 +150,18 @@ def test_cuda_with_mixed_precision(tiny_store, tmp_path, make_volume, tiny_param
     assert card["device"].startswith("cuda")
     weights = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
     assert all(v.device.type == "cpu" for v in weights.values())
+
+
+def test_trains_on_a_cvat_dataset_zarr(tmp_path, make_volume, tiny_params):
+    img, lab = make_volume(shape=(5, 16, 16))
+    group = zarr.open_group(str(tmp_path / "cvat.zarr"), mode="w")
+    group.create_array("images", data=img.astype(np.uint8), chunks=(1, 16, 16))
+    group.create_array("semantic", data=lab, chunks=(1, 16, 16))
+    group.create_array("instances", data=lab.astype(np.uint32), chunks=(1, 16, 16))
+    group.attrs["classes"] = ["background", "fibre", "pore"]
+    group.attrs["image_names"] = [f"slice_{i:04d}.png" for i in range(5)]
+    card = train_unet(tmp_path / "cvat.zarr", tmp_path / "m", tiny_params(epochs=1),
+                      progress=False)
+    assert card["classes"] == ["background", "fibre", "pore"]
+    assert card["split"] == {"train": [0, 4], "val": [4, 5]}
+    assert card["monitor"] == "val_mean_jaccard"
