@@ -17,6 +17,7 @@ include: "workflow/rules/tile.smk"
 include: "workflow/rules/cvat.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -14,7 +14,7 @@ def make_volume(shape=(10, 16, 16), seed=0):
     """Image and 3-class labels: bright squares (1), a dark rare blob (2) on matrix (0)."""
     rng = np.random.default_rng(seed)
     labels = np.zeros(shape, dtype=np.uint8)
-    nz, ny, nx = shape
+    _, ny, nx = shape
     for _ in range(6):
         y, x = rng.integers(0, ny - 4), rng.integers(0, nx - 4)
         labels[:, y : y + 4, x : x + 4] = 1
@@ -55,3 +55,15 @@ def tiny_params(**over):
         else:
             p[k] = v
     return p
+
+
+@pytest.fixture(name="make_volume")
+def _make_volume_fixture():
+    """:func:`make_volume` for tests."""
+    return make_volume
+
+
+@pytest.fixture(name="tiny_params")
+def _tiny_params_fixture():
+    """:func:`tiny_params` for tests."""
+    return tiny_params

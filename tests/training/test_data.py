@@ -79,14 +79,11 @@ def _dataset(src, mode, patch, context=1, specs=()):
     return PatchDataset(src, list(specs), mode, patch, context)
 
 
-def test_only_labelled_slices_and_oversampling(tiny_store):
-    img, lab = None, None
-    from tests.training.conftest import make_volume
-
+def test_only_labelled_slices_and_oversampling(tiny_store, make_volume):
     img, lab = make_volume()
     store = tiny_store(image=img, labels=sparse_labels(lab, [1, 4]))
     src = open_source(store)
-    image, labels = src.open()
+    _, labels = src.open()
     index = scan_labels(labels, 3)
     rng = np.random.default_rng(0)
     plain = PatchSampler(index, src.shape, "2d", (8, 8), 0.0, [2])

@@ -13,12 +13,11 @@ import zarr
 from dlpipe.cli import main
 from dlpipe.models import build_unet, count_parameters
 from dlpipe.training import NaNLossError, sparse_labels, train_unet
-from tests.training.conftest import make_volume, tiny_params
 
 NO_TRACKING = ["--config-json", '{"tracking": {"enabled": false}}']
 
 
-def test_outputs_and_card(tiny_store, tmp_path):
+def test_outputs_and_card(tiny_store, tmp_path, make_volume, tiny_params):
     store = tiny_store()
     params = tiny_params(input="2.5d", context_slices=3)
     card = train_unet(store, tmp_path / "m", params, progress=False)
@@ -45,7 +44,7 @@ def test_outputs_and_card(tiny_store, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["2d", "3d"])
-def test_resume_is_bit_identical(tiny_store, tmp_path, mode):
+def test_resume_is_bit_identical(tiny_store, tmp_path, mode, make_volume, tiny_params):
     store = tiny_store()
     extra = {"patch_size": [4, 8, 8]} if mode == "3d" else {}
     params = tiny_params(input=mode, epochs=3, schedule="step", step_size=1,
@@ -65,14 +64,14 @@ def test_resume_is_bit_identical(tiny_store, tmp_path, mode):
     assert [strip[0](r) for r in rows_a] == [strip[0](r) for r in rows_b]
 
 
-def test_resume_refuses_changed_settings(tiny_store, tmp_path):
+def test_resume_refuses_changed_settings(tiny_store, tmp_path, make_volume, tiny_params):
     store = tiny_store()
     train_unet(store, tmp_path / "m", tiny_params(epochs=1), progress=False)
     with pytest.raises(Exception, match="different settings \\(lr\\)"):
         train_unet(store, tmp_path / "m", tiny_params(lr=0.5), resume=True, progress=False)
 
 
-def test_early_stopping_and_sparse_validation(tiny_store, tmp_path):
+def test_early_stopping_and_sparse_validation(tiny_store, tmp_path, make_volume, tiny_params):
     card = train_unet(tiny_store(), tmp_path / "m",
                       tiny_params(epochs=5, patience=1, min_delta=1.0), progress=False)
     assert card["epochs_run"] == 2 and card["best_epoch"] == 1
@@ -84,7 +83,7 @@ def test_early_stopping_and_sparse_validation(tiny_store, tmp_path):
     assert card["monitor"] == "train_loss" and card["val_mean_jaccard"] is None
 
 
-def test_nan_loss_keeps_last_good_checkpoint(tiny_store, tmp_path, capsys):
+def test_nan_loss_keeps_last_good_checkpoint(tiny_store, tmp_path, capsys, tiny_params):
     store = tiny_store()
     out = tmp_path / "m"
     train_unet(store, out, tiny_params(epochs=1), progress=False)
@@ -112,10 +111,10 @@ def _cli(args, capsys):
     return exc.value.code, capsys.readouterr().err
 
 
-def test_bad_inputs_exit_2(tiny_store, tmp_path, capsys):
+def test_bad_inputs_exit_2(tiny_store, tmp_path, capsys, make_volume, tiny_params):
     out = str(tmp_path / "m")
     small = ["--set", "patch_size=[8,8]", "--set", "architecture.depth=2"]
-    img, lab = make_volume()
+    _, lab = make_volume()
     empty = tiny_store(labels=np.full_like(lab, 255), name="empty.zarr")
     code, err = _cli([str(empty), "--out", out, *small], capsys)
     assert code == 2 and "empty training set" in err
@@ -142,3 +141,27 @@ def test_bad_inputs_exit_2(tiny_store, tmp_path, capsys):
     assert code == 2 and "train.input" in err
     code, err = _cli([str(tmp_path / "missing.zarr"), "--out", out], capsys)
     assert code == 2 and "training data not found" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_with_mixed_precision(tiny_store, tmp_path, make_volume, tiny_params):
+    card = train_unet(tiny_store(), tmp_path / "m", tiny_params(device="auto", epochs=1),
+                      progress=False)
+    assert card["device"].startswith("cuda")
+    weights = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    assert all(v.device.type == "cpu" for v in weights.values())
+
+
+def test_trains_on_a_cvat_dataset_zarr(tmp_path, make_volume, tiny_params):
+    img, lab = make_volume(shape=(5, 16, 16))
+    group = zarr.open_group(str(tmp_path / "cvat.zarr"), mode="w")
+    group.create_array("images", data=img.astype(np.uint8), chunks=(1, 16, 16))
+    group.create_array("semantic", data=lab, chunks=(1, 16, 16))
+    group.create_array("instances", data=lab.astype(np.uint32), chunks=(1, 16, 16))
+    group.attrs["classes"] = ["background", "fibre", "pore"]
+    group.attrs["image_names"] = [f"slice_{i:04d}.png" for i in range(5)]
+    card = train_unet(tmp_path / "cvat.zarr", tmp_path / "m", tiny_params(epochs=1),
+                      progress=False)
+    assert card["classes"] == ["background", "fibre", "pore"]
+    assert card["split"] == {"train": [0, 4], "val": [4, 5]}
+    assert card["monitor"] == "val_mean_jaccard"

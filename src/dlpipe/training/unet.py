@@ -391,7 +391,8 @@ def train_unet(
                     else "no checkpoint was written yet"
                 )
                 raise NaNLossError(
-                    f"training loss is {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
+                    f"training loss is {float(loss.detach())} at epoch {epoch + 1}, "
+                    f"step {step + 1}; "
                     f"stopped ({kept}); check the input values, lower train.lr or the loss weights",
                     path=out,
                 )

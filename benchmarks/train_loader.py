@@ -1,0 +1,107 @@
+"""Training steps per second: patches read from Zarr by DataLoader workers vs tensors in memory.
+
+Both sides run the same U-Net training steps on the same patches (same specs, same
+augmentation); the only difference is where the batches come from:
+
+* zarr:   PatchDataset reading chunks of VOL.zarr in ``--workers`` DataLoader processes;
+* memory: the same batches, read and augmented beforehand, held as tensors in memory.
+
+Prints steps/s of both and the ratio zarr / memory (target >= 0.9).
+
+Usage::
+
+    python benchmarks/train_loader.py --steps 60 --workers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dlpipe.config import defaults
+from dlpipe.models import UNet
+from dlpipe.training import (
+    Augment,
+    PatchDataset,
+    PatchSampler,
+    make_loss,
+    open_source,
+    scan_labels,
+    write_labelled_volume,
+)
+
+
+def run_steps(model, opt, loss_fn, batches) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    n = 0
+    for img, mask in batches:
+        loss = loss_fn(model(img), mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += 1
+    return n, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="alternating timed rounds per side")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from dlpipe.synth import make_demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        meta = make_demo(work / "demo", defaults()["synth"])
+        import tifffile
+
+        volume = tifffile.imread(work / "demo" / "volume.tif")
+        labels = tifffile.imread(work / "demo" / "labels.tif")
+        store = write_labelled_volume(work / "v.zarr", volume, labels,
+                                      classes=meta["phases"], chunks=(8, 64, 64))
+        src = open_source(store)
+        _, lab = src.open()
+        sampler = PatchSampler(scan_labels(lab, 3), src.shape, "2d", (args.patch, args.patch),
+                               0.3, [2])
+        specs = sampler.epoch(args.steps * args.batch, src.train, np.random.default_rng(0))
+        aug = Augment(shift=0.05, noise=0.02, contrast=0.1, gamma=1.2)
+        ds = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug)
+        memory = list(DataLoader(ds, batch_size=args.batch, num_workers=0))  # pre-read
+
+        def zarr_batches():
+            return DataLoader(ds, batch_size=args.batch, num_workers=args.workers,
+                              prefetch_factor=4 if args.workers else None)
+
+        torch.manual_seed(0)
+        model = UNet(2, 1, 3, depth=4, base_filters=16)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        loss_fn = make_loss({"ce": 1.0, "dice": 1.0}, n_classes=3)
+        run_steps(model, opt, loss_fn, memory[:3])  # warm-up
+        rates = {"zarr": [], "memory": []}
+        for _ in range(args.repeats):
+            n, s = run_steps(model, opt, loss_fn, zarr_batches())
+            rates["zarr"].append(n / s)
+            n, s = run_steps(model, opt, loss_fn, memory)
+            rates["memory"].append(n / s)
+    z, m = float(np.median(rates["zarr"])), float(np.median(rates["memory"]))
+    print(f"volume {tuple(volume.shape)}, chunks (8, 64, 64), patch {args.patch}^2, "
+          f"batch {args.batch}, {args.steps} steps x {args.repeats} rounds, "
+          f"workers {args.workers}, torch threads {args.threads}")
+    print(f"zarr   : {z:.2f} steps/s  (rounds {[round(r, 2) for r in rates['zarr']]})")
+    print(f"memory : {m:.2f} steps/s  (rounds {[round(r, 2) for r in rates['memory']]})")
+    print(f"ratio zarr/memory: {z / m:.3f} (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
