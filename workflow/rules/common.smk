@@ -25,7 +25,12 @@ def cfg_arg(*sections):
 
 def final_outputs():
     """What `snakemake` builds by default: grows with each stage."""
-    return [f"{RESULTS}/demo/volume.tif", f"{RESULTS}/demo/volume.zarr/.dlpipe_complete"]
+    segmentations = [f"unet/{config['predict']['model']}", "baselines/otsu", "baselines/rf"]
+    return [
+        f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+        f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
+        *(f"{RESULTS}/{s}/clean_metrics.json" for s in segmentations),
+    ]
 
 
 # One MLflow parent run per invocation; jobs find it in the environment. The store and

@@ -1,9 +1,11 @@
-# Classical baselines, clean-up and evaluation (docs/evaluation.md). Not in final_outputs()
-# yet: the lead wires them to the tiled volume and the network's prediction.
+# Classical baselines, clean-up and evaluation (docs/evaluation.md). postprocess and
+# evaluate serve every segmentation: {RESULTS}/baselines/<method>/ and {RESULTS}/unet/<model>/.
 
 
 wildcard_constraints:
     method="otsu|rf",
+    kind="baselines|unet",
+    name="[^/]+",
 
 
 rule baseline:
@@ -37,19 +39,19 @@ rule baseline:
 rule postprocess:
     """Connected components across chunks, blob table and rule-based clean-up."""
     input:
-        pred=f"{RESULTS}/baselines/{{method}}/prediction.zarr/.dlpipe_complete",
+        pred=f"{RESULTS}/{{kind}}/{{name}}/prediction.zarr/.dlpipe_complete",
     output:
-        clean=f"{RESULTS}/baselines/{{method}}/clean.zarr/.dlpipe_complete",
-        blobs=f"{RESULTS}/baselines/{{method}}/clean.blobs.csv",
-        changes=f"{RESULTS}/baselines/{{method}}/clean.changes.csv",
+        clean=f"{RESULTS}/{{kind}}/{{name}}/clean.zarr/.dlpipe_complete",
+        blobs=f"{RESULTS}/{{kind}}/{{name}}/clean.blobs.csv",
+        changes=f"{RESULTS}/{{kind}}/{{name}}/clean.changes.csv",
     params:
         cfg=cfg_arg("postprocess"),
         pred=lambda wildcards, input: os.path.dirname(input.pred),
         clean=lambda wildcards, output: os.path.dirname(output.clean),
     log:
-        f"{LOGS}/postprocess_{{method}}.log",
+        f"{LOGS}/postprocess_{{kind}}_{{name}}.log",
     benchmark:
-        f"{BENCH}/postprocess_{{method}}.tsv"
+        f"{BENCH}/postprocess_{{kind}}_{{name}}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:
@@ -63,19 +65,19 @@ rule postprocess:
 rule evaluate:
     """Per-class Jaccard of the cleaned prediction against the tiled truth (test split)."""
     input:
-        pred=f"{RESULTS}/baselines/{{method}}/clean.zarr/.dlpipe_complete",
+        pred=f"{RESULTS}/{{kind}}/{{name}}/clean.zarr/.dlpipe_complete",
         truth=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
     output:
-        metrics=f"{RESULTS}/baselines/{{method}}/clean_metrics.json",
-        csv=f"{RESULTS}/baselines/{{method}}/clean_metrics.csv",
+        metrics=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.json",
+        csv=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.csv",
     params:
         cfg=cfg_arg("evaluation"),
         pred=lambda wildcards, input: os.path.dirname(input.pred),
         truth=lambda wildcards, input: os.path.dirname(input.truth),
     log:
-        f"{LOGS}/evaluate_{{method}}.log",
+        f"{LOGS}/evaluate_{{kind}}_{{name}}.log",
     benchmark:
-        f"{BENCH}/evaluate_{{method}}.tsv"
+        f"{BENCH}/evaluate_{{kind}}_{{name}}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:

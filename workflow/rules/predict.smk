@@ -1,6 +1,6 @@
-# Chunked prediction of the demo volume with the trained U-Net (not in final_outputs).
+# Chunked prediction of the demo volume with the trained U-Net.
 # predict.slabs > 1 splits the volume into z-slab jobs (one GPU each) and gathers them.
-PRED = f"{RESULTS}/predictions/demo.zarr"
+PRED = f"{RESULTS}/unet/{config['predict']['model']}/prediction.zarr"
 PRED_MODEL = f"{RESULTS}/models/{config['predict']['model']}"
 PRED_SLABS = int(config["predict"]["slabs"])
 

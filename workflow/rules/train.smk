@@ -1,11 +1,11 @@
 rule train:
-    """U-Net training on the tiled demo volume (`dlpipe train --model unet`).
+    """U-Net training on the CVAT-annotated demo slices (`dlpipe train --model unet`).
 
-    Needs the tile stage's completion marker; writes the model folder, whose card.json
-    (written last) is the output. Not part of final_outputs() yet.
+    Reads the CVAT stage's Zarr dataset (only the annotated slices carry labels); writes
+    the model folder, whose card.json (written last) is the output.
     """
     input:
-        f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+        f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
     output:
         card=f"{RESULTS}/models/{config['train']['name']}/card.json",
     params:
