@@ -16,8 +16,10 @@ from dlpipe.annotations import CvatReader, convert, read_objects
 from dlpipe.errors import UserError
 
 HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
-META = ("<meta><task><labels><label><name>a</name></label><label><name>b</name></label>"
-        "</labels></task></meta>")
+META = (
+    "<meta><task><labels><label><name>a</name></label><label><name>b</name></label>"
+    "</labels></task></meta>"
+)
 
 
 def xml(body: str, head: str = HEAD) -> str:
@@ -40,7 +42,8 @@ def no_leftovers(tmp_path: Path, out: str) -> bool:
 
 def test_malformed_xml_line_and_column(tmp_path: Path, run_cli) -> None:
     bad = xml(img(shapes='<box label="a" xtl="0" ytl="0" xbr="2" ybr="2">')).replace(
-        "</image>", "</imag>")
+        "</image>", "</imag>"
+    )
     p = write(tmp_path, bad)
     code, err = run_cli("cvat", p, "--no-images", "--out", tmp_path / "o.zarr")
     assert code == 2
@@ -53,8 +56,7 @@ def test_label_not_in_classes(tmp_path: Path, run_cli) -> None:
     p = write(tmp_path, xml(img(shapes='<box label="c" xtl="0" ytl="0" xbr="2" ybr="2"/>')))
     code, err = run_cli("cvat", p, "--no-images", "--out", tmp_path / "o.zarr")
     assert code == 2 and "label 'c' is not one of the classes ['a', 'b']" in err
-    code, err = run_cli("cvat", p, "--no-images", "--classes", "b,c", "--out",
-                        tmp_path / "o.zarr")
+    code, err = run_cli("cvat", p, "--no-images", "--classes", "b,c", "--out", tmp_path / "o.zarr")
     assert code == 0, err
     g = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
     assert g.attrs["classes"] == ["background", "b", "c"]
@@ -104,8 +106,9 @@ def test_missing_image_error_or_skip(tmp_path: Path, run_cli) -> None:
     code, err = run_cli("cvat", p, "--images", tmp_path / "imgs", "--out", tmp_path / "o.zarr")
     assert code == 2 and "image 'gone.png' of the XML not found" in err
     assert no_leftovers(tmp_path, "o.zarr")
-    code, err = run_cli("cvat", p, "--images", tmp_path / "imgs", "--skip-missing", "--out",
-                        tmp_path / "o.zarr")
+    code, err = run_cli(
+        "cvat", p, "--images", tmp_path / "imgs", "--skip-missing", "--out", tmp_path / "o.zarr"
+    )
     assert code == 0, err
     g = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")
     assert g.attrs["image_names"] == ["i.png"] and g.attrs["counts"]["missing_images"] == 1
@@ -124,8 +127,9 @@ def test_image_size_differs_from_xml(tmp_path: Path) -> None:
 def test_zip_export_with_images(tmp_path: Path) -> None:
     z = tmp_path / "export.zip"
     with zipfile.ZipFile(z, "w") as zf:
-        zf.writestr("annotations.xml", xml(img(shapes='<box label="b" xtl="0" ytl="0" '
-                                                   'xbr="3" ybr="1"/>')))
+        zf.writestr(
+            "annotations.xml", xml(img(shapes='<box label="b" xtl="0" ytl="0" xbr="3" ybr="1"/>'))
+        )
         png = tmp_path / "tmp.png"
         iio.imwrite(png, np.full((6, 8, 3), 9, np.uint8))
         zf.write(png, "images/i.png")
@@ -189,8 +193,10 @@ def test_entity_bomb_in_attribute_before_any_element_ends(tmp_path: Path) -> Non
 def test_external_entities_never_resolved(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")
-    dtd = (f'<!DOCTYPE annotations [ <!ENTITY x SYSTEM "file://{secret}"> '
-           '<!ENTITY % p SYSTEM "http://127.0.0.1:9/evil.dtd"> %p; ]>\n')
+    dtd = (
+        f'<!DOCTYPE annotations [ <!ENTITY x SYSTEM "file://{secret}"> '
+        '<!ENTITY % p SYSTEM "http://127.0.0.1:9/evil.dtd"> %p; ]>\n'
+    )
     p = write(tmp_path, xml(img(shapes='<tag label="&x;"/>'), head=HEAD + dtd))
     with pytest.raises(UserError, match="declares entities") as exc:
         convert(p, tmp_path / "o.zarr", params={"read_images": False})
@@ -205,8 +211,9 @@ def test_external_entities_never_resolved(tmp_path: Path) -> None:
 def test_existing_output_kept_on_failure(tmp_path: Path, run_cli) -> None:
     good = write(tmp_path, xml(img(shapes='<box label="a" xtl="0" ytl="0" xbr="2" ybr="2"/>')))
     convert(good, tmp_path / "o.zarr", params={"read_images": False})
-    bad = write(tmp_path, xml(img(shapes='<box label="zz" xtl="0" ytl="0" xbr="2" ybr="2"/>')),
-                "bad.xml")
+    bad = write(
+        tmp_path, xml(img(shapes='<box label="zz" xtl="0" ytl="0" xbr="2" ybr="2"/>')), "bad.xml"
+    )
     code, err = run_cli("cvat", bad, "--no-images", "--overwrite", "--out", tmp_path / "o.zarr")
     assert code == 2 and "'zz'" in err
     g = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")  # the old dataset is intact

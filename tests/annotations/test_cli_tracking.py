@@ -11,15 +11,14 @@ import zarr
 def test_cli_logs_child_run(cvat_data: Path, tmp_path: Path, run_cli, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     results = tmp_path / "results"
-    cfg = json.dumps({"results": str(results),
-                      "tracking": {"enabled": True, "experiment": "cvat-test"}})
+    cfg = json.dumps(
+        {"results": str(results), "tracking": {"enabled": True, "experiment": "cvat-test"}}
+    )
     monkeypatch.setenv("DLPIPE_PARENT_RUN_ID", "")
     xml = cvat_data / "cvat_docs/cvat_images_1.1_doc_example.xml"
-    code, err = run_cli("cvat", xml, "--no-images", "--out", tmp_path / "d.zarr",
-                        config_json=cfg)
+    code, err = run_cli("cvat", xml, "--no-images", "--out", tmp_path / "d.zarr", config_json=cfg)
     assert code == 0, err
-    assert zarr.open_group(str(tmp_path / "d.zarr"), mode="r")["semantic"].shape == (1, 1200,
-                                                                                     1600)
+    assert zarr.open_group(str(tmp_path / "d.zarr"), mode="r")["semantic"].shape == (1, 1200, 1600)
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")

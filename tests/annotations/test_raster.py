@@ -105,15 +105,17 @@ def test_random_rotated_ellipses_and_boxes_exact(seed: int) -> None:
         cx, cy = rng.uniform(-5, W + 5), rng.uniform(-5, H + 5)
         rx, ry = rng.uniform(0.3, 20), rng.uniform(0.3, 20)
         rot = rng.uniform(-360, 360)
-        sem, _, _ = raster([Shape(kind="ellipse", label="a", order=0, params=(cx, cy, rx, ry),
-                                  rotation=rot)])
+        sem, _, _ = raster(
+            [Shape(kind="ellipse", label="a", order=0, params=(cx, cy, rx, ry), rotation=rot)]
+        )
         ref, margin = ellipse_ref(cx, cy, rx, ry, rot)
         sure = margin > 1e-9  # exact everywhere but on the boundary itself
         np.testing.assert_array_equal(sem.astype(bool)[sure], ref[sure])
         x0, y0 = rng.uniform(-5, W), rng.uniform(-5, H)
         w, h = rng.uniform(0.5, 30), rng.uniform(0.5, 30)
-        sem, _, _ = raster([Shape(kind="box", label="a", order=0,
-                                  params=(x0, y0, x0 + w, y0 + h), rotation=rot)])
+        sem, _, _ = raster(
+            [Shape(kind="box", label="a", order=0, params=(x0, y0, x0 + w, y0 + h), rotation=rot)]
+        )
         ref, margin = rbox_ref(x0, y0, x0 + w, y0 + h, rot)
         sure = margin > 1e-9
         np.testing.assert_array_equal(sem.astype(bool)[sure], ref[sure])
@@ -148,8 +150,9 @@ def test_invalid_and_clipped_counted() -> None:
     shapes = [
         Shape(kind="box", label="a", order=0, params=(-5.0, -5.0, 3.0, 3.0)),  # clipped
         Shape(kind="box", label="a", order=1, params=(100.0, 100.0, 110.0, 110.0)),  # outside
-        Shape(kind="polygon", label="a", order=2,
-              points=np.array([[20.0, 20], [30, 20], [30, 30]])),
+        Shape(
+            kind="polygon", label="a", order=2, points=np.array([[20.0, 20], [30, 20], [30, 30]])
+        ),
     ]
     frame = Frame(id=0, name="t", width=W, height=H, shapes=shapes)
     _, _, objs = rasterise_frame(frame, {"a": 1}, H, W, counts=counts)
@@ -173,13 +176,23 @@ def test_round_trip_xml_exact(tmp_path: Path) -> None:
         z = int(rng.integers(-2, 3))
         label = ["a", "b"][k % 2]
         if kind == "ellipse":
-            p = dict(cx=rng.uniform(0, W), cy=rng.uniform(0, H), rx=rng.uniform(2, 12),
-                     ry=rng.uniform(2, 12), rotation=rng.uniform(0, 360))
+            p = dict(
+                cx=rng.uniform(0, W),
+                cy=rng.uniform(0, H),
+                rx=rng.uniform(2, 12),
+                ry=rng.uniform(2, 12),
+                rotation=rng.uniform(0, 360),
+            )
             ref, _ = ellipse_ref(p["cx"], p["cy"], p["rx"], p["ry"], p["rotation"])
         elif kind == "box":
             x, y = rng.uniform(-4, W - 10), rng.uniform(-4, H - 10)
-            p = dict(xtl=x, ytl=y, xbr=x + rng.uniform(3, 20), ybr=y + rng.uniform(3, 20),
-                     rotation=rng.uniform(0, 360))
+            p = dict(
+                xtl=x,
+                ytl=y,
+                xbr=x + rng.uniform(3, 20),
+                ybr=y + rng.uniform(3, 20),
+                rotation=rng.uniform(0, 360),
+            )
             ref, _ = rbox_ref(p["xtl"], p["ytl"], p["xbr"], p["ybr"], p["rotation"])
         elif kind == "polygon":
             pts = rng.uniform([0, 0], [W, H], size=(6, 2))
@@ -191,9 +204,17 @@ def test_round_trip_xml_exact(tmp_path: Path) -> None:
             left, top = int(rng.integers(0, W - 9)), int(rng.integers(0, H - 7))
             p = dict(rle=_encode_rle(m), left=left, top=top, width=9, height=7)
             ref = np.zeros((H, W), bool)
-            ref[top:top + 7, left:left + 9] = m
-        shapes.append({"type": kind, "label": label, "z_order": z, "occluded": k % 3 == 0,
-                       "attributes": {"n": k}} | p)
+            ref[top : top + 7, left : left + 9] = m
+        shapes.append(
+            {
+                "type": kind,
+                "label": label,
+                "z_order": z,
+                "occluded": k % 3 == 0,
+                "attributes": {"n": k},
+            }
+            | p
+        )
         refs.append((z, k, label, ref))
     write_cvat_xml(tmp_path / "a.xml", ["a", "b"], [("img.png", W, H, shapes)])
     convert(tmp_path / "a.xml", tmp_path / "a.zarr", params={"read_images": False})
@@ -222,8 +243,7 @@ def test_round_trip_xml_exact(tmp_path: Path) -> None:
     visible = [r for r in rows if r["area"] > 0]
     assert b.tolist() == [[r["x1"], r["y1"], r["x2"], r["y2"]] for r in visible]
     assert t["labels"].tolist() == [r["class_id"] for r in visible]
-    np.testing.assert_array_equal(t["masks"].numpy().sum(axis=(1, 2)),
-                                  [r["area"] for r in visible])
+    np.testing.assert_array_equal(t["masks"].numpy().sum(axis=(1, 2)), [r["area"] for r in visible])
 
 
 def test_targets_single_pixel_and_empty() -> None:
@@ -242,8 +262,9 @@ def test_many_overlaps_match_sequential_painting() -> None:
     for k in range(200):
         x0, y0 = rng.uniform(-5, W), rng.uniform(-5, H)
         p = (x0, y0, x0 + rng.uniform(1, 30), y0 + rng.uniform(1, 30))
-        shapes.append(Shape(kind="box", label="a", order=k, params=p,
-                            z_order=int(rng.integers(-3, 4))))
+        shapes.append(
+            Shape(kind="box", label="a", order=k, params=p, z_order=int(rng.integers(-3, 4)))
+        )
     _, inst, _ = raster(shapes)
     ids = {}
     for s in shapes:  # instance ids in document order among shapes covering a pixel

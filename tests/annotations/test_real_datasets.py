@@ -40,9 +40,11 @@ def coco_to_cvat(coco: dict, out: Path) -> Path:
             if len(pts) > 1 and np.array_equal(pts[0], pts[-1]):
                 pts = pts[:-1]
             by_image[ann["image_id"]].append(
-                {"type": "polygon", "label": "hcloop", "points": (pts + 0.5).tolist()})
-    images = [(im["file_name"], im["width"], im["height"], by_image[im["id"]])
-              for im in coco["images"]]
+                {"type": "polygon", "label": "hcloop", "points": (pts + 0.5).tolist()}
+            )
+    images = [
+        (im["file_name"], im["width"], im["height"], by_image[im["id"]]) for im in coco["images"]
+    ]
     return write_cvat_xml(out, [c["name"] for c in coco["categories"]], images)
 
 
@@ -79,15 +81,16 @@ def test_creme_coco_polygons(shared_data: Path, tmp_path: Path) -> None:
 
 
 def test_synth_export_matches_labels(demo_dir: Path, tmp_path: Path) -> None:
-    s = convert(demo_dir / "cvat/annotations.xml", tmp_path / "demo.zarr",
-                images=demo_dir / "cvat/images")
+    s = convert(
+        demo_dir / "cvat/annotations.xml", tmp_path / "demo.zarr", images=demo_dir / "cvat/images"
+    )
     assert s["classes"] == ["background", "fibre", "pore"]
     g = zarr.open_group(str(tmp_path / "demo.zarr"), mode="r")
     labels = tifffile.imread(demo_dir / "labels.tif")
     volume = tifffile.imread(demo_dir / "volume.tif")
     assert len(g.attrs["image_names"]) >= 4
     for k, name in enumerate(g.attrs["image_names"]):
-        z = int(name[len("slice_"):-len(".png")])
+        z = int(name[len("slice_") : -len(".png")])
         np.testing.assert_array_equal(g["images"][k], volume[z])
         sem = g["semantic"][k]
         for cls, floor in ((1, 0.98), (2, 0.98)):

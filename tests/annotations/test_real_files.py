@@ -78,8 +78,12 @@ def test_doc_example_converted(cvat_data: Path, tmp_path: Path) -> None:
     assert g["instances"].dtype == np.uint32
     rows = read_objects(tmp_path / "d.zarr")
     kinds = [(r["kind"], r["label"], r["instance_id"]) for r in rows]
-    assert kinds == [("tag", "good_frame", 0), ("box", "plate", 1), ("polygon", "car", 2),
-                     ("mask", "car", 3)]
+    assert kinds == [
+        ("tag", "good_frame", 0),
+        ("box", "plate", 1),
+        ("polygon", "car", 2),
+        ("mask", "car", 3),
+    ]
     box = rows[1]
     # plate xtl=797.33 xbr=965.52: columns 797..965 (169); ytl=870.92 ybr=928.94: rows 871..928 (58)
     assert (box["x1"], box["y1"], box["x2"], box["y2"]) == (797, 871, 966, 929)
@@ -106,8 +110,9 @@ def test_doc_example_converted(cvat_data: Path, tmp_path: Path) -> None:
 
 def test_doc_example_polylines_drawn(cvat_data: Path, tmp_path: Path) -> None:
     xml = cvat_data / "cvat_docs/cvat_images_1.1_doc_example.xml"
-    s = convert(xml, tmp_path / "d.zarr", params=NO_IMG | {"polyline_width": 2.0,
-                                                          "points_radius": 3.0})
+    s = convert(
+        xml, tmp_path / "d.zarr", params=NO_IMG | {"polyline_width": 2.0, "points_radius": 3.0}
+    )
     assert "ignored_polyline" not in s["counts"]
     rows = [r for r in read_objects(tmp_path / "d.zarr") if r["kind"] == "polyline"]
     # (462.1, 0) -> (126.8, 1200): length 1245.96 px, width 2 -> about 2492 px
@@ -121,20 +126,37 @@ def test_doc_example_polylines_drawn(cvat_data: Path, tmp_path: Path) -> None:
 def test_datumaro_task_label_errors_and_map(cvat_data: Path, tmp_path: Path, run_cli) -> None:
     d = cvat_data / "datumaro/tests/assets/cvat_dataset/for_images/export_task"
     # the two images are 8x8 and 10x10: a size mismatch unless padded
-    code, err = run_cli("cvat", d / "train.xml", "--images", d / "images", "--out",
-                        tmp_path / "t.zarr")
+    code, err = run_cli(
+        "cvat", d / "train.xml", "--images", d / "images", "--out", tmp_path / "t.zarr"
+    )
     assert code == 2 and "img1.jpg' is 10x10 but the dataset is 8x8" in err
-    pad = json.dumps({"tracking": {"enabled": False},
-                      "cvat": {"size": [10, 10], "size_mismatch": "pad"}})
-    code, err = run_cli("cvat", d / "train.xml", "--images", d / "images", "--out",
-                        tmp_path / "t.zarr", config_json=pad)
+    pad = json.dumps(
+        {"tracking": {"enabled": False}, "cvat": {"size": [10, 10], "size_mismatch": "pad"}}
+    )
+    code, err = run_cli(
+        "cvat",
+        d / "train.xml",
+        "--images",
+        d / "images",
+        "--out",
+        tmp_path / "t.zarr",
+        config_json=pad,
+    )
     assert code == 2 and "label '' is not one of the classes" in err
     assert not (tmp_path / "t.zarr").exists()
     with pytest.raises(UserError, match="maps '' to 'nope', which is not a class"):
-        convert(d / "train.xml", tmp_path / "t.zarr", images=d / "images",
-                params={"label_map": {"": "nope"}})
-    s = convert(d / "train.xml", tmp_path / "t.zarr", images=d / "images",
-                params={"label_map": {"": "label2"}, "size": [10, 10], "size_mismatch": "pad"})
+        convert(
+            d / "train.xml",
+            tmp_path / "t.zarr",
+            images=d / "images",
+            params={"label_map": {"": "nope"}},
+        )
+    s = convert(
+        d / "train.xml",
+        tmp_path / "t.zarr",
+        images=d / "images",
+        params={"label_map": {"": "label2"}, "size": [10, 10], "size_mismatch": "pad"},
+    )
     assert s["counts"]["ignored_polyline"] == 1 and s["counts"]["ignored_points"] == 1
     g = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")
     assert g["images"].shape[:3] == (2, 10, 10)
@@ -152,13 +174,22 @@ def test_datumaro_task_label_errors_and_map(cvat_data: Path, tmp_path: Path, run
     assert rows[0]["occluded"] == 1 and rows[0]["z_order"] == 1
     assert rows[0]["attributes"] == {"a1": "true", "a2": "v3", "a3": "0003", "a4": "2.4"}
     assert (rows[1]["x1"], rows[1]["y1"], rows[1]["x2"], rows[1]["y2"], rows[1]["area"]) == (
-        1, 2, 5, 5, 3)
+        1,
+        2,
+        5,
+        5,
+        3,
+    )
 
 
 def test_datumaro_project_subsets(cvat_data: Path, tmp_path: Path) -> None:
     d = cvat_data / "datumaro/tests/assets/cvat_dataset/for_images/export_project"
-    s = convert(d / "annotations.xml", tmp_path / "p.zarr", images=d / "images",
-                params={"size": [10, 10], "size_mismatch": "pad"})
+    s = convert(
+        d / "annotations.xml",
+        tmp_path / "p.zarr",
+        images=d / "images",
+        params={"size": [10, 10], "size_mismatch": "pad"},
+    )
     assert s["images"] == 6 and s["objects_per_label"] == {"label1": 6}
     g = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
     # sorted by image id, ties in document order
@@ -172,11 +203,16 @@ def test_datumaro_project_subsets(cvat_data: Path, tmp_path: Path) -> None:
 def test_datumaro_video_tracks(cvat_data: Path, tmp_path: Path, run_cli) -> None:
     d = cvat_data / "datumaro/tests/assets/cvat_dataset/for_video"
     # frames 10, 13, 16, 19 (start 10, stop 19, step 3); frame_000019 is not in the folder
-    code, err = run_cli("cvat", d / "annotations.xml", "--images", d / "images", "--out",
-                        tmp_path / "v.zarr")
+    code, err = run_cli(
+        "cvat", d / "annotations.xml", "--images", d / "images", "--out", tmp_path / "v.zarr"
+    )
     assert code == 2 and "frame_000019" in err and "--skip-missing" in err
-    s = convert(d / "annotations.xml", tmp_path / "v.zarr", images=d / "images",
-                params={"skip_missing": True})
+    s = convert(
+        d / "annotations.xml",
+        tmp_path / "v.zarr",
+        images=d / "images",
+        params={"skip_missing": True},
+    )
     assert s["images"] == 3 and s["counts"]["missing_images"] == 1
     assert s["counts"]["ignored_points"] == 1 and s["counts"]["ignored_polyline"] == 1
     g = zarr.open_group(str(tmp_path / "v.zarr"), mode="r")
@@ -241,15 +277,21 @@ def test_dagshub_video_outside(cvat_data: Path, tmp_path: Path, run_cli) -> None
     xml = cvat_data / "dagshub/tests/cvat_video/res/sample_video.xml"
     code, err = run_cli("cvat", xml, "--no-images", "--out", tmp_path / "v.zarr")
     assert code == 2 and "label 'person'" in err  # this file has no <labels>
-    code, err = run_cli("cvat", xml, "--no-images", "--classes", "person,car", "--out",
-                        tmp_path / "v.zarr")
+    code, err = run_cli(
+        "cvat", xml, "--no-images", "--classes", "person,car", "--out", tmp_path / "v.zarr"
+    )
     assert code == 0, err
     g = zarr.open_group(str(tmp_path / "v.zarr"), mode="r")
     assert g["semantic"].shape == (5, 1080, 1920)
     rows = read_objects(tmp_path / "v.zarr")
     per_frame = [[r["label"] for r in rows if r["image"] == k] for k in range(5)]
-    assert per_frame == [["person", "car"], ["person", "car"], ["person", "car"], ["person"],
-                         ["person", "car"]]
+    assert per_frame == [
+        ["person", "car"],
+        ["person", "car"],
+        ["person", "car"],
+        ["person"],
+        ["person", "car"],
+    ]
     assert rows[0]["area"] == 50 * 120 and rows[1]["area"] == 150 * 100
     assert [r["occluded"] for r in rows if r["label"] == "person"] == [0, 0, 1, 0, 0]
 
@@ -272,4 +314,4 @@ def test_coral_short_rle_strict_and_lenient(cvat_data: Path, tmp_path: Path, run
         assert shape.mask.shape == (int(h), int(w))
         assert int(shape.mask.sum()) == sum(runs[1::2])  # foreground runs only
         assert sum(runs) < int(w) * int(h)  # every RLE in this file is short
-        assert not shape.mask.ravel()[sum(runs):].any()  # padded with background
+        assert not shape.mask.ravel()[sum(runs) :].any()  # padded with background

@@ -25,13 +25,21 @@ def test_snakemake_cvat_rule(tmp_path: Path, cli_env: dict[str, str]) -> None:
         "synth: {seed: 3, shape: [16, 48, 48], annotated_slices: 2}\n"
     )
     cmd = [
-        "snakemake", "--cores", "1", "--directory", str(ROOT), "--snakefile",
-        str(ROOT / "Snakefile"), "--configfile", str(cfg), "--", str(target),
+        "snakemake",
+        "--cores",
+        "1",
+        "--directory",
+        str(ROOT),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(cfg),
+        "--",
+        str(target),
     ]
     env = dict(cli_env)
     env["PYTHONPATH"] = str(ROOT / "src")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300,
-                          cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert target.is_file()
     g = zarr.open_group(str(results / "demo/cvat.zarr"), mode="r")

@@ -24,22 +24,44 @@ def phantom(shape: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.
 
 
 def write_volume(
-    path: Path, image: np.ndarray, *, chunks=(8, 32, 32), stats: bool = True,
-    axes: list[str] | None = None, complete: bool = True,
+    path: Path,
+    image: np.ndarray,
+    *,
+    chunks=(8, 32, 32),
+    stats: bool = True,
+    axes: list[str] | None = None,
+    complete: bool = True,
 ) -> Path:
     """A tiled volume as `dlpipe tile` writes it: VOL.zarr/0, ome + dlpipe attrs, marker."""
     root = zarr.open_group(path, mode="w")
-    axes = axes or ["z", "y", "x"][-image.ndim:]
-    root.create_array("0", data=image, chunks=chunks[-image.ndim:])
-    attrs = {"ome": {"version": "0.5", "multiscales": [{
-        "axes": [{"name": a, "type": "channel" if a == "c" else "space"} for a in axes],
-        "datasets": [{"path": "0", "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0] * image.ndim}]}]}]}}
+    axes = axes or ["z", "y", "x"][-image.ndim :]
+    root.create_array("0", data=image, chunks=chunks[-image.ndim :])
+    attrs = {
+        "ome": {
+            "version": "0.5",
+            "multiscales": [
+                {
+                    "axes": [{"name": a, "type": "channel" if a == "c" else "space"} for a in axes],
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [
+                                {"type": "scale", "scale": [1.0] * image.ndim}
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    }
     meta: dict = {"source": "test", "complete": True}
     if stats:
-        meta["statistics"] = {"min": float(image.min()), "max": float(image.max()),
-                              "p0_1": float(np.percentile(image, 0.1)),
-                              "p99_9": float(np.percentile(image, 99.9))}
+        meta["statistics"] = {
+            "min": float(image.min()),
+            "max": float(image.max()),
+            "p0_1": float(np.percentile(image, 0.1)),
+            "p99_9": float(np.percentile(image, 99.9)),
+        }
     attrs["dlpipe"] = meta
     root.attrs.update(attrs)
     if complete:
@@ -77,8 +99,14 @@ def train_model(out: Path, mode: str, *, seed: int = 0, steps: int | None = None
     y = torch.from_numpy(labels.astype(np.int64))
     context = 3 if mode == "2.5d" else 1
     dim = 3 if mode == "3d" else 2
-    arch = {"dim": dim, "in_channels": context, "n_classes": 3, "depth": 3,
-            "base_filters": 4, "norm": "none"}
+    arch = {
+        "dim": dim,
+        "in_channels": context,
+        "n_classes": 3,
+        "depth": 3,
+        "base_filters": 4,
+        "norm": "none",
+    }
     net = UNet(**arch)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     patch = [16, 16, 16] if dim == 3 else [32, 32]
@@ -88,24 +116,30 @@ def train_model(out: Path, mode: str, *, seed: int = 0, steps: int | None = None
         xs, ys = [], []
         for _ in range(2 if dim == 3 else 4):
             if dim == 3:
-                z, r, c = (int(torch.randint(0, n - 16 + 1, (1,), generator=g))
-                           for n in x.shape)
-                xs.append(x[z:z + 16, r:r + 16, c:c + 16][None])
-                ys.append(y[z:z + 16, r:r + 16, c:c + 16])
+                z, r, c = (int(torch.randint(0, n - 16 + 1, (1,), generator=g)) for n in x.shape)
+                xs.append(x[z : z + 16, r : r + 16, c : c + 16][None])
+                ys.append(y[z : z + 16, r : r + 16, c : c + 16])
             else:
                 z = int(torch.randint(half, x.shape[0] - half, (1,), generator=g))
                 r, c = (int(torch.randint(0, 64 - 32 + 1, (1,), generator=g)) for _ in "rc")
-                xs.append(x[z - half:z + half + 1, r:r + 32, c:c + 32])
-                ys.append(y[z, r:r + 32, c:c + 32])
+                xs.append(x[z - half : z + half + 1, r : r + 32, c : c + 32])
+                ys.append(y[z, r : r + 32, c : c + 32])
         loss = torch.nn.functional.cross_entropy(net(torch.stack(xs)), torch.stack(ys))
         opt.zero_grad()
         loss.backward()
         opt.step()
     out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out / "weights.pt")
-    card = {"model": "unet", "architecture": arch, "input": mode, "context_slices": context,
-            "patch_size": patch, "classes": ["matrix", "fibre", "pore"],
-            "normalisation": {"p0_1": p0, "p99_9": p1}, "ignore_index": 255,
-            "weights": "weights.pt"}
+    card = {
+        "model": "unet",
+        "architecture": arch,
+        "input": mode,
+        "context_slices": context,
+        "patch_size": patch,
+        "classes": ["matrix", "fibre", "pore"],
+        "normalisation": {"p0_1": p0, "p99_9": p1},
+        "ignore_index": 255,
+        "weights": "weights.pt",
+    }
     (out / "card.json").write_text(json.dumps(card, indent=2))
     return out

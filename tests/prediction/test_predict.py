@@ -38,25 +38,27 @@ def _one_pass(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> 
     assert n == (1 if m.mode == "3d" else xp.shape[0] - 2 * (m.context // 2))
     crop = tuple(slice(p, p + s) for p, s in zip(pad, image.shape, strict=True))
     if m.mode != "3d":
-        crop = (slice(pad[0] - m.context // 2, pad[0] - m.context // 2 + image.shape[0]),
-                *crop[1:])
+        crop = (slice(pad[0] - m.context // 2, pad[0] - m.context // 2 + image.shape[0]), *crop[1:])
     return np.argmax(probs[(slice(None), *crop)], axis=0)
 
 
-@pytest.mark.parametrize(("mode", "shape", "block", "window"), [
-    ("2d", (3, 96, 96), (1, 32, 32), [64, 64]),
-    ("2.5d", (4, 64, 96), (2, 32, 32), [64, 64]),
-    ("3d", (32, 48, 48), (16, 16, 16), [32, 32, 32]),
-])
-def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, block,
-                                              window) -> None:
+@pytest.mark.parametrize(
+    ("mode", "shape", "block", "window"),
+    [
+        ("2d", (3, 96, 96), (1, 32, 32), [64, 64]),
+        ("2.5d", (4, 64, 96), (2, 32, 32), [64, 64]),
+        ("3d", (32, 48, 48), (16, 16, 16), [32, 32, 32]),
+    ],
+)
+def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, block, window) -> None:
     """Windows twice the training patch (a fully convolutional net takes them), halo a
     quarter window; the one-pass reference is one forward pass over the whole volume."""
     image, _ = phantom(shape, seed=3)
     vol = write_volume(tmp_path / "v.zarr", image)
     out = tmp_path / "p.zarr"
-    s = predict_volume(models[mode], vol, out, {"block": list(block), "window": window},
-                       progress=False)
+    s = predict_volume(
+        models[mode], vol, out, {"block": list(block), "window": window}, progress=False
+    )
     nblocks = np.prod([-(-a // b) for a, b in zip(shape, block, strict=True)])
     assert s["complete"] and s["blocks"] == nblocks
     pad = (1 if mode == "2.5d" else 0, 0, 0)
@@ -78,9 +80,13 @@ def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, blo
 
 def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> None:
     out = tmp_path / "p.zarr"
-    s = predict_volume(models["2.5d"], volume, out,
-                       {"block": [4, 32, 32], "probabilities": True, "threads": 2},
-                       progress=False)
+    s = predict_volume(
+        models["2.5d"],
+        volume,
+        out,
+        {"block": [4, 32, 32], "probabilities": True, "threads": 2},
+        progress=False,
+    )
     assert s["blocks"] == 3 * 3 * 3 and s["blocks_predicted"] == 27
     root = zarr.open_group(out, mode="r")
     lab = root["labels/phases/0"]
@@ -90,8 +96,10 @@ def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> Non
     assert prob.chunks == (3, 4, 32, 32)
     p = prob[:].astype(np.float32)
     assert np.allclose(p.sum(axis=0), 1.0, atol=4e-3)
-    assert np.array_equal(np.argmax(p, axis=0) == lab[:], np.ones(lab.shape, bool)) or \
-        (np.argmax(p, axis=0) != lab[:]).mean() < 1e-3  # float16 ties only
+    assert (
+        np.array_equal(np.argmax(p, axis=0) == lab[:], np.ones(lab.shape, bool))
+        or (np.argmax(p, axis=0) != lab[:]).mean() < 1e-3
+    )  # float16 ties only
     assert root["labels"].attrs["ome"]["labels"] == ["phases"]
     props = root["labels/phases"].attrs["ome"]["image-label"]["properties"]
     assert [q["class"] for q in props] == ["matrix", "fibre", "pore"]
@@ -107,8 +115,10 @@ def test_halo_reads_real_neighbours_not_padding(models, tmp_path) -> None:
     changed[:, :, 36:40] = 255 - changed[:, :, 36:40]  # inside block 1's halo of block 0
     b = write_volume(tmp_path / "b.zarr", changed)
     params = {"block": [1, 64, 32], "halo": [0, 8, 8]}
-    la = (predict_volume(models["2d"], a, tmp_path / "pa.zarr", params, progress=False),
-          _labels(tmp_path / "pa.zarr"))[1]
+    la = (
+        predict_volume(models["2d"], a, tmp_path / "pa.zarr", params, progress=False),
+        _labels(tmp_path / "pa.zarr"),
+    )[1]
     predict_volume(models["2d"], b, tmp_path / "pb.zarr", params, progress=False)
     lb = _labels(tmp_path / "pb.zarr")
     assert not np.array_equal(la[:, :, 24:32], lb[:, :, 24:32])
@@ -131,11 +141,17 @@ def test_resume_after_kill_is_bit_identical(models, volume, tmp_path, cli_env, c
     assert code == 0
     total = len(list((ref / ".dlpipe_blocks").iterdir()))
     assert total == 6 * 3 * 4
-    env = cli_env | {"PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).parents[2] / "src"), cli_env.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "dlpipe", *NO_TRACKING, "predict", *args,
-                             "--out", str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = cli_env | {
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[2] / "src"), cli_env.get("PYTHONPATH", "")]
+        )
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlpipe", *NO_TRACKING, "predict", *args, "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     t0 = time.time()
     markers = out / ".dlpipe_blocks"
     while time.time() - t0 < 120:
@@ -151,8 +167,7 @@ def test_resume_after_kill_is_bit_identical(models, volume, tmp_path, cli_env, c
     assert code == 2 and "--resume" in err
     code, text = _cli([*args, "--out", str(out), "--resume"], capsys)
     assert code == 0
-    assert f"predicted {total - done_before} of {total} blocks ({done_before} done before)" \
-        in text
+    assert f"predicted {total - done_before} of {total} blocks ({done_before} done before)" in text
     a, b = zarr.open_group(ref, mode="r"), zarr.open_group(out, mode="r")
     for name in ("labels/phases/0", "probabilities/0"):
         assert a[name][:].tobytes() == b[name][:].tobytes(), name
@@ -162,15 +177,30 @@ def test_resume_after_kill_is_bit_identical(models, volume, tmp_path, cli_env, c
 def test_resume_refuses_other_model_or_layout(models, volume, tmp_path, capsys) -> None:
     out = tmp_path / "p.zarr"
     predict_volume(models["2d"], volume, out, {"block": [4, 32, 32]}, progress=False)
-    code, err = _cli([str(models["2.5d"]), str(volume), "--out", str(out), "--resume",
-                      "--block", "4", "32", "32"], capsys)
+    code, err = _cli(
+        [
+            str(models["2.5d"]),
+            str(volume),
+            "--out",
+            str(out),
+            "--resume",
+            "--block",
+            "4",
+            "32",
+            "32",
+        ],
+        capsys,
+    )
     assert code == 2 and "refusing to resume" in err and "another model" in err
-    code, err = _cli([str(models["2d"]), str(volume), "--out", str(out), "--resume",
-                      "--block", "4", "16", "16"], capsys)
+    code, err = _cli(
+        [str(models["2d"]), str(volume), "--out", str(out), "--resume", "--block", "4", "16", "16"],
+        capsys,
+    )
     assert code == 2 and "another block layout" in err
     # the same model and layout: nothing left to do
-    s = predict_volume(models["2d"], volume, out, {"block": [4, 32, 32]}, resume=True,
-                       progress=False)
+    s = predict_volume(
+        models["2d"], volume, out, {"block": [4, 32, 32]}, resume=True, progress=False
+    )
     assert s["blocks_predicted"] == 0 and s["blocks_done_before"] == 27
     code, err = _cli([str(models["2d"]), str(volume), "--out", str(out)], capsys)
     assert code == 2 and "output exists" in err
@@ -206,8 +236,9 @@ def test_bad_input_through_cli(models, tmp_path, capsys) -> None:
     code, err = _cli([str(nostat), str(ns), "--out", str(tmp_path / "o4.zarr")], capsys)
     assert code == 2 and "missing statistics" in err
     # ...but the volume's statistics are used when the card has none
-    assert predict_volume(nostat, v, tmp_path / "o5.zarr", {"block": [3, 32, 32]},
-                          progress=False)["complete"]
+    assert predict_volume(nostat, v, tmp_path / "o5.zarr", {"block": [3, 32, 32]}, progress=False)[
+        "complete"
+    ]
     # not a model folder; a 3D model on a 2D image
     code, err = _cli([str(tmp_path), str(v), "--out", str(tmp_path / "o6.zarr")], capsys)
     assert code == 2 and "no card.json" in err
@@ -218,8 +249,20 @@ def test_bad_input_through_cli(models, tmp_path, capsys) -> None:
     (tmp_path / "exists.zarr").mkdir()
     code, err = _cli([str(m2), str(v), "--out", str(tmp_path / "exists.zarr")], capsys)
     assert code == 2 and "output exists (use --overwrite" in err
-    code, _ = _cli([str(m2), str(v), "--out", str(tmp_path / "exists.zarr"), "--overwrite",
-                    "--block", "3", "32", "32"], capsys)
+    code, _ = _cli(
+        [
+            str(m2),
+            str(v),
+            "--out",
+            str(tmp_path / "exists.zarr"),
+            "--overwrite",
+            "--block",
+            "3",
+            "32",
+            "32",
+        ],
+        capsys,
+    )
     assert code == 0
 
 
@@ -230,8 +273,9 @@ def test_corrupt_chunk_is_named_and_output_left_incomplete(models, tmp_path, cap
     assert chunk.is_file()
     chunk.write_bytes(b"\x00garbage" * 10)
     out = tmp_path / "o.zarr"
-    code, err = _cli([str(models["2d"]), str(v), "--out", str(out), "--block", "8", "32", "32"],
-                     capsys)
+    code, err = _cli(
+        [str(models["2d"]), str(v), "--out", str(out), "--block", "8", "32", "32"], capsys
+    )
     assert code == 2 and "corrupt input chunk 0/c/0/1/1" in err
     assert not (out / ".dlpipe_complete").exists()
     assert zarr.open_group(out, mode="r").attrs["dlpipe"]["complete"] is False
@@ -252,14 +296,17 @@ def test_slab_jobs_then_gather_equal_one_run(models, volume, tmp_path, capsys) -
     assert np.array_equal(_labels(ref), _labels(out))
 
 
-
-
 def test_tta_runs_all_eight_dihedral_elements(models, volume, tmp_path) -> None:
-    plain = predict_volume(models["2d"], volume, tmp_path / "a.zarr", {"block": [12, 72, 80]},
-                           progress=False)
-    tta = predict_volume(models["2d"], volume, tmp_path / "b.zarr",
-                         {"block": [12, 72, 80], "tta": 8, "probabilities": True},
-                         progress=False)
+    plain = predict_volume(
+        models["2d"], volume, tmp_path / "a.zarr", {"block": [12, 72, 80]}, progress=False
+    )
+    tta = predict_volume(
+        models["2d"],
+        volume,
+        tmp_path / "b.zarr",
+        {"block": [12, 72, 80], "tta": 8, "probabilities": True},
+        progress=False,
+    )
     assert tta["windows"] == plain["windows"]  # same windows, 8 passes each
     a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")
     assert not np.array_equal(a, b) and (a == b).mean() > 0.8

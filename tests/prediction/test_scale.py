@@ -25,8 +25,21 @@ def test_cli_logs_an_mlflow_child_run(models, volume, tmp_path, monkeypatch, cap
     results = tmp_path / "results"
     cfg = json.dumps({"results": str(results), "tracking": {"enabled": True}})
     with pytest.raises(SystemExit) as exc:
-        main(["--config-json", cfg, "predict", str(models["2d"]), str(volume),
-              "--out", str(tmp_path / "p.zarr"), "--block", "4", "36", "40"])
+        main(
+            [
+                "--config-json",
+                cfg,
+                "predict",
+                str(models["2d"]),
+                str(volume),
+                "--out",
+                str(tmp_path / "p.zarr"),
+                "--block",
+                "4",
+                "36",
+                "40",
+            ]
+        )
     assert exc.value.code == 0, capsys.readouterr().err
     from mlflow import MlflowClient
 
@@ -44,10 +57,20 @@ def test_distributed_scheduler_gives_the_same_labels(models, volume, tmp_path) -
 
     params = {"block": [6, 36, 40]}
     predict_volume(models["2d"], volume, tmp_path / "local.zarr", params, progress=False)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster):
-        s = predict_volume(models["2d"], volume, tmp_path / "dist.zarr", params,
-                           scheduler=cluster.scheduler_address, progress=False)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        s = predict_volume(
+            models["2d"],
+            volume,
+            tmp_path / "dist.zarr",
+            params,
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
     assert s["complete"] and s["blocks_predicted"] == 2 * 2 * 2
     a = zarr.open_group(tmp_path / "local.zarr", mode="r")["labels/phases/0"][:]
     b = zarr.open_group(tmp_path / "dist.zarr", mode="r")["labels/phases/0"][:]
@@ -59,20 +82,26 @@ def test_snakemake_rule_predict(models, volume, tmp_path, cli_env) -> None:
     results = tmp_path / "results"
     shutil.copytree(models["2d"], results / "models" / "unet-demo")
     shutil.copytree(volume, results / "demo" / "volume.zarr")
-    env = cli_env | {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
-                                                    cli_env.get("PYTHONPATH", "")])}
-    target = results / "predictions" / "demo.zarr" / ".dlpipe_complete"
+    env = cli_env | {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), cli_env.get("PYTHONPATH", "")])
+    }
+    target = results / "unet" / "unet-demo" / "prediction.zarr" / ".dlpipe_complete"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"results: {results}\ntracking: {{enabled: false}}\n"
-                   "predict: {block: [6, 36, 40]}\n")
+    cfg.write_text(
+        f"results: {results}\ntracking: {{enabled: false}}\npredict: {{block: [6, 36, 40]}}\n"
+    )
     wf = tmp_path / "wf"
     wf.mkdir()
     for name in ("Snakefile", "config.yaml", "workflow", "envs", "profiles"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wf / name)
     r = subprocess.run(
-        [sys.executable, "-m", "snakemake", str(target), "--cores", "1",
-         "--configfile", str(cfg)], env=env, capture_output=True, text=True, cwd=wf)
+        [sys.executable, "-m", "snakemake", str(target), "--cores", "1", "--configfile", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=wf,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert target.is_file()
     lab = zarr.open_group(target.parent, mode="r")["labels/phases/0"]

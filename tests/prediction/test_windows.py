@@ -32,8 +32,7 @@ def test_gaussian_map_peak_symmetry_floor() -> None:
 
 
 def test_block_grid_and_bounds() -> None:
-    assert block_grid((5, 10, 3), (2, 4, 3)) == [
-        (z, y, 0) for z in range(3) for y in range(3)]
+    assert block_grid((5, 10, 3), (2, 4, 3)) == [(z, y, 0) for z in range(3) for y in range(3)]
     assert block_bounds((2, 2, 0), (5, 10, 3), (2, 4, 3)) == ((4, 5), (8, 10), (0, 3))
 
 

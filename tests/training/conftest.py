@@ -34,8 +34,12 @@ def tiny_store(tmp_path: Path):
         labels = lab if labels is None else labels
         split = split or {"train": [0, 6], "val": [7, 9], "test": [9, 10], "gap": 1}
         return write_labelled_volume(
-            tmp_path / name, image, labels, split=split,
-            classes=["matrix", "fibre", "pore"], chunks=chunks,
+            tmp_path / name,
+            image,
+            labels,
+            split=split,
+            classes=["matrix", "fibre", "pore"],
+            chunks=chunks,
         )
 
     return build
@@ -46,8 +50,15 @@ def tiny_params(**over):
     from dlpipe.config import defaults
 
     p = defaults()["train"]
-    p.update(epochs=2, steps_per_epoch=2, batch_size=2, patch_size=[8, 8], workers=0,
-             device="cpu", val_max_patches=4)
+    p.update(
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=2,
+        patch_size=[8, 8],
+        workers=0,
+        device="cpu",
+        val_max_patches=4,
+    )
     p["architecture"].update(depth=2, base_filters=2)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(p.get(k), dict):

@@ -14,11 +14,36 @@ def test_cli_trains_and_tracks(tiny_store, tmp_path, capsys):
     results = tmp_path / "results"
     out = tmp_path / "model"
     cfg = json.dumps({"results": str(results), "tracking": {"enabled": True}})
-    args = ["--config-json", cfg, "train", "--model", "unet", str(store), "--out", str(out),
-            "--epochs", "2", "--device", "cpu", "--set", "steps_per_epoch=2",
-            "--set", "batch_size=2", "--set", "patch_size=[8,8]", "--set", "workers=0",
-            "--set", "val_max_patches=4", "--set", "architecture.depth=2",
-            "--set", "architecture.base_filters=2", "--set", 'loss={"jaccard2": 1, "focal": 1}']
+    args = [
+        "--config-json",
+        cfg,
+        "train",
+        "--model",
+        "unet",
+        str(store),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--set",
+        "steps_per_epoch=2",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "patch_size=[8,8]",
+        "--set",
+        "workers=0",
+        "--set",
+        "val_max_patches=4",
+        "--set",
+        "architecture.depth=2",
+        "--set",
+        "architecture.base_filters=2",
+        "--set",
+        'loss={"jaccard2": 1, "focal": 1}',
+    ]
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 0, capsys.readouterr().err

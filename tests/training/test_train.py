@@ -22,9 +22,16 @@ def test_outputs_and_card(tiny_store, tmp_path, make_volume, tiny_params):
     params = tiny_params(input="2.5d", context_slices=3)
     card = train_unet(store, tmp_path / "m", params, progress=False)
     out = tmp_path / "m"
-    for name in ("weights.pt", "card.json", "metrics.csv", "checkpoints/last.pt",
-                 "checkpoints/best.pt", "plots/loss.png", "plots/jaccard.png",
-                 "plots/val_overlay.png"):
+    for name in (
+        "weights.pt",
+        "card.json",
+        "metrics.csv",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "plots/loss.png",
+        "plots/jaccard.png",
+        "plots/val_overlay.png",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "card.json").read_text())
     assert saved == card
@@ -38,8 +45,9 @@ def test_outputs_and_card(tiny_store, tmp_path, make_volume, tiny_params):
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train_loss", "val_loss", "val_jaccard_pore", "val_mean_jaccard", "lr"} <= set(rows[0])
-    mean = np.nanmean([float(rows[card["best_epoch"] - 1][f"val_jaccard_{c}"])
-                       for c in card["classes"]])
+    mean = np.nanmean(
+        [float(rows[card["best_epoch"] - 1][f"val_jaccard_{c}"]) for c in card["classes"]]
+    )
     assert card["val_mean_jaccard"] == pytest.approx(mean)
 
 
@@ -47,8 +55,14 @@ def test_outputs_and_card(tiny_store, tmp_path, make_volume, tiny_params):
 def test_resume_is_bit_identical(tiny_store, tmp_path, mode, make_volume, tiny_params):
     store = tiny_store()
     extra = {"patch_size": [4, 8, 8]} if mode == "3d" else {}
-    params = tiny_params(input=mode, epochs=3, schedule="step", step_size=1,
-                         architecture={"dropout": 0.3, "input_noise": 0.05}, **extra)
+    params = tiny_params(
+        input=mode,
+        epochs=3,
+        schedule="step",
+        step_size=1,
+        architecture={"dropout": 0.3, "input_noise": 0.05},
+        **extra,
+    )
     train_unet(store, tmp_path / "straight", params, progress=False)
     train_unet(store, tmp_path / "split", dict(params, epochs=1), progress=False)
     train_unet(store, tmp_path / "split", params, resume=True, progress=False)
@@ -72,8 +86,12 @@ def test_resume_refuses_changed_settings(tiny_store, tmp_path, make_volume, tiny
 
 
 def test_early_stopping_and_sparse_validation(tiny_store, tmp_path, make_volume, tiny_params):
-    card = train_unet(tiny_store(), tmp_path / "m",
-                      tiny_params(epochs=5, patience=1, min_delta=1.0), progress=False)
+    card = train_unet(
+        tiny_store(),
+        tmp_path / "m",
+        tiny_params(epochs=5, patience=1, min_delta=1.0),
+        progress=False,
+    )
     assert card["epochs_run"] == 2 and card["best_epoch"] == 1
     assert card["stop_reason"].startswith("early stopping")
     # labels only on slices 1 and 4 (training slab): no validation voxel -> train loss monitor
@@ -94,11 +112,34 @@ def test_nan_loss_keeps_last_good_checkpoint(tiny_store, tmp_path, capsys, tiny_
         train_unet(store, out, tiny_params(epochs=2), resume=True, progress=False)
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
     with pytest.raises(SystemExit) as exc:
-        main([*NO_TRACKING, "train", str(store), "--out", str(out), "--resume",
-              "--set", "epochs=2", "--set", "steps_per_epoch=2", "--set", "batch_size=2",
-              "--set", "patch_size=[8,8]", "--set", "workers=0", "--set", "device=cpu",
-              "--set", "val_max_patches=4", "--set", "architecture.depth=2",
-              "--set", "architecture.base_filters=2"])
+        main(
+            [
+                *NO_TRACKING,
+                "train",
+                str(store),
+                "--out",
+                str(out),
+                "--resume",
+                "--set",
+                "epochs=2",
+                "--set",
+                "steps_per_epoch=2",
+                "--set",
+                "batch_size=2",
+                "--set",
+                "patch_size=[8,8]",
+                "--set",
+                "workers=0",
+                "--set",
+                "device=cpu",
+                "--set",
+                "val_max_patches=4",
+                "--set",
+                "architecture.depth=2",
+                "--set",
+                "architecture.base_filters=2",
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
@@ -119,19 +160,31 @@ def test_bad_inputs_exit_2(tiny_store, tmp_path, capsys, make_volume, tiny_param
     code, err = _cli([str(empty), "--out", out, *small], capsys)
     assert code == 2 and "empty training set" in err
     split = {"train": [0, 0], "val": [0, 5], "test": [5, 10], "gap": 0}
-    code, err = _cli([str(tiny_store(split=split, name="nosplit.zarr")), "--out", out, *small],
-                     capsys)
+    code, err = _cli(
+        [str(tiny_store(split=split, name="nosplit.zarr")), "--out", out, *small], capsys
+    )
     assert code == 2 and "empty training set" in err
     bad = lab.copy()
     bad[3, 5, 6] = 9
-    code, err = _cli([str(tiny_store(labels=bad, name="bad.zarr")), "--out", out, *small],
-                     capsys)
+    code, err = _cli([str(tiny_store(labels=bad, name="bad.zarr")), "--out", out, *small], capsys)
     assert code == 2 and "mask value 9 at (z=3, y=5, x=6) is outside the 3 classes" in err
     good = str(tiny_store())
     code, err = _cli([good, "--out", out, "--set", "patch_size=[32,32]"], capsys)
     assert code == 2 and "larger than the volume" in err
-    code, err = _cli([good, "--out", out, "--input", "3d",
-                      "--set", "patch_size=[8,8,8]", "--set", "architecture.depth=2"], capsys)
+    code, err = _cli(
+        [
+            good,
+            "--out",
+            out,
+            "--input",
+            "3d",
+            "--set",
+            "patch_size=[8,8,8]",
+            "--set",
+            "architecture.depth=2",
+        ],
+        capsys,
+    )
     assert code == 2 and "larger than the training slab" in err
     code, err = _cli([good, "--out", out, "--bogus"], capsys)
     assert code == 2 and "No such option: --bogus" in err
@@ -145,8 +198,9 @@ def test_bad_inputs_exit_2(tiny_store, tmp_path, capsys, make_volume, tiny_param
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_with_mixed_precision(tiny_store, tmp_path, make_volume, tiny_params):
-    card = train_unet(tiny_store(), tmp_path / "m", tiny_params(device="auto", epochs=1),
-                      progress=False)
+    card = train_unet(
+        tiny_store(), tmp_path / "m", tiny_params(device="auto", epochs=1), progress=False
+    )
     assert card["device"].startswith("cuda")
     weights = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
     assert all(v.device.type == "cpu" for v in weights.values())
@@ -160,8 +214,7 @@ def test_trains_on_a_cvat_dataset_zarr(tmp_path, make_volume, tiny_params):
     group.create_array("instances", data=lab.astype(np.uint32), chunks=(1, 16, 16))
     group.attrs["classes"] = ["background", "fibre", "pore"]
     group.attrs["image_names"] = [f"slice_{i:04d}.png" for i in range(5)]
-    card = train_unet(tmp_path / "cvat.zarr", tmp_path / "m", tiny_params(epochs=1),
-                      progress=False)
+    card = train_unet(tmp_path / "cvat.zarr", tmp_path / "m", tiny_params(epochs=1), progress=False)
     assert card["classes"] == ["background", "fibre", "pore"]
     assert card["split"] == {"train": [0, 4], "val": [4, 5]}
     assert card["monitor"] == "val_mean_jaccard"

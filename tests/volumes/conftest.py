@@ -18,8 +18,7 @@ def run_tile(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str
 
     def run(*args: str | Path) -> tuple[int, str]:
         with pytest.raises(SystemExit) as exc:
-            main(["--log-level", "warning", "--config-json", NO_TRACKING, "tile",
-                  *map(str, args)])
+            main(["--log-level", "warning", "--config-json", NO_TRACKING, "tile", *map(str, args)])
         return int(exc.value.code or 0), capsys.readouterr().err.strip()
 
     return run

@@ -28,8 +28,19 @@ def _roundtrip(run_tile, src: Path | str, out: Path, *extra: str) -> np.ndarray:
 def test_raw_with_cli_layout_and_big_endian(tmp_path: Path, run_tile) -> None:
     raw = tmp_path / "v.raw"
     VOL.astype(">u2").tofile(raw)
-    got = _roundtrip(run_tile, raw, tmp_path / "o.zarr", "--raw-shape", "5", "6", "7",
-                     "--raw-dtype", "uint16", "--byte-order", "big")
+    got = _roundtrip(
+        run_tile,
+        raw,
+        tmp_path / "o.zarr",
+        "--raw-shape",
+        "5",
+        "6",
+        "7",
+        "--raw-dtype",
+        "uint16",
+        "--byte-order",
+        "big",
+    )
     np.testing.assert_array_equal(got, VOL)
 
 
@@ -56,10 +67,15 @@ def test_npy_hdf5_zarr_v2_v3(tmp_path: Path, run_tile) -> None:
         f.create_dataset("scan/data", data=VOL, chunks=(1, 6, 7))
         f.create_dataset("other", data=np.zeros(3))
     for fmt in (2, 3):
-        zarr.create_array(tmp_path / f"v{fmt}.zarr", data=VOL, chunks=(2, 3, 3),
-                          zarr_format=fmt)
-    for i, src in enumerate([tmp_path / "v.npy", f"{tmp_path / 'v.h5'}:/scan/data",
-                             tmp_path / "v2.zarr", tmp_path / "v3.zarr"]):
+        zarr.create_array(tmp_path / f"v{fmt}.zarr", data=VOL, chunks=(2, 3, 3), zarr_format=fmt)
+    for i, src in enumerate(
+        [
+            tmp_path / "v.npy",
+            f"{tmp_path / 'v.h5'}:/scan/data",
+            tmp_path / "v2.zarr",
+            tmp_path / "v3.zarr",
+        ]
+    ):
         np.testing.assert_array_equal(_roundtrip(run_tile, src, tmp_path / f"o{i}.zarr"), VOL)
     with pytest.raises(UserError, match="name the dataset"):
         open_source(tmp_path / "v.h5")
@@ -77,8 +93,9 @@ def test_slice_folder_natural_order(tmp_path: Path, run_tile) -> None:
 
 def test_tiff_compressed_pages(tmp_path: Path, run_tile) -> None:
     tifffile.imwrite(tmp_path / "v.tif", VOL, compression="zlib")
-    np.testing.assert_array_equal(_roundtrip(run_tile, tmp_path / "v.tif", tmp_path / "o.zarr"),
-                                  VOL)
+    np.testing.assert_array_equal(
+        _roundtrip(run_tile, tmp_path / "v.tif", tmp_path / "o.zarr"), VOL
+    )
 
 
 # -- bad input --------------------------------------------------------------------------
@@ -93,8 +110,18 @@ def _bad(run_tile, tmp_path: Path, src, *extra, match: str) -> str:
 def test_raw_size_mismatch_states_both(tmp_path: Path, run_tile) -> None:
     raw = tmp_path / "v.raw"
     VOL.tofile(raw)  # 420 bytes of uint16: 210 voxels
-    err = _bad(run_tile, tmp_path, raw, "--raw-shape", "5", "6", "8", "--raw-dtype", "uint16",
-               match="holds 420 bytes")
+    err = _bad(
+        run_tile,
+        tmp_path,
+        raw,
+        "--raw-shape",
+        "5",
+        "6",
+        "8",
+        "--raw-dtype",
+        "uint16",
+        match="holds 420 bytes",
+    )
     assert "5x6x8 uint16 needs 480 bytes" in err
     assert not (tmp_path / "bad.zarr").exists()
 
@@ -112,8 +139,18 @@ def test_unsupported_dtype(tmp_path: Path, run_tile, dtype: str) -> None:
 
 def test_unsupported_raw_dtype(tmp_path: Path, run_tile) -> None:
     VOL.tofile(tmp_path / "v.raw")
-    _bad(run_tile, tmp_path, tmp_path / "v.raw", "--raw-shape", "5", "6", "7", "--raw-dtype",
-         "complex64", match="unsupported dtype complex64")
+    _bad(
+        run_tile,
+        tmp_path,
+        tmp_path / "v.raw",
+        "--raw-shape",
+        "5",
+        "6",
+        "7",
+        "--raw-dtype",
+        "complex64",
+        match="unsupported dtype complex64",
+    )
 
 
 def test_slices_of_different_sizes_name_first_odd_file(tmp_path: Path, run_tile) -> None:
@@ -134,8 +171,9 @@ def test_nan_is_reported_then_replaced(tmp_path: Path, run_tile) -> None:
     err = _bad(run_tile, tmp_path, tmp_path / "v.npy", match="non-finite values")
     assert "1 NaN, 1 infinite" in err and "first in slice 3" in err
     assert not (tmp_path / "bad.zarr").exists()
-    got = _roundtrip(run_tile, tmp_path / "v.npy", tmp_path / "ok.zarr", "--replace-nonfinite",
-                     "-1")
+    got = _roundtrip(
+        run_tile, tmp_path / "v.npy", tmp_path / "ok.zarr", "--replace-nonfinite", "-1"
+    )
     assert got[3, 2, 1] == -1 and got[4, 0, 0] == -1 and got[0, 0, 1] == 100
     attrs = open_volume(tmp_path / "ok.zarr")[2]
     assert attrs["nonfinite_replaced"] == {"nan": 1, "inf": 1, "value": -1.0}
@@ -177,31 +215,59 @@ def test_output_exists_refused_unless_overwrite(tmp_path: Path, run_tile) -> Non
     assert code == 2 and "not a store being written by dlpipe tile" in err
     assert (other / "keep.txt").read_text() == "precious"
     np.save(tmp_path / "v.npy", VOL + 1)
-    np.testing.assert_array_equal(_roundtrip(run_tile, tmp_path / "v.npy", out, "--overwrite"),
-                                  VOL + 1)
+    np.testing.assert_array_equal(
+        _roundtrip(run_tile, tmp_path / "v.npy", out, "--overwrite"), VOL + 1
+    )
 
 
 def test_labels_of_other_shape(tmp_path: Path, run_tile) -> None:
     np.save(tmp_path / "v.npy", VOL)
     np.save(tmp_path / "l.npy", np.zeros((5, 6, 6), np.uint8))
-    _bad(run_tile, tmp_path, tmp_path / "v.npy", "--labels", tmp_path / "l.npy",
-         match="labels shape (5, 6, 6) differs from the image shape (5, 6, 7)")
+    _bad(
+        run_tile,
+        tmp_path,
+        tmp_path / "v.npy",
+        "--labels",
+        tmp_path / "l.npy",
+        match="labels shape (5, 6, 6) differs from the image shape (5, 6, 7)",
+    )
 
 
 def test_labels_any_integer_type_values_0_255(tmp_path: Path, run_tile) -> None:
     np.save(tmp_path / "v.npy", VOL)
     lab = (VOL % 3).astype(np.uint32)
     np.save(tmp_path / "l.npy", lab)
-    code, err = run_tile(tmp_path / "v.npy", "--out", tmp_path / "o.zarr", "--labels",
-                         tmp_path / "l.npy", "--chunks", "2", "4", "4")
+    code, err = run_tile(
+        tmp_path / "v.npy",
+        "--out",
+        tmp_path / "o.zarr",
+        "--labels",
+        tmp_path / "l.npy",
+        "--chunks",
+        "2",
+        "4",
+        "4",
+    )
     assert code == 0, err
     labels = open_volume(tmp_path / "o.zarr")[1]
     assert labels.dtype == np.uint8
     np.testing.assert_array_equal(labels[:], lab)
     lab[4, 5, 6] = 300
     np.save(tmp_path / "l.npy", lab)
-    _bad(run_tile, tmp_path, tmp_path / "v.npy", "--labels", tmp_path / "l.npy",
-         match="label values must be 0-255, found 0..300 in slices 0-4")
+    _bad(
+        run_tile,
+        tmp_path,
+        tmp_path / "v.npy",
+        "--labels",
+        tmp_path / "l.npy",
+        match="label values must be 0-255, found 0..300 in slices 0-4",
+    )
     np.save(tmp_path / "f.npy", lab.astype(np.float32))
-    _bad(run_tile, tmp_path, tmp_path / "v.npy", "--labels", tmp_path / "f.npy",
-         match="unsupported dtype float32 (supported: uint8, int8")
+    _bad(
+        run_tile,
+        tmp_path,
+        tmp_path / "v.npy",
+        "--labels",
+        tmp_path / "f.npy",
+        match="unsupported dtype float32 (supported: uint8, int8",
+    )

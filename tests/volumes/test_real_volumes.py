@@ -19,8 +19,10 @@ def _ome_nodes(path: Path) -> dict[str, object]:
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
-    return {str(n.zarr.path).rstrip("/").removeprefix(str(path)).lstrip("/") or ".": n
-            for n in Reader(parse_url(str(path)))()}
+    return {
+        str(n.zarr.path).rstrip("/").removeprefix(str(path)).lstrip("/") or ".": n
+        for n in Reader(parse_url(str(path)))()
+    }
 
 
 def _check_stats(stats: dict, vol: np.ndarray) -> None:
@@ -34,18 +36,38 @@ def _check_stats(stats: dict, vol: np.ndarray) -> None:
     assert sum(h["counts"]) == vol.size and len(h["edges"]) == len(h["counts"]) + 1
 
 
-def test_fibres_round_trip_stats_pyramid_ngff(shared_data: Path, tmp_path: Path,
-                                              run_tile) -> None:
+def test_fibres_round_trip_stats_pyramid_ngff(shared_data: Path, tmp_path: Path, run_tile) -> None:
     src = shared_data / "qim3d/qim3d/examples/fibers_150x150x150.tif"
     vol = tifffile.imread(src)
     lab = (vol > 140).astype(np.uint8) + (vol < 60).astype(np.uint8) * 2
     tifffile.imwrite(tmp_path / "labels.tif", lab)
     out = tmp_path / "fibres.zarr"
     # a budget below one slab: slabs of 16 slices, 10 of them (the last one of 6)
-    code, err = run_tile(src, "--out", out, "--labels", tmp_path / "labels.tif", "--chunks",
-                         "16", "32", "32", "--levels", "4", "--voxel-size", "2", "0.5", "0.5",
-                         "--memory-budget-mb", "64", "--split", "0.6", "0.2", "0.2", "--gap",
-                         "5")
+    code, err = run_tile(
+        src,
+        "--out",
+        out,
+        "--labels",
+        tmp_path / "labels.tif",
+        "--chunks",
+        "16",
+        "32",
+        "32",
+        "--levels",
+        "4",
+        "--voxel-size",
+        "2",
+        "0.5",
+        "0.5",
+        "--memory-budget-mb",
+        "64",
+        "--split",
+        "0.6",
+        "0.2",
+        "0.2",
+        "--gap",
+        "5",
+    )
     assert code == 0, err
     image, labels, attrs = open_volume(out)
     np.testing.assert_array_equal(image[:], vol)
@@ -80,8 +102,7 @@ def test_fibres_round_trip_stats_pyramid_ngff(shared_data: Path, tmp_path: Path,
     assert set(colors) == {0, 1, 2} and colors[0] == [0, 0, 0, 0] and colors[1][3] == 1.0
 
 
-def test_cement_ngff04_blosc_and_v3_sharding(shared_data: Path, tmp_path: Path,
-                                             run_tile) -> None:
+def test_cement_ngff04_blosc_and_v3_sharding(shared_data: Path, tmp_path: Path, run_tile) -> None:
     src = shared_data / "qim3d/qim3d/examples/cement_128x128x128.tif"
     vol = tifffile.imread(src)
     out = tmp_path / "cement04.zarr"
@@ -97,8 +118,9 @@ def test_cement_ngff04_blosc_and_v3_sharding(shared_data: Path, tmp_path: Path,
     assert [d.shape for d in _ome_nodes(out)["."].data] == [(128,) * 3, (64,) * 3, (32,) * 3]
 
     out3 = tmp_path / "cement_sharded.zarr"
-    code, err = run_tile(src, "--out", out3, "--chunks", "16", "32", "32", "--shards", "64",
-                         "128", "128")
+    code, err = run_tile(
+        src, "--out", out3, "--chunks", "16", "32", "32", "--shards", "64", "128", "128"
+    )
     assert code == 0, err
     root = zarr.open_group(out3, mode="r")
     assert root["0"].shards == (64, 128, 128) and root["0"].chunks == (16, 32, 32)
@@ -111,8 +133,21 @@ def test_isbi_slice_folder_with_labels(shared_data: Path, tmp_path: Path, run_ti
     vol = np.stack([np.asarray(Image.open(d / "image" / f"{i}.png")) for i in range(30)])
     lab = np.stack([np.asarray(Image.open(d / "label" / f"{i}.png")) for i in range(30)])
     out = tmp_path / "isbi.zarr"
-    code, err = run_tile(d / "image", "--out", out, "--labels", d / "label", "--voxel-size",
-                         "50", "4", "4", "--chunks", "8", "128", "128")
+    code, err = run_tile(
+        d / "image",
+        "--out",
+        out,
+        "--labels",
+        d / "label",
+        "--voxel-size",
+        "50",
+        "4",
+        "4",
+        "--chunks",
+        "8",
+        "128",
+        "128",
+    )
     assert code == 0, err
     image, labels, attrs = open_volume(out)
     np.testing.assert_array_equal(image[:], vol)  # natural order: 0, 1, ..., 9, 10, ...
@@ -134,18 +169,30 @@ def test_open_volume_refuses_incomplete(shared_data: Path, tmp_path: Path, run_t
         open_volume(tmp_path / "nope.zarr")
 
 
-def test_mlflow_child_run(shared_data: Path, tmp_path: Path,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_mlflow_child_run(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from mlflow import MlflowClient
 
     from dlpipe.cli import main
 
     src = shared_data / "qim3d/qim3d/examples/cement_128x128x128.tif"
-    cfg = json.dumps({"results": str(tmp_path / "results"),
-                      "tracking": {"enabled": True, "experiment": "t"}})
+    cfg = json.dumps(
+        {"results": str(tmp_path / "results"), "tracking": {"enabled": True, "experiment": "t"}}
+    )
     with pytest.raises(SystemExit) as exc:
-        main(["--config-json", cfg, "tile", str(src), "--out", str(tmp_path / "c.zarr"),
-              "--levels", "2"])
+        main(
+            [
+                "--config-json",
+                cfg,
+                "tile",
+                str(src),
+                "--out",
+                str(tmp_path / "c.zarr"),
+                "--levels",
+                "2",
+            ]
+        )
     assert exc.value.code == 0, capsys.readouterr().err
     client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("t")
@@ -160,8 +207,19 @@ def test_float32_cement_statistics(shared_data: Path, tmp_path: Path, run_tile) 
     vol = tifffile.imread(shared_data / "qim3d/qim3d/examples/cement_128x128x128.tif")
     f = (vol.astype(np.float32) - 100.5) * np.float32(0.013)  # attenuation-like floats
     np.save(tmp_path / "f.npy", f)
-    code, err = run_tile(tmp_path / "f.npy", "--out", tmp_path / "f.zarr", "--chunks", "16",
-                         "64", "64", "--memory-budget-mb", "64", "--levels", "2")
+    code, err = run_tile(
+        tmp_path / "f.npy",
+        "--out",
+        tmp_path / "f.zarr",
+        "--chunks",
+        "16",
+        "64",
+        "64",
+        "--memory-budget-mb",
+        "64",
+        "--levels",
+        "2",
+    )
     assert code == 0, err
     image, _, attrs = open_volume(tmp_path / "f.zarr")
     np.testing.assert_array_equal(image[:], f)
@@ -174,5 +232,6 @@ def test_float32_cement_statistics(shared_data: Path, tmp_path: Path, run_tile) 
     assert abs(st["p0_1"] - np.percentile(x, 0.1)) <= bin_width
     assert abs(st["p99_9"] - np.percentile(x, 99.9)) <= bin_width
     assert st["exact_percentiles"] is False
-    np.testing.assert_allclose(zarr.open_group(tmp_path / "f.zarr")["1"][:],
-                               downsample_mean(f), rtol=0, atol=0)
+    np.testing.assert_allclose(
+        zarr.open_group(tmp_path / "f.zarr")["1"][:], downsample_mean(f), rtol=0, atol=0
+    )

@@ -19,8 +19,12 @@ NO_TRACKING = '{"tracking": {"enabled": false}}'
 
 
 def _chunk_mtimes(level0: Path, z_chunks: range) -> dict[str, int]:
-    return {str(p.relative_to(level0)): p.stat().st_mtime_ns
-            for zc in z_chunks for p in (level0 / "c" / str(zc)).rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(level0)): p.stat().st_mtime_ns
+        for zc in z_chunks
+        for p in (level0 / "c" / str(zc)).rglob("*")
+        if p.is_file()
+    }
 
 
 def test_killed_run_resumes(tmp_path: Path, cli_env: dict[str, str]) -> None:
@@ -28,9 +32,25 @@ def test_killed_run_resumes(tmp_path: Path, cli_env: dict[str, str]) -> None:
     vol = rng.integers(0, 4000, size=(192, 384, 384), dtype=np.uint16)  # 54 MiB
     np.save(tmp_path / "v.npy", vol)
     out = tmp_path / "v.zarr"
-    cmd = [sys.executable, "-m", "dlpipe", "--config-json", NO_TRACKING, "tile",
-           str(tmp_path / "v.npy"), "--out", str(out), "--chunks", "4", "64", "64",
-           "--levels", "3", "--memory-budget-mb", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dlpipe",
+        "--config-json",
+        NO_TRACKING,
+        "tile",
+        str(tmp_path / "v.npy"),
+        "--out",
+        str(out),
+        "--chunks",
+        "4",
+        "64",
+        "64",
+        "--levels",
+        "3",
+        "--memory-budget-mb",
+        "64",
+    ]
     env = cli_env | {"PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marker = out / ".dlpipe_progress" / "slab_00002.done"

@@ -23,7 +23,7 @@ def test_integer_statistics_are_exact_over_slabs(dtype: str) -> None:
     vol = rng.integers(info.min, info.max, size=(9, 31, 17), endpoint=True).astype(dtype)
     st = StreamingStats(dtype)
     for z in range(0, 9, 4):  # uneven slabs
-        st.update(vol[z:z + 4])
+        st.update(vol[z : z + 4])
     r = st.result()
     x = vol.astype(np.float64)
     assert (r["min"], r["max"]) == (int(vol.min()), int(vol.max()))
@@ -108,10 +108,13 @@ def test_level_shapes() -> None:
 def test_split_fractions_and_gap() -> None:
     assert z_split(100) == {"train": [0, 70], "val": [70, 80], "test": [80, 100], "gap": 0}
     # 100 - 2*5 = 90 usable: 63 / 9 / 18
-    assert z_split(100, gap=5) == {"train": [0, 63], "val": [68, 77], "test": [82, 100],
-                                   "gap": 5}
-    assert z_split(10, fractions=[1, 0, 0]) == {"train": [0, 10], "val": [10, 10],
-                                                "test": [10, 10], "gap": 0}
+    assert z_split(100, gap=5) == {"train": [0, 63], "val": [68, 77], "test": [82, 100], "gap": 5}
+    assert z_split(10, fractions=[1, 0, 0]) == {
+        "train": [0, 10],
+        "val": [10, 10],
+        "test": [10, 10],
+        "gap": 0,
+    }
 
 
 def test_split_ranges_and_errors() -> None:
