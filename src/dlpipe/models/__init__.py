@@ -9,8 +9,18 @@ build_unet
     A U-Net from a model card's ``architecture`` mapping.
 count_parameters
     Trainable parameter count.
+build_maskrcnn, maskrcnn_from_card, to_model_input
+    torchvision's Mask R-CNN (ResNet-50/34/18-FPN or MobileNetV3-FPN), its input convention.
 """
 
+from dlpipe.models.maskrcnn import build_maskrcnn, maskrcnn_from_card, to_model_input
 from dlpipe.models.unet import UNet, build_unet, count_parameters
 
-__all__ = ["UNet", "build_unet", "count_parameters"]
+__all__ = [
+    "UNet",
+    "build_maskrcnn",
+    "build_unet",
+    "count_parameters",
+    "maskrcnn_from_card",
+    "to_model_input",
+]
