@@ -92,7 +92,7 @@ def run_ours(xml: str, out: str) -> dict:
         sem, _, _ = rasterise_frame(frame, class_of, frame.height, frame.width,
                                     counts=reader.counts)
         t_raster += time.perf_counter() - t0
-        n += len(frame.shapes)
+        n += frame.n_shapes
         checksum += int(np.count_nonzero(sem))
     return {"shapes": n, "raster_seconds": t_raster, "foreground": checksum}
 
