@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 from dlpipe._io import atomic_path
 from dlpipe.annotations._model import Frame
 from dlpipe.annotations._parse import CvatReader
-from dlpipe.annotations._sources import ImageSource, open_annotations
+from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
 from dlpipe.errors import UserError
 
@@ -186,17 +187,17 @@ def convert(
     p = DEFAULTS | dict(params or {})
     t0 = time.perf_counter()
     annotations, out = Path(annotations), Path(out)
-    if images is not None and not Path(images).is_dir():
-        raise UserError("images folder not found", path=images)
+    if images is not None and not Path(images).exists():
+        raise UserError("images folder (or video file) not found", path=images)
     draw = DrawOptions(float(p["polyline_width"]), float(p["points_radius"]))
     import zarr
 
     with (
         open_annotations(annotations) as (stream, zf),
         atomic_path(out, overwrite=overwrite) as tmp,
+        contextlib.closing(ImageSource(Path(images) if images else None, zf)) as source,
     ):
         reader = CvatReader(stream, name=str(annotations), lenient=bool(p["lenient"]))
-        source = ImageSource(Path(images) if images is not None else None, zf)
         read_images = bool(p["read_images"])
         if read_images and not source.available:
             raise UserError(
@@ -212,7 +213,6 @@ def convert(
         writer: _Writer | None = None
         names, ids, subsets = [], [], []
         per_label: dict[str, int] = {}
-        video_warned = False
         image_kind = None
         with open(tmp / TABLE, "w", newline="") as table_file:
             table = csv.DictWriter(table_file, fieldnames=COLUMNS)
@@ -225,16 +225,13 @@ def convert(
                     class_of = class_table(classes, p["label_map"])
                 img = None
                 if read_images:
-                    where = source.find(frame.name, frame.subset)
-                    if where is None:
-                        videos = source.video_files()
-                        if videos and not video_warned:
-                            log.warning(
-                                "frame images not found beside video %s, and no video "
-                                "reader is installed: extract the frames into --images",
-                                videos[0],
-                            )
-                            video_warned = True
+                    where = (
+                        None if source.video is not None else source.find(frame.name, frame.subset)
+                    )
+                    video = source.find_video() if where is None else None
+                    if video is not None:
+                        img = video.read(video_index(frame.name, frame.id))
+                    elif where is None:
                         if p["skip_missing"]:
                             counts.missing_images += 1
                             continue
@@ -242,7 +239,8 @@ def convert(
                             f"image {frame.name!r} of the XML not found (--skip-missing skips it)",
                             path=images or annotations,
                         )
-                    img = source.read(where)
+                    else:
+                        img = source.read(where)
                     if img.shape[:2] != (frame.height, frame.width):
                         raise UserError(
                             f"image {frame.name!r} is {img.shape[1]}x{img.shape[0]} but the "
