@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,10 +13,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe._io import atomic_path
-from dlpipe.annotations._model import Frame
 from dlpipe.annotations._parse import CvatReader
 from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
+from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,30 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "points_radius": 0.0,
     "read_images": True,
     "chunk": 1024,
+    "table": "parquet",
 }
 
-TABLE = "objects.csv"
 MARKER = ".dlpipe_complete"
-COLUMNS = [
-    "image",
-    "image_name",
-    "subset",
-    "instance_id",
-    "kind",
-    "label",
-    "class_id",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "area",
-    "occluded",
-    "z_order",
-    "group_id",
-    "source",
-    "track_id",
-    "attributes",
-]
 _BATCH_BYTES = 64 << 20
 
 
@@ -168,7 +145,8 @@ def convert(
     class i is ``classes[i]``), ``instances`` (N, H, W) uint32 (0 background, 1..K per
     image), in the order of the XML's image ids; attributes ``classes`` (with
     ``classes[0] == "background"``), ``image_names``, ``image_ids``, ``subsets``,
-    ``counts``; ``out/objects.csv``, one row per object and per tag; and the marker
+    ``counts``; ``out/objects.parquet`` (or ``.csv``, ``params['table']``), one row per
+    object and per tag; and the marker
     ``out/.dlpipe_complete`` last.
 
     Parameters
@@ -214,9 +192,8 @@ def convert(
         names, ids, subsets = [], [], []
         per_label: dict[str, int] = {}
         image_kind = None
-        with open(tmp / TABLE, "w", newline="") as table_file:
-            table = csv.DictWriter(table_file, fieldnames=COLUMNS)
-            table.writeheader()
+        table = ObjectsTable(tmp, str(p["table"]))
+        with contextlib.closing(table):
             for frame in tqdm(reader.frames(), desc="cvat", unit="image", disable=None):
                 if classes is None:
                     classes = list(p["classes"]) or list(reader.meta.labels)
@@ -282,14 +259,17 @@ def convert(
                 for obj in objects:
                     if obj["instance_id"]:
                         per_label[obj["label"]] = per_label.get(obj["label"], 0) + 1
-                    table.writerow(_csv_row(obj, index, frame))
+                    obj.update(image=index, image_name=frame.name, subset=frame.subset)
+                table.add(objects)
         if writer is None:
             raise UserError("the export holds no (readable) images", path=annotations)
         order = np.argsort(np.array(ids), kind="stable")
         permuted = not np.array_equal(order, np.arange(len(ids)))
         writer.finish(order if permuted else None)
         if permuted:
-            _renumber_table(tmp / TABLE, order)
+            new_of_old = np.empty(len(order), np.int64)
+            new_of_old[order] = np.arange(len(order))
+            table.renumber(new_of_old)
             names = [names[i] for i in order]
             ids = [ids[i] for i in order]
             subsets = [subsets[i] for i in order]
@@ -307,7 +287,7 @@ def convert(
                 "image_names": names,
                 "image_ids": [int(i) for i in ids],
                 "subsets": subsets,
-                "objects_table": TABLE,
+                "objects_table": table.path.name,
                 "counts": summary["counts"],
                 "objects_per_label": per_label,
                 "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
@@ -323,50 +303,3 @@ def convert(
         seconds,
     )
     return summary
-
-
-def _csv_row(obj: dict, index: int, frame: Frame) -> dict:
-    row = dict(obj)
-    row["attributes"] = json.dumps(obj["attributes"], sort_keys=True)
-    row.update(image=index, image_name=frame.name, subset=frame.subset)
-    return row
-
-
-def _renumber_table(path: Path, order: np.ndarray) -> None:
-    new_of_old = np.empty(len(order), np.int64)
-    new_of_old[order] = np.arange(len(order))
-    tmp = path.with_suffix(".tmp")
-    with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
-        rows = csv.DictReader(src)
-        w = csv.DictWriter(dst, fieldnames=COLUMNS)
-        w.writeheader()
-        for row in rows:
-            row["image"] = int(new_of_old[int(row["image"])])
-            w.writerow(row)
-    os.replace(tmp, path)
-
-
-def read_objects(dataset: str | Path) -> list[dict[str, Any]]:
-    """The objects table of a converted dataset, with typed columns."""
-    path = Path(dataset) / TABLE
-    ints = {
-        "image",
-        "instance_id",
-        "class_id",
-        "x1",
-        "y1",
-        "x2",
-        "y2",
-        "area",
-        "occluded",
-        "z_order",
-        "group_id",
-        "track_id",
-    }
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for k in ints:
-            row[k] = int(row[k])
-        row["attributes"] = json.loads(row["attributes"])
-    return rows
