@@ -248,23 +248,31 @@ def paint(
         sid, rows, c0, c1 = sid[order], rows[order], c0[order], c1[order]
         n = c1 - c0
         starts = np.cumsum(n) - n
-        pix = np.repeat(rows * width + c0 - starts, n) + np.arange(int(starts[-1] + n[-1]))
+        idx = np.arange(int(starts[-1] + n[-1]))
+        pix = np.repeat(rows * width + c0 - starts, n) + idx
         ipix = np.repeat(inst_of_shape[sid].astype(np.uint32), n)
         # NumPy assigns repeated indices in order, so the last (highest-rank) write wins;
         # tests/annotations/test_raster.py::test_z_order_paint_order_and_no_holes guards it.
         instances[pix] = ipix
         semantic[pix] = np.repeat(classes[sid].astype(np.uint8), n)
-        # visible pixels: where the shape's own id survived; they are grouped by shape
-        vis = np.flatnonzero(instances[pix] == ipix)
-        vid = ipix[vis]
-        vpix = pix[vis]
-        rr = np.repeat(rows, n)[vis]
-        cc = vpix - rr * width
-        first = np.flatnonzero(np.concatenate([[True], vid[1:] != vid[:-1]]))
-        ids = vid[first]
-        area[ids] = np.diff(np.append(first, len(vid)))
-        box[ids, 0] = np.minimum.reduceat(cc, first)
-        box[ids, 1] = np.minimum.reduceat(rr, first)
-        box[ids, 2] = np.maximum.reduceat(cc, first) + 1
-        box[ids, 3] = np.maximum.reduceat(rr, first) + 1
+        # visible pixels: where the shape's own id survived. Per span: how many, and the
+        # first and last of them; then per shape (its spans are consecutive) area and box.
+        vis = instances[pix] == ipix
+        count = np.add.reduceat(vis, starts, dtype=np.int64)
+        big = len(idx)
+        first = np.minimum.reduceat(np.where(vis, idx, big), starts)
+        last = np.maximum.reduceat(np.where(vis, idx, -1), starts)
+        seen = count > 0
+        x1 = np.where(seen, c0 + first - starts, width)
+        x2 = np.where(seen, c0 + last - starts + 1, 0)
+        y1 = np.where(seen, rows, height)
+        y2 = np.where(seen, rows + 1, 0)
+        seg = np.flatnonzero(np.concatenate([[True], sid[1:] != sid[:-1]]))
+        ids = inst_of_shape[sid[seg]]
+        area[ids] = np.add.reduceat(count, seg)
+        box[ids, 0] = np.minimum.reduceat(x1, seg)
+        box[ids, 1] = np.minimum.reduceat(y1, seg)
+        box[ids, 2] = np.maximum.reduceat(x2, seg)
+        box[ids, 3] = np.maximum.reduceat(y2, seg)
+        box[area == 0] = 0
     return semantic.reshape(height, width), instances.reshape(height, width), area, box
