@@ -24,7 +24,10 @@ def cvat(
     out: Annotated[Path, typer.Option("--out", "-o", help="Zarr group to write (OUT.zarr).")],
     images: Annotated[
         Path | None,
-        typer.Option(help="Folder of the images (optional when the zip holds them)."),
+        typer.Option(
+            help="Folder of the images, or the video file of a video export "
+            "(optional when the zip holds them)."
+        ),
     ] = None,
     classes: Annotated[
         str | None,
