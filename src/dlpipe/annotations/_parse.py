@@ -13,6 +13,7 @@ element, before anything is expanded.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,14 +112,21 @@ def _float_or_nan(text: str) -> float:
 
 
 def _floats_csv(text: str) -> np.ndarray:
-    """Comma-separated numbers to float64 (C++ parsing via Arrow; NaN where unreadable)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    """Comma-separated numbers to float64 (NaN where a field is unreadable).
 
+    NumPy's C text parser; a string it cannot read to the end (empty or junk fields)
+    is read again field by field. In the reader's loop it is as fast as Arrow's
+    string-to-double cast (measured) without importing pyarrow.
+    """
     try:
-        return pc.split_pattern(pa.array([text]), ",").values.cast(pa.float64()).to_numpy()
-    except (pa.ArrowInvalid, ValueError):  # spaces, empty or junk fields: one by one
-        return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
+        with warnings.catch_warnings():  # older NumPy warns and stops at the bad field
+            warnings.simplefilter("ignore", DeprecationWarning)
+            values = np.fromstring(text, sep=",")
+        if len(values) == text.count(",") + 1:
+            return values
+    except ValueError:  # NumPy >= 2.3: "could not be read to its end"
+        pass
+    return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
 
 
 def decode_rle(
