@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 MARKER = ".dlpipe_complete"
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 32 << 20
 
 
 def class_table(

@@ -49,7 +49,7 @@ INT_COLUMNS = frozenset(
         "track_id",
     }
 )
-_BATCH_ROWS = 65536
+_BATCH_ROWS = 16384
 
 
 def _schema() -> Any:
@@ -71,7 +71,7 @@ def _schema() -> Any:
 class ObjectsTable:
     """Appends object rows (dicts with :data:`COLUMNS`) to ``folder/objects.<format>``.
 
-    Parquet: one row group per 65,536 rows, ``attributes`` as map<string, string>.
+    Parquet: one row group per 16,384 rows, ``attributes`` as map<string, string>.
     CSV: a header line, ``attributes`` as a JSON object.
     """
 
