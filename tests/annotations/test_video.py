@@ -97,3 +97,22 @@ def test_video_in_export_zip_and_too_short(tmp_path: Path, run_cli) -> None:
     # --images must be a folder or a video file
     code, msg = run_cli("cvat", long_xml, "--images", xml, "--out", tmp_path / "x.zarr")
     assert code == 2 and "folder or a video file" in msg
+
+
+def test_video_found_in_images_folder(tmp_path: Path, run_cli) -> None:
+    frames = grey_frames(4)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    kw = {"plugin": "pyav", "codec": "ffv1", "in_pixel_format": "gray", "out_pixel_format": "gray"}
+    iio.imwrite(folder / "a.mkv", frames, **kw)
+    xml = video_xml(tmp_path / "annotations.xml", start=0, stop=3, step=1)
+    # a frame image beside the video wins over the video's frame
+    iio.imwrite(folder / "frame_000002.png", np.full((H, W), 77, np.uint8))
+    convert(xml, tmp_path / "f.zarr", images=folder)
+    got = zarr.open_group(str(tmp_path / "f.zarr"), mode="r")["images"][:]
+    np.testing.assert_array_equal(got[[0, 1, 3]], frames[[0, 1, 3]])
+    assert (got[2] == 77).all()
+    # two videos: which one is meant is not guessed
+    iio.imwrite(folder / "b.mkv", frames, **kw)
+    code, msg = run_cli("cvat", xml, "--images", folder, "--out", tmp_path / "g.zarr")
+    assert code == 2 and "2 video files" in msg and "--images" in msg

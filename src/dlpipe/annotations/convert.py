@@ -205,9 +205,7 @@ def convert(
                     class_of = class_table(classes, p["label_map"])
                 img = None
                 if read_images:
-                    where = (
-                        None if source.video is not None else source.find(frame.name, frame.subset)
-                    )
+                    where = source.find(frame.name, frame.subset)  # frame images first
                     video = source.find_video() if where is None else None
                     if video is not None:
                         img = video.read(video_index(frame.name, frame.id))
