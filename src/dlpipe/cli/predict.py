@@ -25,17 +25,14 @@ def predict(
     ] = None,
     block: Annotated[
         tuple[int, int, int] | None,
-        typer.Option(
-            help="Output block Z Y X = chunk [config: predict.block].", show_default=False
-        ),
+        typer.Option(help="Output block Z Y X = chunk [config: predict.block].",
+                     show_default=False),
     ] = None,
     probabilities: Annotated[
         bool | None,
-        typer.Option(
-            "--probabilities/--no-probabilities",
-            help="Also write float16 probabilities [config: predict.probabilities].",
-            show_default=False,
-        ),
+        typer.Option("--probabilities/--no-probabilities",
+                     help="Also write float16 probabilities [config: predict.probabilities].",
+                     show_default=False),
     ] = None,
     tta: Annotated[
         int | None, typer.Option(help="Dihedral TTA elements, 1 = off [config: predict.tta].")
@@ -45,11 +42,8 @@ def predict(
     ] = None,
     slab: Annotated[
         tuple[int, int] | None,
-        typer.Option(
-            help="I N: only the I-th of N z-slabs of blocks (one job of a split run; "
-            "run --prepare first and --gather after).",
-            show_default=False,
-        ),
+        typer.Option(help="I N: only the I-th of N z-slabs of blocks (one job of a split run; "
+                     "run --prepare first and --gather after).", show_default=False),
     ] = None,
     prepare: Annotated[
         bool, typer.Option("--prepare", help="Only create OUT and its manifest (split runs).")
@@ -58,11 +52,8 @@ def predict(
         bool, typer.Option("--gather", help="Only mark OUT complete once all slabs are done.")
     ] = False,
     resume: Annotated[
-        bool,
-        typer.Option(
-            help="Finish an interrupted run (same model and layout); with "
-            "--overwrite, start again when they differ."
-        ),
+        bool, typer.Option(help="Finish an interrupted run (same model and layout); with "
+                           "--overwrite, start again when they differ.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
@@ -86,12 +77,8 @@ def predict(
         return
     config = load()
     section = dict(config["predict"])
-    for key, value in (
-        ("threads", threads),
-        ("tta", tta),
-        ("device", device),
-        ("probabilities", probabilities),
-    ):
+    for key, value in (("threads", threads), ("tta", tta), ("device", device),
+                       ("probabilities", probabilities)):
         if value is not None:
             section[key] = value
     if block is not None:
@@ -101,39 +88,14 @@ def predict(
     params = config["predict"]
     card = model_dir / "card.json"
     model_name = json.loads(card.read_text()).get("model", "") if card.is_file() else ""
-    with stage_run(
-        config,
-        "predict",
-        dataset=volume.name,
-        model=model_name,
-        params=params | {"model_dir": str(model_dir), "scheduler": scheduler},
-    ) as run:
-        summary = predict_volume(
-            model_dir,
-            volume,
-            out,
-            params,
-            scheduler=scheduler,
-            overwrite=overwrite,
-            resume=resume,
-            slab=tuple(slab) if slab else None,
-            prepare_only=prepare,
-        )
-        run.log_metrics(
-            {
-                k: float(summary[k])
-                for k in (
-                    "voxels_per_s",
-                    "seconds",
-                    "peak_rss_mb",
-                    "blocks",
-                    "blocks_predicted",
-                    "blocks_done_before",
-                    "voxels",
-                    "windows",
-                )
-            }
-        )
+    with stage_run(config, "predict", dataset=volume.name, model=model_name,
+                   params=params | {"model_dir": str(model_dir), "scheduler": scheduler}) as run:
+        summary = predict_volume(model_dir, volume, out, params, scheduler=scheduler,
+                                 overwrite=overwrite, resume=resume,
+                                 slab=tuple(slab) if slab else None, prepare_only=prepare)
+        run.log_metrics({k: float(summary[k]) for k in (
+            "voxels_per_s", "seconds", "peak_rss_mb", "blocks", "blocks_predicted",
+            "blocks_done_before", "voxels", "windows")})
         if (out / ".dlpipe_manifest.json").is_file():
             run.log_artifact(out / ".dlpipe_manifest.json")
     typer.echo(

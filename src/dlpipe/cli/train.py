@@ -48,12 +48,8 @@ def train(
     config = load()
     section = dict(config["train"])
     section["model"] = model
-    for key, value in (
-        ("input", input_mode),
-        ("epochs", epochs),
-        ("seed", seed),
-        ("device", device),
-    ):
+    for key, value in (("input", input_mode), ("epochs", epochs), ("seed", seed),
+                       ("device", device)):
         if value is not None:
             section[key] = value
     for item in set_ or []:
@@ -72,9 +68,8 @@ def train(
     config["train"] = section
     config = validate_config(config, source="command line")
     params = config["train"]
-    with stage_run(
-        config, "train", dataset=store.name, model=params["model"], params=params
-    ) as run:
+    with stage_run(config, "train", dataset=store.name, model=params["model"],
+                   params=params) as run:
         card = train_unet(store, out, params, run=run, resume=resume, overwrite=overwrite)
         typer.echo(
             f"trained {card['input']} U-Net ({card['parameters']} parameters), best epoch "

@@ -21,13 +21,6 @@ from dlpipe.prediction.run import DEFAULTS, gather, predict_block, predict_volum
 from dlpipe.prediction.windows import gaussian_map, window_starts
 
 __all__ = [
-    "DEFAULTS",
-    "LoadedModel",
-    "gather",
-    "gaussian_map",
-    "load_model",
-    "predict_block",
-    "predict_region",
-    "predict_volume",
-    "window_starts",
+    "DEFAULTS", "LoadedModel", "gather", "gaussian_map", "load_model", "predict_block",
+    "predict_region", "predict_volume", "window_starts",
 ]

@@ -144,7 +144,9 @@ class PatchSampler:
         hi = min(zl, z_range[1] - pz)
         return int(rng.integers(lo, hi + 1)) if hi >= lo else max(z_range[0], min(zl, hi))
 
-    def epoch(self, n: int, z_range: tuple[int, int], rng: np.random.Generator) -> list[PatchSpec]:
+    def epoch(
+        self, n: int, z_range: tuple[int, int], rng: np.random.Generator
+    ) -> list[PatchSpec]:
         """``n`` random patches in the (half-open) training ``z_range``."""
         slices = self.index.labelled_slices(z_range)
         if len(slices) == 0:
@@ -253,11 +255,8 @@ class PatchDataset(Dataset):
 
     def _locate(self, spec: PatchSpec, labels: Any) -> tuple[int, int]:
         """Corner (y, x) for a rare-class spec: centre on a random voxel of that class."""
-        ty, tx = (
-            (int(c) for c in labels.chunks[1:])
-            if hasattr(labels, "chunks")
-            else (labels.shape[1], labels.shape[2])
-        )
+        ty, tx = (int(c) for c in labels.chunks[1:]) if hasattr(labels, "chunks") else (
+            labels.shape[1], labels.shape[2])
         rng = np.random.default_rng(spec.seed + 1)
         pz, py, px = self.patch3
         zs = slice(spec.z, spec.z + pz)
@@ -299,4 +298,6 @@ class PatchDataset(Dataset):
         img, mask, _ = self.read(spec)
         if self.augment is not None:
             img, mask = self.augment(img, mask, np.random.default_rng(spec.seed))
-        return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(mask.astype(np.int64))
+        return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(
+            mask.astype(np.int64)
+        )

@@ -61,9 +61,8 @@ def _overlay(path: Path, trainer: Any, model: Any) -> Path:
 
     from dlpipe.training.data import PatchDataset
 
-    ds = PatchDataset(
-        trainer.source, trainer.val_specs, trainer.mode, trainer.patch, trainer.context
-    )
+    ds = PatchDataset(trainer.source, trainer.val_specs, trainer.mode, trainer.patch,
+                      trainer.context)
     best, best_n = 0, -1
     rare = trainer.rare or [len(trainer.classes) - 1]
     for i, spec in enumerate(trainer.val_specs[:64]):

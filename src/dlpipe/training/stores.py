@@ -143,11 +143,8 @@ def _classes_from_attrs(group: Any, labels: str) -> list[str]:
     if lattrs.get("classes"):
         return list(lattrs["classes"])
     props = (lattrs.get("ome", lattrs).get("image-label") or {}).get("properties") or []
-    named = {
-        int(p["label-value"]): str(p.get("name", p["label-value"]))
-        for p in props
-        if "label-value" in p
-    }
+    named = {int(p["label-value"]): str(p.get("name", p["label-value"])) for p in props
+             if "label-value" in p}
     if named:
         return [named.get(i, f"class_{i}") for i in range(max(named) + 1)]
     return []  # decided from the label values during the scan
@@ -237,24 +234,14 @@ def write_labelled_volume(
     axes = [{"name": a, "type": "space"} for a in "zyx"]
     group.attrs["ome"] = {
         "version": "0.5",
-        "multiscales": [
-            {
-                "axes": axes,
-                "datasets": [
-                    {
-                        "path": "0",
-                        "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
-                    }
-                ],
-            }
-        ],
+        "multiscales": [{
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
+        }],
     }
-    group[f"labels/{name}"].attrs["ome"] = {
-        "version": "0.5",
-        "image-label": {
-            "properties": [{"label-value": i, "name": c} for i, c in enumerate(classes or [])]
-        },
-    }
+    group[f"labels/{name}"].attrs["ome"] = {"version": "0.5", "image-label": {
+        "properties": [{"label-value": i, "name": c} for i, c in enumerate(classes or [])]}}
     group["labels"].attrs["ome"] = {"version": "0.5", "labels": [name]}
     meta: dict[str, Any] = {
         "statistics": statistics(image),

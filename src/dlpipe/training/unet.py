@@ -153,7 +153,10 @@ class Trainer:
                 path=src.path,
             )
         freq = self.train_counts / self.train_counts.sum()
-        self.rare = [int(c) for c in range(len(self.classes)) if 0 < freq[c] < p["rare_fraction"]]
+        self.rare = [
+            int(c) for c in range(len(self.classes))
+            if 0 < freq[c] < p["rare_fraction"]
+        ]
         self.sampler = PatchSampler(
             self.index, src.shape, self.mode, self.patch, p["oversample"], self.rare
         )
@@ -165,8 +168,7 @@ class Trainer:
         if not self.val_specs:
             log.warning(
                 "train: no labelled voxel in the validation range z %s; the best checkpoint "
-                "and early stopping follow the training loss instead",
-                list(src.val),
+                "and early stopping follow the training loss instead", list(src.val)
             )
         self.augment = Augment(**p["augment"])
         self.context = p["context_slices"] if self.mode == "2.5d" else 1
@@ -196,11 +198,7 @@ class Trainer:
 
     def loader(self, specs: list, augment: bool, generator: torch.Generator | None = None):
         ds = PatchDataset(
-            self.source,
-            specs,
-            self.mode,
-            self.patch,
-            self.context,
+            self.source, specs, self.mode, self.patch, self.context,
             self.augment if augment else None,
         )
         workers = int(self.params["workers"])
@@ -339,12 +337,8 @@ def train_unet(
     n_params = count_parameters(model)
     log.info(
         "train: %s U-Net, %d parameters, %s, classes %s, rare %s, %d val patches",
-        trainer.mode,
-        n_params,
-        trainer.device,
-        trainer.classes,
-        [trainer.classes[c] for c in trainer.rare],
-        len(trainer.val_specs),
+        trainer.mode, n_params, trainer.device, trainer.classes,
+        [trainer.classes[c] for c in trainer.rare], len(trainer.val_specs),
     )
     history: list[dict[str, Any]] = []
     start, best_score, best_epoch, bad_epochs = 0, -math.inf, -1, 0
@@ -352,11 +346,8 @@ def train_unet(
         ck = torch.load(last_path, map_location=trainer.device, weights_only=True)
         old = json.loads(ck["params"])
         if _comparable(old) != _comparable(p):
-            diff = sorted(
-                k
-                for k in set(old) | set(p)
-                if old.get(k) != p.get(k) and k not in RESUMABLE_CHANGES
-            )
+            diff = sorted(k for k in set(old) | set(p) if old.get(k) != p.get(k)
+                          and k not in RESUMABLE_CHANGES)
             raise UserError(
                 f"--resume with different settings ({', '.join(diff)}); only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change",
@@ -431,9 +422,8 @@ def train_unet(
             "train_loss": train_loss,
             "val_loss": val_loss,
         }
-        row.update(
-            {f"val_jaccard_{c}": float(v) for c, v in zip(trainer.classes, per, strict=True)}
-        )
+        row.update({f"val_jaccard_{c}": float(v) for c, v in zip(trainer.classes, per,
+                                                                  strict=True)})
         row["val_mean_jaccard"] = mean
         row["seconds"] = time.perf_counter() - t_epoch
         history.append(row)
@@ -459,16 +449,11 @@ def train_unet(
         _save(last_path, state)
         _write_csv(out / "metrics.csv", history)
         if run is not None:
-            run.log_metrics(
-                {k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}, step=epoch + 1
-            )
+            run.log_metrics({k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)},
+                            step=epoch + 1)
         log.info(
             "epoch %d: loss %.4f, val loss %.4f, val mean Jaccard %.4f%s",
-            epoch + 1,
-            train_loss,
-            val_loss,
-            mean,
-            " (best)" if improved else "",
+            epoch + 1, train_loss, val_loss, mean, " (best)" if improved else "",
         )
         if bad_epochs >= p["patience"]:
             stop_reason = f"early stopping (no improvement of {trainer.monitor} in "
