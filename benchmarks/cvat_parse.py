@@ -51,15 +51,21 @@ def generate(path: Path, n_images: int, n_shapes: int, size: int, seed: int = 0)
                     n = int(rng.integers(6, 16))
                     ang = np.sort(rng.uniform(0, 2 * np.pi, n))
                     rad = r * rng.uniform(0.6, 1.0, n)
-                    pts = ";".join(f"{x:.2f},{y:.2f}" for x, y in zip(
-                        cx + rad * np.cos(ang), cy + rad * np.sin(ang), strict=True))
-                    f.write(f'<polygon label="{label}" source="manual" occluded="0" '
-                            f'points="{pts}" z_order="{z}"></polygon>\n')
+                    pts = ";".join(
+                        f"{x:.2f},{y:.2f}"
+                        for x, y in zip(cx + rad * np.cos(ang), cy + rad * np.sin(ang), strict=True)
+                    )
+                    f.write(
+                        f'<polygon label="{label}" source="manual" occluded="0" '
+                        f'points="{pts}" z_order="{z}"></polygon>\n'
+                    )
                 else:
-                    f.write(f'<ellipse label="{label}" source="manual" occluded="0" '
-                            f'cx="{cx:.2f}" cy="{cy:.2f}" rx="{r:.2f}" '
-                            f'ry="{r * rng.uniform(0.3, 1):.2f}" '
-                            f'rotation="{rng.uniform(0, 360):.2f}" z_order="{z}"></ellipse>\n')
+                    f.write(
+                        f'<ellipse label="{label}" source="manual" occluded="0" '
+                        f'cx="{cx:.2f}" cy="{cy:.2f}" rx="{r:.2f}" '
+                        f'ry="{r * rng.uniform(0.3, 1):.2f}" '
+                        f'rotation="{rng.uniform(0, 360):.2f}" z_order="{z}"></ellipse>\n'
+                    )
             f.write("</image>\n")
         f.write("</annotations>\n")
 
@@ -89,10 +95,11 @@ def run_ours(xml: str, out: str) -> dict:
         if class_of is None:
             class_of = {name: i + 1 for i, name in enumerate(reader.meta.labels)}
         t0 = time.perf_counter()
-        sem, _, _ = rasterise_frame(frame, class_of, frame.height, frame.width,
-                                    counts=reader.counts)
+        sem, _, _ = rasterise_frame(
+            frame, class_of, frame.height, frame.width, counts=reader.counts
+        )
         t_raster += time.perf_counter() - t0
-        n += len(frame.shapes)
+        n += frame.n_shapes
         checksum += int(np.count_nonzero(sem))
     return {"shapes": n, "raster_seconds": t_raster, "foreground": checksum}
 
@@ -123,9 +130,14 @@ def run_naive(xml: str, out: str) -> dict:
                 xy = np.array([p.split(",") for p in el.get("points").split(";")], float)
                 rr, cc = polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, (h, w))
             elif el.tag == "ellipse":
-                rr, cc = ellipse(float(el.get("cy")) - 0.5, float(el.get("cx")) - 0.5,
-                                 float(el.get("ry")), float(el.get("rx")), (h, w),
-                                 rotation=-np.deg2rad(float(el.get("rotation", 0))))
+                rr, cc = ellipse(
+                    float(el.get("cy")) - 0.5,
+                    float(el.get("cx")) - 0.5,
+                    float(el.get("ry")),
+                    float(el.get("rx")),
+                    (h, w),
+                    rotation=-np.deg2rad(float(el.get("rotation", 0))),
+                )
             else:
                 continue
             sem[rr, cc] = class_of[el.get("label")]
@@ -144,8 +156,11 @@ def measure(method: str, xml: Path, out: Path) -> dict:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", method, str(xml), str(out)],
-                            stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", method, str(xml), str(out)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     result = json.loads(proc.stdout.read())
@@ -175,29 +190,39 @@ def main() -> None:
         xml = tmp / "annotations.xml"
         t0 = time.perf_counter()
         generate(xml, args.images, args.shapes, args.size)
-        print(f"generated {args.images} images {args.size}x{args.size}, {args.shapes} shapes, "
-              f"{xml.stat().st_size / 1e6:.1f} MB XML in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"generated {args.images} images {args.size}x{args.size}, {args.shapes} shapes, "
+            f"{xml.stat().st_size / 1e6:.1f} MB XML in {time.perf_counter() - t0:.1f} s"
+        )
         res = {}
         for m in ("floor", "ours", "convert", "naive"):
             if m in args.skip.split(","):
                 continue
             res[m] = r = measure(m, xml, tmp / "out.zarr")
-            print(f"{m:8s} {r['seconds']:8.2f} s (process {r['wall']:6.2f} s) "
-                  f"{r['shapes'] / r['seconds']:10.0f} shapes/s  peak RSS {r['rss_mb']:7.1f} MB")
+            print(
+                f"{m:8s} {r['seconds']:8.2f} s (process {r['wall']:6.2f} s) "
+                f"{r['shapes'] / r['seconds']:10.0f} shapes/s  peak RSS {r['rss_mb']:7.1f} MB"
+            )
         if "ours" in res and "floor" in res:
             f, o = res["floor"]["seconds"], res["ours"]
             budget = 2 * f + o["raster_seconds"]
-            print(f"ours / (2 x floor + rasterisation {o['raster_seconds']:.2f} s) = "
-                  f"{o['seconds'] / budget:.2f} (target <= 1)")
+            print(
+                f"ours / (2 x floor + rasterisation {o['raster_seconds']:.2f} s) = "
+                f"{o['seconds'] / budget:.2f} (target <= 1)"
+            )
             print(f"ours / floor = {o['seconds'] / f:.2f}")
         if "ours" in res and "naive" in res:
-            print(f"naive / ours = {res['naive']['seconds'] / res['ours']['seconds']:.2f} "
-                  "(target >= 3)")
+            print(
+                f"naive / ours = {res['naive']['seconds'] / res['ours']['seconds']:.2f} "
+                "(target >= 3)"
+            )
             same = res["naive"]["foreground"] / max(res["ours"]["foreground"], 1)
             print(f"foreground pixels naive / ours = {same:.4f} (same shapes, same image)")
         if "convert" in res and "naive" in res:
-            print(f"naive / convert (ours incl. Zarr writing) = "
-                  f"{res['naive']['seconds'] / res['convert']['seconds']:.2f}")
+            print(
+                f"naive / convert (ours incl. Zarr writing) = "
+                f"{res['naive']['seconds'] / res['convert']['seconds']:.2f}"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from scipy import ndimage as ndi
 
 from dlpipe.annotations import convert, read_objects, write_cvat_xml
 
@@ -59,7 +60,7 @@ def test_creme_coco_polygons(shared_data: Path, tmp_path: Path) -> None:
     g = zarr.open_group(str(tmp_path / "creme.zarr"), mode="r")
     assert g["images"].shape == (16, 512, 512) and g["images"].dtype == np.uint8
     rows = read_objects(tmp_path / "creme.zarr")
-    jaccards = []
+    jaccards, worst = [], []
     for k, name in enumerate(g.attrs["image_names"]):
         im = next(i for i in coco["images"] if i["file_name"] == name)
         np.testing.assert_array_equal(g["images"][k], iio.imread(base / "imgs" / name))
@@ -75,9 +76,27 @@ def test_creme_coco_polygons(shared_data: Path, tmp_path: Path) -> None:
         assert sum(r["image"] == k for r in rows) == n_ann
         mask = iio.imread(base / "masks1" / name) > 0
         jaccards.append((sem & mask).sum() / (sem | mask).sum())
-    # masks1 was not rasterised from clean.json (object extents differ by up to 3 px), so
-    # 0.99 is out of reach for any polygon fill; see docs/annotations.md.
-    assert min(jaccards) >= 0.88 and np.mean(jaccards) >= 0.90
+        # Where the polygons come from: each vertex is a border pixel of the mask, and each
+        # border pixel of an object lies within 1.5 px of its polygon's outline - polygons
+        # simplified from the masks' contours (Douglas-Peucker, epsilon 1.5), not masks
+        # drawn from the polygons (benchmarks/creme_masks.py, docs/annotations.md).
+        border = mask & ~ndi.binary_erosion(mask, structure=np.ones((3, 3)))
+        lab, _ = ndi.label(mask, structure=np.ones((3, 3)))
+        for ann in (a for a in coco["annotations"] if a["image_id"] == im["id"]):
+            p = np.asarray(ann["segmentation"][0], float).reshape(-1, 2)
+            xi, yi = p[:, 0].astype(int), p[:, 1].astype(int)
+            assert border[yi, xi].all()
+            bp = np.argwhere(border & (lab == lab[yi[0], xi[0]]))[:, ::-1] + 0.0
+            a, d = p, np.roll(p, -1, axis=0) - p
+            l2 = np.maximum((d**2).sum(1), 1e-12)  # COCO repeats the first vertex last
+            t = np.clip(((bp[:, None] - a[None]) * d[None]).sum(2) / l2, 0, 1)
+            dist = np.hypot(*(bp[:, None] - a[None] - t[..., None] * d[None]).transpose(2, 0, 1))
+            worst.append(dist.min(1).max())
+    assert 1.45 < max(worst) < 1.5 and len(worst) == 186
+    # Our masks under our convention (pixel centres): Jaccard 0.889-0.935, mean 0.913
+    # (a boundary-inclusive fill such as cv2.fillPoly gets 0.932-0.964): 0.99 is out of
+    # reach for any fill of these polygons.
+    assert min(jaccards) >= 0.885 and np.mean(jaccards) >= 0.91
 
 
 def test_synth_export_matches_labels(demo_dir: Path, tmp_path: Path) -> None:

@@ -45,4 +45,4 @@ def test_snakemake_cvat_rule(tmp_path: Path, cli_env: dict[str, str]) -> None:
     g = zarr.open_group(str(results / "demo/cvat.zarr"), mode="r")
     assert g.attrs["classes"] == ["background", "fibre", "pore"]
     assert g["semantic"].shape == (2, 48, 48) and g["images"].shape == (2, 48, 48)
-    assert (results / "demo/cvat.zarr/objects.csv").is_file()
+    assert (results / "demo/cvat.zarr/objects.parquet").is_file()

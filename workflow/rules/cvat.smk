@@ -1,5 +1,5 @@
 rule cvat:
-    """CVAT export of the demo -> Zarr dataset (images, semantic, instances, objects.csv)."""
+    """CVAT export of the demo -> Zarr dataset (images, semantic, instances, objects.parquet)."""
     input:
         xml=f"{RESULTS}/demo/cvat/annotations.xml",
     output:

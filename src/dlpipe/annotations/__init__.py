@@ -10,13 +10,16 @@ CvatReader
     Streaming, hardened reader yielding one :class:`Frame` per image.
 rasterise_frame
     One frame's shapes -> semantic map, instance map, objects.
-decode_rle, read_objects, write_cvat_xml
+read_objects, table_path
+    The objects table (Parquet or CSV) of a converted dataset.
+decode_rle, write_cvat_xml
 """
 
 from dlpipe.annotations._model import Frame, Meta, Shape
 from dlpipe.annotations._parse import Counts, CvatReader, decode_rle
-from dlpipe.annotations.convert import DEFAULTS, convert, read_objects
+from dlpipe.annotations.convert import DEFAULTS, convert
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
+from dlpipe.annotations.table import read_objects, table_path
 from dlpipe.annotations.targets import targets, targets_from_arrays
 from dlpipe.annotations.write import write_cvat_xml
 
@@ -32,6 +35,7 @@ __all__ = [
     "decode_rle",
     "rasterise_frame",
     "read_objects",
+    "table_path",
     "targets",
     "targets_from_arrays",
     "write_cvat_xml",

@@ -39,17 +39,118 @@ class Shape:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class Frame:
-    """One image (or video frame) with its shapes, in document order."""
+#: Kind codes of :class:`ShapeColumns` (index into this tuple).
+COLUMN_KINDS = ("polygon", "ellipse", "box", "polyline", "points")
 
-    id: int
-    name: str
-    width: int
-    height: int
-    subset: str = ""
-    task_id: str = ""
-    shapes: list[Shape] = field(default_factory=list)
+
+@dataclass(slots=True)
+class ShapeColumns:
+    """The polygons, ellipses, boxes, polylines and points of one frame, as columns.
+
+    The reader's fast path: a frame holding only these kinds is kept as arrays, not as
+    one :class:`Shape` per annotation, and rasterised from them in one go.
+
+    Attributes
+    ----------
+    kind : (n,) int8 index into :data:`COLUMN_KINDS`
+    label, source : n strings
+    order, z_order, group_id : (n,) int64 (document order, paint order, group)
+    occluded : (n,) bool
+    attributes : n dicts of custom attributes
+    params : (n, 5) float64: (cx, cy, rx, ry, rotation) of an ellipse, (xtl, ytl, xbr, ybr,
+        rotation) of a box, unused for the point kinds
+    offsets : (n + 1,) int64; the vertices of row k are ``points[offsets[k]:offsets[k + 1]]``
+        (empty for ellipses and boxes)
+    points : (P, 2) float64 (x, y) vertices
+    """
+
+    kind: np.ndarray
+    label: list[str]
+    order: np.ndarray
+    z_order: np.ndarray
+    group_id: np.ndarray
+    occluded: np.ndarray
+    source: list[str]
+    attributes: list[dict[str, str]]
+    params: np.ndarray
+    offsets: np.ndarray
+    points: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def to_shapes(self) -> list[Shape]:
+        """One :class:`Shape` per row (the general, slower representation)."""
+        out = []
+        for k in range(len(self.kind)):
+            kind = COLUMN_KINDS[int(self.kind[k])]
+            sh = Shape(
+                kind=kind,
+                label=self.label[k],
+                order=int(self.order[k]),
+                occluded=bool(self.occluded[k]),
+                z_order=int(self.z_order[k]),
+                group_id=int(self.group_id[k]),
+                source=self.source[k],
+                attributes=self.attributes[k],
+            )
+            if kind in ("ellipse", "box"):
+                sh.params = tuple(float(v) for v in self.params[k, :4])
+                sh.rotation = float(self.params[k, 4])
+            else:
+                sh.points = self.points[self.offsets[k] : self.offsets[k + 1]]
+            out.append(sh)
+        return out
+
+
+class Frame:
+    """One image (or video frame) with its shapes, in document order.
+
+    ``shapes`` is a list of :class:`Shape`; a frame read by the fast path holds
+    ``columns`` (:class:`ShapeColumns`) instead, and ``shapes`` is built from them on
+    first access.
+    """
+
+    __slots__ = ("_shapes", "columns", "height", "id", "name", "subset", "task_id", "width")
+
+    def __init__(
+        self,
+        id: int,
+        name: str,
+        width: int,
+        height: int,
+        subset: str = "",
+        task_id: str = "",
+        shapes: list[Shape] | None = None,
+        columns: ShapeColumns | None = None,
+    ) -> None:
+        self.id, self.name, self.width, self.height = id, name, width, height
+        self.subset, self.task_id = subset, task_id
+        self._shapes = shapes
+        self.columns = columns
+
+    @property
+    def shapes(self) -> list[Shape]:
+        if self._shapes is None:
+            self._shapes = self.columns.to_shapes() if self.columns is not None else []
+        return self._shapes
+
+    @shapes.setter
+    def shapes(self, value: list[Shape]) -> None:
+        self._shapes, self.columns = value, None
+
+    @property
+    def n_shapes(self) -> int:
+        """Number of shapes (without building :class:`Shape` objects)."""
+        if self._shapes is None and self.columns is not None:
+            return len(self.columns)
+        return len(self.shapes)
+
+    def __repr__(self) -> str:
+        return (
+            f"Frame(id={self.id}, name={self.name!r}, {self.width}x{self.height}, "
+            f"{self.n_shapes} shapes)"
+        )
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ element, before anything is expanded.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,13 +22,16 @@ from typing import IO
 import numpy as np
 from lxml import etree
 
-from dlpipe.annotations._model import Frame, Meta, Shape
+from dlpipe.annotations._model import COLUMN_KINDS, Frame, Meta, Shape, ShapeColumns
 from dlpipe.errors import UserError
 
 _PARAMS = {"ellipse": ("cx", "cy", "rx", "ry"), "box": ("xtl", "ytl", "xbr", "ybr")}
 SHAPE_TAGS = frozenset(
     {"polygon", "ellipse", "box", "mask", "polyline", "points", "tag", "skeleton", "cuboid"}
 )
+_CODE = {k: i for i, k in enumerate(COLUMN_KINDS)}  # kinds of the columnar fast path
+_TRUE = frozenset({"1", "true", "True"})
+_PARAM_KEYS = (("cx", "cy", "rx", "ry"), ("xtl", "ytl", "xbr", "ybr"))
 
 
 @dataclass
@@ -98,6 +102,31 @@ def _int(text: str | None, default: int = 0) -> int:
         return int(float(text))
     except ValueError:
         return default
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _floats_csv(text: str) -> np.ndarray:
+    """Comma-separated numbers to float64 (NaN where a field is unreadable).
+
+    NumPy's C text parser; a string it cannot read to the end (empty or junk fields)
+    is read again field by field. In the reader's loop it is as fast as Arrow's
+    string-to-double cast (measured) without importing pyarrow.
+    """
+    try:
+        with warnings.catch_warnings():  # older NumPy warns and stops at the bad field
+            warnings.simplefilter("ignore", DeprecationWarning)
+            values = np.fromstring(text, sep=",")
+        if len(values) == text.count(",") + 1:
+            return values
+    except ValueError:  # NumPy >= 2.3: "could not be read to its end"
+        pass
+    return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
 
 
 def decode_rle(
@@ -345,6 +374,10 @@ class CvatReader:
             ) from None
         if frame.width <= 0 or frame.height <= 0:
             raise UserError(f"image {name!r}: width and height must be > 0", path=self.name)
+        columns = self._columns(el)
+        if columns is not None:
+            frame.columns = columns
+            return frame
         shapes: list[Shape | None] = []
         line_idx: list[int] = []
         line_txt: list[str] = []
@@ -421,6 +454,86 @@ class CvatReader:
             self._points(shapes, line_idx, line_txt)
         frame.shapes = [sh for sh in shapes if sh is not None]
         return frame
+
+    def _columns(self, el: etree._Element) -> ShapeColumns | None:
+        """The fast path: an image with only polygons, ellipses, boxes, polylines and points
+        becomes :class:`ShapeColumns` (None when it holds any other shape kind)."""
+        codes: list[int] = []
+        orders: list[int] = []
+        attrs: list[dict[str, str]] = []
+        custom: list[dict[str, str]] = []
+        for order, child in enumerate(el):
+            code = _CODE.get(child.tag)
+            if code is None:
+                if child.tag in SHAPE_TAGS:
+                    return None  # mask, tag, skeleton, cuboid: the general path
+                continue
+            codes.append(code)
+            orders.append(order)
+            attrs.append(dict(child.items()))
+            custom.append(_attributes(child) if len(child) else {})
+        n = len(codes)
+        kind = np.array(codes, np.int8)
+        valid = np.ones(n, bool)
+        params = np.zeros((n, 5), np.float64)
+        lengths = np.zeros(n, np.int64)
+        # every number of the frame is parsed in one call: z_order and group_id of each
+        # shape, the 5 parameters of each ellipse / box, then the vertices
+        txt = [a.get("z_order") or "0" for a in attrs]
+        txt += [a.get("group_id") or "0" for a in attrs]
+        area_rows = [k for k in range(n) if codes[k] in (1, 2)]
+        for k in area_rows:
+            a = attrs[k]
+            txt += [a.get(key) or "nan" for key in _PARAM_KEYS[codes[k] - 1]]
+            txt.append(a.get("rotation") or "0")
+        for k in range(n):
+            if codes[k] not in (1, 2):
+                t = attrs[k].get("points")
+                if not t or t.count(",") != t.count(";") + 1:
+                    valid[k] = False
+                else:
+                    txt.append(t)
+                    lengths[k] = t.count(";") + 1
+        nums = _floats_csv(",".join(txt).replace(";", ",")) if txt else np.zeros(0)
+        ints = np.nan_to_num(nums[: 2 * n], nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64)
+        z_order, group_id = ints[:n], ints[n:]
+        vals = nums[2 * n : 2 * n + 5 * len(area_rows)].reshape(-1, 5)
+        points = nums[2 * n + 5 * len(area_rows) :].reshape(-1, 2)
+        if area_rows:
+            ok = np.isfinite(vals).all(axis=1)
+            ok &= (kind[area_rows] != 1) | ((vals[:, 2] > 0) & (vals[:, 3] > 0))
+            params[area_rows] = vals
+            valid[area_rows] = ok
+        if len(points):
+            has = lengths > 0
+            starts = (np.cumsum(lengths) - lengths)[has]
+            valid[has] &= np.logical_and.reduceat(np.isfinite(points).all(axis=1), starts)
+        valid &= (kind != 0) | (lengths >= 3)  # a polygon needs 3 vertices
+        bad = int(n - valid.sum())
+        if bad:
+            self.counts.invalid += bad
+            points = points[np.repeat(valid, lengths)]
+            keep = np.flatnonzero(valid).tolist()
+            kind, params, lengths = kind[valid], params[valid], lengths[valid]
+            z_order, group_id = z_order[valid], group_id[valid]
+            orders = [orders[k] for k in keep]
+            attrs = [attrs[k] for k in keep]
+            custom = [custom[k] for k in keep]
+        offsets = np.zeros(len(kind) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return ShapeColumns(
+            kind=kind,
+            label=[a.get("label", "") for a in attrs],
+            order=np.array(orders, np.int64),
+            z_order=z_order,
+            group_id=group_id,
+            occluded=np.array([a.get("occluded", "0") in _TRUE for a in attrs], bool),
+            source=[a.get("source", "") for a in attrs],
+            attributes=custom,
+            params=params,
+            offsets=offsets,
+            points=points,
+        )
 
     def _points(self, shapes: list[Shape | None], idx: list[int], txt: list[str]) -> None:
         """Fill ``points`` of the listed shapes, parsing all coordinate strings at once."""

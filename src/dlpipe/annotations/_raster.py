@@ -39,19 +39,55 @@ def box_corners(xtl: float, ytl: float, xbr: float, ybr: float, rotation: float)
     return centre + np.stack([d[:, 0] * c - d[:, 1] * s, d[:, 0] * s + d[:, 1] * c], axis=1)
 
 
+def boxes_corners(params: np.ndarray) -> np.ndarray:
+    """(m, 4, 2) corners of m boxes; ``params`` (m, 5) rows (xtl, ytl, xbr, ybr, rotation).
+
+    Same values as :func:`box_corners` row by row (unrotated boxes exactly as given).
+    """
+    xtl, ytl, xbr, ybr, rot = (params[:, k] for k in range(5))
+    pts = np.stack(
+        [
+            np.stack([xtl, ytl], 1),
+            np.stack([xbr, ytl], 1),
+            np.stack([xbr, ybr], 1),
+            np.stack([xtl, ybr], 1),
+        ],
+        axis=1,
+    )
+    turned = np.flatnonzero(rot % 360.0 != 0.0)
+    if len(turned):
+        t = np.deg2rad(rot[turned])[:, None]
+        c, s = np.cos(t), np.sin(t)
+        centre = np.stack([(xtl + xbr) / 2, (ytl + ybr) / 2], 1)[turned][:, None, :]
+        d = pts[turned] - centre
+        pts[turned] = centre + np.stack(
+            [d[..., 0] * c - d[..., 1] * s, d[..., 0] * s + d[..., 1] * c], axis=-1
+        )
+    return pts
+
+
 def polygon_spans(polys: list[np.ndarray], ids: np.ndarray, height: int, width: int) -> Spans:
+    """Spans of even-odd filled polygons given as a list of (n_k, 2) (x, y) arrays."""
+    if not polys:
+        return _empty()
+    lengths = np.fromiter((len(p) for p in polys), np.int64, len(polys))
+    return flat_polygon_spans(np.concatenate(polys), lengths, ids, height, width)
+
+
+def flat_polygon_spans(
+    p0: np.ndarray, lengths: np.ndarray, ids: np.ndarray, height: int, width: int
+) -> Spans:
     """Spans of even-odd filled polygons, all at once.
 
     Parameters
     ----------
-    polys : list of (n_k, 2) float64 (x, y) vertex arrays
-    ids : (len(polys),) int shape index reported for each polygon
+    p0 : (P, 2) float64 (x, y) vertices of all polygons, one after the other
+    lengths : (m,) int number of vertices of each polygon (sums to P)
+    ids : (m,) int shape index reported for each polygon
     height, width : image size; spans are clipped to it
     """
-    if not polys:
+    if len(lengths) == 0:
         return _empty()
-    lengths = np.fromiter((len(p) for p in polys), np.int64, len(polys))
-    p0 = np.concatenate(polys)
     # next vertex within each polygon (closing edge back to the first vertex)
     nxt = np.arange(1, len(p0) + 1)
     ends = np.cumsum(lengths)
@@ -64,26 +100,26 @@ def polygon_spans(polys: list[np.ndarray], ids: np.ndarray, height: int, width: 
     r0 = np.clip(np.ceil(lo - 0.5), 0, height).astype(np.int64)
     r1 = np.clip(np.ceil(hi - 0.5), 0, height).astype(np.int64)
     n = np.maximum(r1 - r0, 0)
-    keep = n > 0
-    if not keep.any():
+    keep = np.flatnonzero(n)
+    if not len(keep):
         return _empty()
     x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
     sid, r0, n = sid[keep], r0[keep], n[keep]
-    edge = np.repeat(np.arange(len(n)), n)
     starts = np.cumsum(n) - n
-    rows = r0[edge] + (np.arange(int(n.sum())) - starts[edge])
-    yc = rows + 0.5
+    rows = np.repeat(r0 - starts, n) + np.arange(int(starts[-1] + n[-1]))
     slope = (x1 - x0) / (y1 - y0)
-    xs = x0[edge] + (yc - y0[edge]) * slope[edge]
-    s = sid[edge]
+    # x of the crossing, exactly as x0 + (yc - y0) * slope (edge-exact centres depend on it)
+    xs = np.repeat(x0, n) + (rows + 0.5 - np.repeat(y0, n)) * np.repeat(slope, n)
+    s = np.repeat(sid, n)
     order = np.lexsort((xs, rows, s))
     s, rows, xs = s[order], rows[order], xs[order]
     # each (shape, row) has an even number of crossings: consecutive pairs are spans
-    xa, xb = xs[0::2], xs[1::2]
-    c0 = np.clip(np.ceil(xa - 0.5), 0, width).astype(np.int64)
-    c1 = np.clip(np.ceil(xb - 0.5), 0, width).astype(np.int64)
+    c0 = np.ceil(xs[0::2] - 0.5)
+    c1 = np.ceil(xs[1::2] - 0.5)
+    np.clip(c0, 0, width, out=c0)
+    np.clip(c1, 0, width, out=c1)
     good = c1 > c0
-    return s[0::2][good], rows[0::2][good], c0[good], c1[good]
+    return s[0::2][good], rows[0::2][good], c0[good].astype(np.int64), c1[good].astype(np.int64)
 
 
 def ellipse_spans(params: np.ndarray, ids: np.ndarray, height: int, width: int) -> Spans:
@@ -176,48 +212,67 @@ def line_spans(
     return mask_spans(fake, sid, height, width)
 
 
-_SCRATCH: dict[tuple[int, int], np.ndarray] = {}
-
-
 def paint(
-    spans: Spans, ranks: np.ndarray, height: int, width: int
+    spans: Spans,
+    ranks: np.ndarray,
+    inst_of_shape: np.ndarray,
+    classes: np.ndarray,
+    k_max: int,
+    height: int,
+    width: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Paint spans in rank order (higher rank on top) and return each painted pixel's winner.
+    """Paint spans in rank order (higher rank on top); area and box of each visible instance.
 
     Parameters
     ----------
     spans : (shape index, row, c0, c1) arrays
-    ranks : (n_shapes,) int32 paint rank of each shape index, 1-based, all distinct
+    ranks : (n_shapes,) int paint rank of each shape index, all distinct
+    inst_of_shape : (n_shapes,) int instance id (>= 1 for every shape with a span)
+    classes : (n_shapes,) int class id (1..255)
+    k_max : the largest instance id
 
     Returns
     -------
-    pix : (P,) int64 flat pixel indices (row * width + col) of every span pixel
-    pix_shape : (P,) int64 shape index of each of those pixels
-    rank_pix : (P,) int32 paint rank of that shape
-    winner : (P,) int32 rank of the shape on top at each of those pixels
+    semantic : (height, width) uint8
+    instances : (height, width) uint32
+    area : (k_max + 1,) int64 visible pixels of each instance id
+    box : (k_max + 1, 4) int64 x1, y1, x2, y2 (exclusive) of those pixels
     """
     sid, rows, c0, c1 = spans
-    if len(sid) == 0:
-        e = np.zeros(0, np.int64)
-        return e, e, np.zeros(0, np.int32), np.zeros(0, np.int32)
-    order = np.argsort(ranks[sid], kind="stable")  # spans in paint order
-    sid, rows, c0, c1 = sid[order], rows[order], c0[order], c1[order]
-    n = c1 - c0
-    span = np.repeat(np.arange(len(n)), n)
-    starts = np.cumsum(n) - n
-    pix = rows[span] * width + c0[span] + (np.arange(int(n.sum())) - starts[span])
-    pix_shape = sid[span]
-    rank_pix = ranks[pix_shape].astype(np.int32)
-    # A reused scratch map: later (higher-rank) writes win because pixels are in paint
-    # order; only the touched pixels are reset afterwards.
-    scratch = _SCRATCH.get((height, width))
-    if scratch is None:
-        scratch = _SCRATCH.setdefault((height, width), np.zeros(height * width, np.int32))
-        if len(_SCRATCH) > 4:
-            _SCRATCH.pop(next(iter(_SCRATCH)))
-    # NumPy assigns repeated indices in order, so the last (highest-rank) write wins;
-    # tests/annotations/test_raster.py::test_z_order_paint_order_and_no_holes guards it.
-    scratch[pix] = rank_pix
-    winner = scratch[pix]
-    scratch[pix] = 0
-    return pix, pix_shape, rank_pix, winner
+    semantic = np.zeros(height * width, np.uint8)
+    instances = np.zeros(height * width, np.uint32)
+    area = np.zeros(k_max + 1, np.int64)
+    box = np.zeros((k_max + 1, 4), np.int64)
+    if len(sid):
+        order = np.argsort(ranks[sid], kind="stable")  # spans in paint order
+        sid, rows, c0, c1 = sid[order], rows[order], c0[order], c1[order]
+        n = c1 - c0
+        starts = np.cumsum(n) - n
+        idx = np.arange(int(starts[-1] + n[-1]))
+        pix = np.repeat(rows * width + c0 - starts, n) + idx
+        ipix = np.repeat(inst_of_shape[sid].astype(np.uint32), n)
+        # NumPy assigns repeated indices in order, so the last (highest-rank) write wins;
+        # tests/annotations/test_raster.py::test_z_order_paint_order_and_no_holes guards it.
+        instances[pix] = ipix
+        semantic[pix] = np.repeat(classes[sid].astype(np.uint8), n)
+        # visible pixels: where the shape's own id survived. Per span: how many, and the
+        # first and last of them; then per shape (its spans are consecutive) area and box.
+        vis = instances[pix] == ipix
+        count = np.add.reduceat(vis, starts, dtype=np.int64)
+        big = len(idx)
+        first = np.minimum.reduceat(np.where(vis, idx, big), starts)
+        last = np.maximum.reduceat(np.where(vis, idx, -1), starts)
+        seen = count > 0
+        x1 = np.where(seen, c0 + first - starts, width)
+        x2 = np.where(seen, c0 + last - starts + 1, 0)
+        y1 = np.where(seen, rows, height)
+        y2 = np.where(seen, rows + 1, 0)
+        seg = np.flatnonzero(np.concatenate([[True], sid[1:] != sid[:-1]]))
+        ids = inst_of_shape[sid[seg]]
+        area[ids] = np.add.reduceat(count, seg)
+        box[ids, 0] = np.minimum.reduceat(x1, seg)
+        box[ids, 1] = np.minimum.reduceat(y1, seg)
+        box[ids, 2] = np.maximum.reduceat(x2, seg)
+        box[ids, 3] = np.maximum.reduceat(y2, seg)
+        box[area == 0] = 0
+    return semantic.reshape(height, width), instances.reshape(height, width), area, box

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -58,18 +59,129 @@ def open_annotations(path: Path) -> Iterator[tuple[IO[bytes], zipfile.ZipFile | 
             yield f, None
 
 
+_FRAME_NUMBER = re.compile(r"frame_(\d+)$")
+
+
+def video_index(name: str, frame_id: int) -> int:
+    """Index in the video file of a frame: N of ``frame_N`` (video exports), else its id."""
+    m = _FRAME_NUMBER.match(PurePosixPath(name).stem if "." in name else name)
+    return int(m.group(1)) if m else int(frame_id)
+
+
+class VideoReader:
+    """Frames of a video file by index, decoded in order with PyAV (FFmpeg).
+
+    Frame ``i`` is the ``i``-th decoded frame in presentation order (frame 0 first), as
+    CVAT numbers the frames of a task made from a video. Reading forwards decodes each frame
+    once; asking for an earlier frame starts again from the beginning.
+
+    Parameters
+    ----------
+    path : the video file, or a member of ``zf``
+    zf : export zip holding the video, or None
+    """
+
+    def __init__(self, path: str, zf: zipfile.ZipFile | None = None) -> None:
+        try:
+            import av
+        except ImportError:  # pragma: no cover - av is a dependency
+            raise UserError(
+                "reading a video needs PyAV (pip install av); or extract the frames into a "
+                "folder and pass it with --images",
+                path=path,
+            ) from None
+        self._av = av
+        self.path, self.zf = path, zf
+        self._container = None
+        self._decoder = None
+        self.position = -1  # index of the last decoded frame
+
+    def _open(self) -> None:
+        self.close()
+        src = self.zf.open(self.path) if self.zf is not None else self.path
+        try:
+            self._container = self._av.open(src)
+            stream = self._container.streams.video[0]
+        except (self._av.FFmpegError, IndexError) as exc:
+            raise UserError(f"cannot read the video ({exc})", path=self.path) from None
+        self._decoder = self._container.decode(stream)
+        self.position = -1
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index`` as (H, W) for grey video, else (H, W, 3) RGB, uint8."""
+        if index < 0:
+            raise UserError(f"frame {index} cannot be read from a video", path=self.path)
+        if self._decoder is None or index <= self.position:
+            self._open()
+        try:
+            for frame in self._decoder:
+                self.position += 1
+                if self.position == index:
+                    if frame.format.name.startswith("gray"):
+                        return frame.to_ndarray(format="gray")
+                    return frame.to_ndarray(format="rgb24")
+        except self._av.FFmpegError as exc:
+            raise UserError(f"cannot decode the video ({exc})", path=self.path) from None
+        n = self.position + 1
+        self._decoder = None
+        raise UserError(
+            f"frame {index} of the XML is beyond the end of the video ({n} frames)",
+            path=self.path,
+        )
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container, self._decoder = None, None
+
+
 class ImageSource:
-    """Finds and reads the image of a frame in a folder and/or an export zip."""
+    """Finds and reads the image of a frame in a folder, an export zip or a video file.
+
+    ``folder`` may be a video file itself; otherwise a single video file in the folder (or
+    the zip) supplies the frames that are not found as images.
+    """
 
     def __init__(self, folder: Path | None, zf: zipfile.ZipFile | None) -> None:
+        self.video: VideoReader | None = None
+        if folder is not None and Path(folder).is_file():
+            if Path(folder).suffix.lower() not in VIDEO_EXTS:
+                raise UserError(
+                    f"--images must be a folder or a video file ({', '.join(VIDEO_EXTS)})",
+                    path=folder,
+                )
+            self.video = VideoReader(str(folder))
+            folder = None
         self.folder = Path(folder) if folder is not None else None
         self.zf = zf
         self._zip_names = set(zf.namelist()) if zf is not None else set()
         self._stems: dict[str, str] | None = None
+        self._video_looked = self.video is not None
 
     @property
     def available(self) -> bool:
-        return self.folder is not None or bool(self._zip_names)
+        return self.folder is not None or bool(self._zip_names) or self.video is not None
+
+    def find_video(self) -> VideoReader | None:
+        """The video that supplies missing frames: the --images file, or the only video file
+        in the folder / zip (several are an error)."""
+        if not self._video_looked:
+            self._video_looked = True
+            found = self.video_files()
+            if len(found) > 1:
+                raise UserError(
+                    f"{len(found)} video files ({', '.join(sorted(found)[:3])}): pass the one "
+                    "to read with --images",
+                    path=self.folder,
+                )
+            if found:
+                in_zip = found[0] in self._zip_names
+                self.video = VideoReader(found[0], self.zf if in_zip else None)
+        return self.video
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.close()
 
     def _candidates(self, name: str, subset: str) -> list[str]:
         c = [name, f"images/{name}"]

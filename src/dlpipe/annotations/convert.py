@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import json
+import contextlib
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,10 +13,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe._io import atomic_path
-from dlpipe.annotations._model import Frame
 from dlpipe.annotations._parse import CvatReader
-from dlpipe.annotations._sources import ImageSource, open_annotations
+from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
+from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -35,31 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "points_radius": 0.0,
     "read_images": True,
     "chunk": 1024,
+    "table": "parquet",
 }
 
-TABLE = "objects.csv"
 MARKER = ".dlpipe_complete"
-COLUMNS = [
-    "image",
-    "image_name",
-    "subset",
-    "instance_id",
-    "kind",
-    "label",
-    "class_id",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "area",
-    "occluded",
-    "z_order",
-    "group_id",
-    "source",
-    "track_id",
-    "attributes",
-]
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 32 << 20
 
 
 def class_table(
@@ -116,6 +94,9 @@ class _Writer:
                 chunks=(1, min(self.h, self.chunk), min(self.w, self.chunk), *extra),
                 dtype=sample.dtype,
                 fill_value=0,
+                # skip zarr's per-chunk "all equal to the fill value?" scan (15 % of the
+                # time); an empty chunk is then stored, compressed to a few bytes
+                config={"write_empty_chunks": True},
                 dimension_names=("n", "y", "x", "c")[: 3 + len(extra)],
             )
         return self.arrays[name]
@@ -167,7 +148,8 @@ def convert(
     class i is ``classes[i]``), ``instances`` (N, H, W) uint32 (0 background, 1..K per
     image), in the order of the XML's image ids; attributes ``classes`` (with
     ``classes[0] == "background"``), ``image_names``, ``image_ids``, ``subsets``,
-    ``counts``; ``out/objects.csv``, one row per object and per tag; and the marker
+    ``counts``; ``out/objects.parquet`` (or ``.csv``, ``params['table']``), one row per
+    object and per tag; and the marker
     ``out/.dlpipe_complete`` last.
 
     Parameters
@@ -186,17 +168,17 @@ def convert(
     p = DEFAULTS | dict(params or {})
     t0 = time.perf_counter()
     annotations, out = Path(annotations), Path(out)
-    if images is not None and not Path(images).is_dir():
-        raise UserError("images folder not found", path=images)
+    if images is not None and not Path(images).exists():
+        raise UserError("images folder (or video file) not found", path=images)
     draw = DrawOptions(float(p["polyline_width"]), float(p["points_radius"]))
     import zarr
 
     with (
         open_annotations(annotations) as (stream, zf),
         atomic_path(out, overwrite=overwrite) as tmp,
+        contextlib.closing(ImageSource(Path(images) if images else None, zf)) as source,
     ):
         reader = CvatReader(stream, name=str(annotations), lenient=bool(p["lenient"]))
-        source = ImageSource(Path(images) if images is not None else None, zf)
         read_images = bool(p["read_images"])
         if read_images and not source.available:
             raise UserError(
@@ -212,11 +194,9 @@ def convert(
         writer: _Writer | None = None
         names, ids, subsets = [], [], []
         per_label: dict[str, int] = {}
-        video_warned = False
         image_kind = None
-        with open(tmp / TABLE, "w", newline="") as table_file:
-            table = csv.DictWriter(table_file, fieldnames=COLUMNS)
-            table.writeheader()
+        table = ObjectsTable(tmp, str(p["table"]))
+        with contextlib.closing(table):
             for frame in tqdm(reader.frames(), desc="cvat", unit="image", disable=None):
                 if classes is None:
                     classes = list(p["classes"]) or list(reader.meta.labels)
@@ -225,16 +205,11 @@ def convert(
                     class_of = class_table(classes, p["label_map"])
                 img = None
                 if read_images:
-                    where = source.find(frame.name, frame.subset)
-                    if where is None:
-                        videos = source.video_files()
-                        if videos and not video_warned:
-                            log.warning(
-                                "frame images not found beside video %s, and no video "
-                                "reader is installed: extract the frames into --images",
-                                videos[0],
-                            )
-                            video_warned = True
+                    where = source.find(frame.name, frame.subset)  # frame images first
+                    video = source.find_video() if where is None else None
+                    if video is not None:
+                        img = video.read(video_index(frame.name, frame.id))
+                    elif where is None:
                         if p["skip_missing"]:
                             counts.missing_images += 1
                             continue
@@ -242,7 +217,8 @@ def convert(
                             f"image {frame.name!r} of the XML not found (--skip-missing skips it)",
                             path=images or annotations,
                         )
-                    img = source.read(where)
+                    else:
+                        img = source.read(where)
                     if img.shape[:2] != (frame.height, frame.width):
                         raise UserError(
                             f"image {frame.name!r} is {img.shape[1]}x{img.shape[0]} but the "
@@ -284,14 +260,17 @@ def convert(
                 for obj in objects:
                     if obj["instance_id"]:
                         per_label[obj["label"]] = per_label.get(obj["label"], 0) + 1
-                    table.writerow(_csv_row(obj, index, frame))
+                    obj.update(image=index, image_name=frame.name, subset=frame.subset)
+                table.add(objects)
         if writer is None:
             raise UserError("the export holds no (readable) images", path=annotations)
         order = np.argsort(np.array(ids), kind="stable")
         permuted = not np.array_equal(order, np.arange(len(ids)))
         writer.finish(order if permuted else None)
         if permuted:
-            _renumber_table(tmp / TABLE, order)
+            new_of_old = np.empty(len(order), np.int64)
+            new_of_old[order] = np.arange(len(order))
+            table.renumber(new_of_old)
             names = [names[i] for i in order]
             ids = [ids[i] for i in order]
             subsets = [subsets[i] for i in order]
@@ -309,7 +288,7 @@ def convert(
                 "image_names": names,
                 "image_ids": [int(i) for i in ids],
                 "subsets": subsets,
-                "objects_table": TABLE,
+                "objects_table": table.path.name,
                 "counts": summary["counts"],
                 "objects_per_label": per_label,
                 "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
@@ -325,50 +304,3 @@ def convert(
         seconds,
     )
     return summary
-
-
-def _csv_row(obj: dict, index: int, frame: Frame) -> dict:
-    row = dict(obj)
-    row["attributes"] = json.dumps(obj["attributes"], sort_keys=True)
-    row.update(image=index, image_name=frame.name, subset=frame.subset)
-    return row
-
-
-def _renumber_table(path: Path, order: np.ndarray) -> None:
-    new_of_old = np.empty(len(order), np.int64)
-    new_of_old[order] = np.arange(len(order))
-    tmp = path.with_suffix(".tmp")
-    with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
-        rows = csv.DictReader(src)
-        w = csv.DictWriter(dst, fieldnames=COLUMNS)
-        w.writeheader()
-        for row in rows:
-            row["image"] = int(new_of_old[int(row["image"])])
-            w.writerow(row)
-    os.replace(tmp, path)
-
-
-def read_objects(dataset: str | Path) -> list[dict[str, Any]]:
-    """The objects table of a converted dataset, with typed columns."""
-    path = Path(dataset) / TABLE
-    ints = {
-        "image",
-        "instance_id",
-        "class_id",
-        "x1",
-        "y1",
-        "x2",
-        "y2",
-        "area",
-        "occluded",
-        "z_order",
-        "group_id",
-        "track_id",
-    }
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for k in ints:
-            row[k] = int(row[k])
-        row["attributes"] = json.loads(row["attributes"])
-    return rows

@@ -24,7 +24,10 @@ def cvat(
     out: Annotated[Path, typer.Option("--out", "-o", help="Zarr group to write (OUT.zarr).")],
     images: Annotated[
         Path | None,
-        typer.Option(help="Folder of the images (optional when the zip holds them)."),
+        typer.Option(
+            help="Folder of the images, or the video file of a video export "
+            "(optional when the zip holds them)."
+        ),
     ] = None,
     classes: Annotated[
         str | None,
@@ -44,10 +47,10 @@ def cvat(
 ) -> None:
     """Convert a CVAT export to a Zarr dataset: images, semantic (uint8), instances (uint32).
 
-    Also writes OUT/objects.csv (one row per object and tag) and the attributes
-    `classes` (classes[0] == "background") and `image_names`. Pixel (i, j) belongs to a
-    shape when its centre (x=j+0.5, y=i+0.5) is inside. Nothing is written unless the
-    whole conversion succeeds.
+    Also writes OUT/objects.parquet (one row per object and tag; CSV with cvat.table)
+    and the attributes `classes` (classes[0] == "background") and `image_names`. Pixel
+    (i, j) belongs to a shape when its centre (x=j+0.5, y=i+0.5) is inside. Nothing is
+    written unless the whole conversion succeeds.
     """
     from dlpipe.annotations import convert
     from dlpipe.config import validate_config
