@@ -1,0 +1,173 @@
+"""Instance metrics on hand-built cases: matching, F1, COCO AP (hand-computed values)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dlpipe.evaluation.instances import (
+    average_precision,
+    evaluate_instance_images,
+    match_detections,
+    pair_iou,
+)
+
+CLASSES = ["background", "pore", "fibre"]
+
+
+def _square(img: np.ndarray, label: int, y: int, x: int, s: int) -> None:
+    img[y : y + s, x : x + s] = label
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    """Truth: two pores (10×10) and one fibre (10×10) on 64×64."""
+    inst = np.zeros((64, 64), np.uint32)
+    sem = np.zeros((64, 64), np.uint8)
+    for i, (y, x, c) in enumerate([(2, 2, 1), (2, 30, 1), (40, 40, 2)], start=1):
+        _square(inst, i, y, x, 10)
+        _square(sem, c, y, x, 10)
+    return inst, sem
+
+
+def test_pair_iou_hand_values() -> None:
+    t = np.zeros((10, 10), np.uint32)
+    p = np.zeros((10, 10), np.uint32)
+    t[0:4, 0:4] = 3  # 16 px
+    p[0:4, 2:6] = 7  # 16 px, 8 shared -> IoU 8 / 24
+    p[8:10, 8:10] = 9  # no overlap
+    pid, tid, iou = pair_iou(p, t)
+    assert pid.tolist() == [7, 9] and tid.tolist() == [3]
+    assert iou[0, 0] == pytest.approx(8 / 24) and iou[1, 0] == 0
+
+
+def test_perfect_prediction() -> None:
+    inst, sem = _scene()
+    r = evaluate_instance_images([(inst, sem, inst, sem, {1: 0.9, 2: 0.8, 3: 0.7})], CLASSES)
+    for m in (*r["per_class"].values(), r["overall"]):
+        assert m["ap"] == 1 and m["ap50"] == 1 and m["ap75"] == 1
+        assert m["f1"] == 1 and m["precision"] == 1 and m["recall"] == 1
+    assert r["overall"]["n_true"] == 3 and r["overall"]["n_matched"] == 3
+
+
+def test_half_matched_worked_values() -> None:
+    """Pores: 2 true; one found exactly (score .9), one prediction misses (score .8).
+
+    Precision = recall = F1 = 1/2. AP at every threshold: recall 1/2 reached at precision 1,
+    so the 51 recall points 0..0.50 read 1 and the 50 above read 0: AP = 51/101.
+    """
+    inst, sem = _scene()
+    pred = np.zeros_like(inst)
+    psem = np.zeros_like(sem)
+    _square(pred, 1, 2, 2, 10)
+    _square(pred, 2, 50, 2, 10)  # nothing there
+    psem[pred > 0] = 1
+    pores = ["background", "pore"]
+    tsem = np.where(sem == 1, 1, 0).astype(np.uint8)
+    tinst = np.where(sem == 1, inst, 0).astype(np.uint32)
+    r = evaluate_instance_images([(pred, psem, tinst, tsem, {1: 0.9, 2: 0.8})], pores)
+    m = r["per_class"]["pore"]
+    assert (m["n_true"], m["n_pred"], m["n_matched"]) == (2, 2, 1)
+    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
+    assert m["ap50"] == pytest.approx(51 / 101) and m["ap"] == pytest.approx(51 / 101)
+
+
+def test_score_ordering_changes_ap_not_f1() -> None:
+    """The miss ranked first: precision 0 then 1/2, envelope 1/2 up to recall 1/2."""
+    scores = [0.8, 0.9]  # detection 0 matches, detection 1 (higher score) is a miss
+    iou = np.array([[1.0, 0.0], [0.0, 0.0]])
+    m = match_detections(iou, scores, [0.5])
+    assert m.tolist() == [[0, -1]]
+    ap = average_precision(scores, m[0] >= 0, n_true=2)
+    assert ap == pytest.approx(51 * 0.5 / 101)
+    assert average_precision([0.9, 0.8], [True, False], 2) == pytest.approx(51 / 101)
+
+
+def test_ap_over_thresholds_hand_computed() -> None:
+    """One object, IoU 0.72: matched at 0.50..0.70 (5 of 10 thresholds): AP = 0.5."""
+    t = np.zeros((20, 20), np.uint32)
+    p = np.zeros((20, 20), np.uint32)
+    t[0:10, 0:10] = 1  # 100 px
+    p[0:10, 0:10] = 1
+    p[0:10, 10:20] = 0
+    # remove 28 px from the prediction: IoU = 72 / 100
+    p[0:2, 0:10] = 0
+    p[2:10, 0:1] = 0
+    sem_t = (t > 0).astype(np.uint8)
+    sem_p = (p > 0).astype(np.uint8)
+    assert (p > 0).sum() == 72
+    r = evaluate_instance_images([(p, sem_p, t, sem_t, None)], ["background", "x"])
+    m = r["per_class"]["x"]
+    assert m["ap50"] == 1 and m["ap75"] == 0 and m["ap"] == pytest.approx(0.5)
+    assert m["mean_matched_iou"] == pytest.approx(0.72)
+
+
+def test_duplicates_are_false_positives() -> None:
+    """Two predictions on one object: the higher score matches, the other is a FP."""
+    iou = np.array([[0.9], [0.95]])
+    m = match_detections(iou, [0.6, 0.7], [0.5])
+    assert m.tolist() == [[-1, 0]]  # the higher-scored one takes the object
+    ap = average_precision([0.6, 0.7], m[0] >= 0, n_true=1)
+    assert ap == 1.0  # a duplicate ranked below the hit does not lower AP
+    ap = average_precision([0.7, 0.6], [False, True], n_true=1)
+    assert ap == pytest.approx(0.5)  # ... ranked above it halves it
+
+
+def test_one_to_one_best_iou() -> None:
+    """A prediction takes the unmatched true instance with the highest IoU."""
+    iou = np.array([[0.6, 0.8], [0.0, 0.7]])
+    assert match_detections(iou, [0.9, 0.5], [0.5]).tolist() == [[1, -1]]
+    assert match_detections(iou, [0.9, 0.5], [0.5]).shape == (1, 2)
+
+
+def test_empty_prediction_and_empty_truth() -> None:
+    inst, sem = _scene()
+    empty = np.zeros_like(inst)
+    esem = np.zeros_like(sem)
+    r = evaluate_instance_images([(empty, esem, inst, sem, None)], CLASSES)
+    m = r["overall"]
+    assert m["n_pred"] == 0 and m["recall"] == 0 and m["f1"] == 0 and m["ap"] == 0
+    assert math.isnan(m["precision"])
+    r = evaluate_instance_images([(inst, sem, empty, esem, None)], CLASSES)
+    m = r["overall"]
+    assert m["precision"] == 0 and m["f1"] == 0
+    assert math.isnan(m["recall"]) and math.isnan(m["ap"])
+    r = evaluate_instance_images([(empty, esem, empty, esem, None)], CLASSES)
+    for k in ("precision", "recall", "f1", "ap", "ap50", "ap75"):
+        assert math.isnan(r["overall"][k])
+
+
+def test_classes_must_agree() -> None:
+    """A prediction over the right pixels but of the wrong class matches nothing."""
+    inst, sem = _scene()
+    wrong = np.where(sem == 1, 2, np.where(sem == 2, 1, 0)).astype(np.uint8)
+    r = evaluate_instance_images([(inst, wrong, inst, sem, None)], CLASSES)
+    assert r["overall"]["n_matched"] == 0 and r["overall"]["n_pred"] == 3
+
+
+def test_pooled_over_images() -> None:
+    """Image A: hit (.9); image B: miss (.95) and hit (.5). Pooled order: miss, hit, hit.
+
+    precision 0, 1/2, 2/3 at recall 0, 1/2, 1 -> envelope 2/3 everywhere: AP = 2/3.
+    """
+    a_t = np.zeros((16, 16), np.uint32)
+    a_t[0:5, 0:5] = 1
+    b_t = np.zeros((16, 16), np.uint32)
+    b_t[8:13, 8:13] = 1
+    b_p = np.zeros((16, 16), np.uint32)
+    b_p[0:5, 0:5] = 1
+    b_p[8:13, 8:13] = 2
+    cls = ["background", "x"]
+
+    def s(x: np.ndarray) -> np.ndarray:
+        return (x > 0).astype(np.uint8)
+
+    r = evaluate_instance_images(
+        [(a_t, s(a_t), a_t, s(a_t), {1: 0.9}), (b_p, s(b_p), b_t, s(b_t), {1: 0.95, 2: 0.5})],
+        cls,
+    )
+    m = r["per_class"]["x"]
+    assert m["ap50"] == pytest.approx(2 / 3)
+    assert (m["n_true"], m["n_pred"], m["n_matched"]) == (2, 3, 2)
+    assert m["f1"] == pytest.approx(0.8)
