@@ -171,3 +171,97 @@ def test_pooled_over_images() -> None:
     assert m["ap50"] == pytest.approx(2 / 3)
     assert (m["n_true"], m["n_pred"], m["n_matched"]) == (2, 3, 2)
     assert m["f1"] == pytest.approx(0.8)
+
+
+# --------------------------------------------------------------------------- CLI, files
+
+
+def _store(path, inst, sem, classes, images=None, table=None):
+    import zarr
+
+    g = zarr.open_group(str(path), mode="w")
+    g.create_array("instances", data=inst)
+    g.create_array("semantic", data=sem)
+    if images is not None:
+        g.create_array("images", data=images)
+    g.attrs["classes"] = classes
+    if table is not None:
+        lines = ["image,image_name,z,instance_id,class_id,class_name,score,x1,y1,x2,y2,area"]
+        lines += [f"{i},img{i},-1,{k},{c},{classes[c]},{s},0,0,1,1,1" for i, k, c, s in table]
+        (path / "instances.csv").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _cli(args, tmp_path, tracking=False):
+    import json as _json
+
+    from dlpipe.cli import main
+
+    cfg = _json.dumps({"results": str(tmp_path / "results"), "tracking": {"enabled": tracking}})
+    with pytest.raises(SystemExit) as exc:
+        main(["--log-level", "warning", "--config-json", cfg, *args])
+    return exc.value.code
+
+
+def test_cli_evaluate_instances_hand_values(tmp_path, capsys) -> None:
+    """Image 0: a pore and a fibre found exactly (.9, .8); image 1: its fibre missed by a
+    prediction elsewhere (.95). Pore AP 1; fibre: pooled miss (.95) then hit (.8) gives
+    AP = 51 × 0.5 / 101; overall AP = their mean; F1 = 2·2 / (3 + 3)."""
+    import json as _json
+
+    inst = np.zeros((2, 32, 32), np.uint32)
+    sem = np.zeros((2, 32, 32), np.uint8)
+    inst[0, 2:10, 2:10], sem[0, 2:10, 2:10] = 1, 1
+    inst[0, 20:28, 20:28], sem[0, 20:28, 20:28] = 2, 2
+    inst[1, 4:12, 4:12], sem[1, 4:12, 4:12] = 1, 2
+    truth = _store(tmp_path / "gt.zarr", inst, sem, CLASSES,
+                   images=np.full((2, 32, 32), 100, np.uint8))
+    p_inst, p_sem = inst.copy(), sem.copy()
+    p_inst[1], p_sem[1] = 0, 0
+    p_inst[1, 20:28, 4:12], p_sem[1, 20:28, 4:12] = 1, 2
+    pred = _store(tmp_path / "pred.zarr", p_inst, p_sem, CLASSES,
+                  table=[(0, 1, 1, 0.9), (0, 2, 2, 0.8), (1, 1, 2, 0.95)])
+    out = tmp_path / "m" / "metrics.json"
+    code = _cli(["evaluate", "--instances", str(pred), str(truth), "--out", str(out)],
+                tmp_path, tracking=True)
+    assert code == 0, capsys.readouterr().err
+    r = _json.loads(out.read_text())
+    pore, fibre, o = r["per_class"]["pore"], r["per_class"]["fibre"], r["overall"]
+    assert pore["ap"] == 1 and pore["f1"] == 1
+    assert fibre["ap50"] == pytest.approx(51 * 0.5 / 101) and fibre["f1"] == 0.5
+    assert o["ap"] == pytest.approx((1 + 51 * 0.5 / 101) / 2)
+    assert (o["n_true"], o["n_pred"], o["n_matched"]) == (3, 3, 2)
+    assert o["f1"] == pytest.approx(2 / 3) and o["precision"] == pytest.approx(2 / 3)
+    csv = out.with_suffix(".csv").read_text().splitlines()
+    assert csv[0].startswith("class,n_true") and csv[-1].startswith("overall,3,3,2")
+    assert (out.parent / "metrics_plots" / "ap_f1.png").is_file()
+    assert (out.parent / "metrics_plots" / "outlines_0000.png").is_file()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("dlpipe").experiment_id])
+    assert run.data.tags["stage"] == "evaluate"
+    assert run.data.metrics["ap_pore"] == 1 and run.data.metrics["f1"] == pytest.approx(2 / 3)
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/ap_f1.png" in arts
+
+
+def test_cli_evaluate_instances_bad_input(tmp_path, capsys) -> None:
+    inst = np.zeros((1, 16, 16), np.uint32)
+    sem = np.zeros((1, 16, 16), np.uint8)
+    truth = _store(tmp_path / "gt.zarr", inst, sem, CLASSES)
+    import zarr
+
+    zarr.open_group(str(tmp_path / "nosem.zarr"), mode="w").create_array("instances", data=inst)
+    out = str(tmp_path / "m.json")
+    assert _cli(["evaluate", "--instances", str(tmp_path / "nosem.zarr"), str(truth), "--out",
+                 out], tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "no `semantic` array" in err and len(err.strip().splitlines()) == 1
+    other = _store(tmp_path / "big.zarr", np.zeros((2, 16, 16), np.uint32),
+                   np.zeros((2, 16, 16), np.uint8), CLASSES)
+    assert _cli(["evaluate", "--instances", str(other), str(truth), "--out", out], tmp_path) == 2
+    assert "differs" in capsys.readouterr().err
+    alien = _store(tmp_path / "alien.zarr", inst, sem, ["background", "bubble"])
+    assert _cli(["evaluate", "--instances", str(alien), str(truth), "--out", out], tmp_path) == 2
+    assert "bubble" in capsys.readouterr().err

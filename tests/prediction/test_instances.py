@@ -159,7 +159,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("maskrcnn")
     arch = {"num_classes": 3, "backbone": "resnet18", "tile_size": TILE,
-            "anchor_sizes": [8, 16, 32, 64, 128], "detections_per_image": 8}
+            "anchor_sizes": [8, 16, 32, 64, 128], "detections_per_image": 5}
     torch.save(build_maskrcnn(**arch).state_dict(), out / "weights.pt")
     (out / "card.json").write_text(json.dumps({
         "model": "maskrcnn", "architecture": arch, "input": "2d", "classes": CLASSES,
@@ -185,9 +185,9 @@ def _run(args: list[str], tmp_path: Path, tracking: bool = False) -> int:
 def test_tiled_predict_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> None:
     """Real random-weight model on images twice the tile size: shapes, dtypes, table."""
     rng = np.random.default_rng(1)
-    img = rng.integers(0, 60, (2, 128, 120), dtype=np.uint8)
+    img = rng.integers(0, 60, (2, 128, 60), dtype=np.uint8)  # 3 tiles each (y starts 0, 48, 64)
     for k in range(2):
-        img[k][_disc((128, 120), 64, 60, 14)] = 220
+        img[k][_disc((128, 60), 64, 30, 14)] = 220
     ds = _dataset(tmp_path / "ds.zarr", img)
     out = tmp_path / "pred.zarr"
     code = _run(["predict", str(model_dir), str(ds), "--out", str(out),
@@ -196,7 +196,7 @@ def test_tiled_predict_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> No
     assert (out / ".dlpipe_complete").is_file()
     root = zarr.open_group(str(out), mode="r")
     inst, sem = np.asarray(root["instances"]), np.asarray(root["semantic"])
-    assert inst.shape == sem.shape == (2, 128, 120)
+    assert inst.shape == sem.shape == (2, 128, 60)
     assert inst.dtype == np.uint32 and sem.dtype == np.uint8
     meta = root.attrs["dlpipe"]
     assert meta["classes"] == CLASSES and meta["image_names"] == ["img0.png", "img1.png"]
