@@ -253,3 +253,30 @@ def test_bad_inputs_exit_2(model_dir: Path, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "weights do not fit" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_volume_test_slices(model_dir: Path, tmp_path: Path, capsys) -> None:
+    """A tiled volume: the test split's z-slices, each one padded tile (64 × 40)."""
+    import pandas as pd
+    from _predict_helpers import write_volume
+
+    from dlpipe.prediction.instances import predict_instances
+
+    rng = np.random.default_rng(2)
+    vol = write_volume(tmp_path / "vol.zarr", rng.integers(0, 255, (6, 64, 40), dtype=np.uint8))
+    root = zarr.open_group(str(vol), mode="r+")
+    root.attrs["dlpipe"] = dict(root.attrs["dlpipe"]) | {
+        "split": {"train": [0, 3], "val": [3, 4], "test": [4, 6], "gap": 0}}
+    out = tmp_path / "pred.zarr"
+    s = predict_instances(model_dir, vol, out, {"score_threshold": 0.0, "slices": "test"},
+                          device="cpu", progress=False)
+    assert s["images"] == 2 and s["tiles"] == 2
+    pred = zarr.open_group(str(out), mode="r")
+    assert pred["instances"].shape == (2, 64, 40)
+    assert pred.attrs["dlpipe"]["z"] == [4, 5]
+    table = pd.read_csv(out / "instances.csv")
+    assert set(table["z"]) <= {4, 5} and len(table) == s["instances"]
+    chan = write_volume(tmp_path / "c.zarr", np.zeros((2, 8, 8), np.uint8), axes=["c", "y", "x"])
+    assert _run(["predict", str(model_dir), str(chan), "--out", str(tmp_path / "o")],
+                tmp_path) == 2
+    assert "channel" in capsys.readouterr().err
