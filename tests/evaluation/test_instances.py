@@ -265,3 +265,55 @@ def test_cli_evaluate_instances_bad_input(tmp_path, capsys) -> None:
     alien = _store(tmp_path / "alien.zarr", inst, sem, ["background", "bubble"])
     assert _cli(["evaluate", "--instances", str(alien), str(truth), "--out", out], tmp_path) == 2
     assert "bubble" in capsys.readouterr().err
+
+
+def _coco_reference(iou: np.ndarray, scores: np.ndarray, t: float) -> tuple[list, list]:
+    """pycocotools' evaluateImg loop, transcribed (one image, one class, no crowd)."""
+    order = np.argsort(-scores, kind="mergesort")
+    gtm = [-1] * iou.shape[1]
+    dtm = []
+    for d in order:
+        best_iou, m = min(t, 1 - 1e-10), -1
+        for g in range(iou.shape[1]):
+            if gtm[g] > -1:
+                continue
+            if iou[d, g] < best_iou:
+                continue
+            best_iou, m = iou[d, g], g
+        if m > -1:
+            gtm[m] = d
+        dtm.append(m)
+    return [scores[d] for d in order], [m > -1 for m in dtm]
+
+
+def _coco_ap(scores: list, tp: list, n_gt: int) -> float:
+    """pycocotools' accumulate for one class and threshold, transcribed."""
+    inds = np.argsort(-np.array(scores), kind="mergesort")
+    tps = np.cumsum(np.array(tp)[inds]).astype(float)
+    fps = np.cumsum(~np.array(tp)[inds]).astype(float)
+    rc = tps / n_gt
+    pr = list(tps / (fps + tps + np.spacing(1)))
+    for i in range(len(pr) - 1, 0, -1):
+        pr[i - 1] = max(pr[i - 1], pr[i])
+    rec_thrs = np.linspace(0.0, 1.0, 101)
+    q = np.zeros(101)
+    idx = np.searchsorted(rc, rec_thrs, side="left")
+    for ri, pi in enumerate(idx):
+        if pi < len(pr):
+            q[ri] = pr[pi]
+    return float(q.mean())
+
+
+def test_matching_and_ap_agree_with_transcribed_pycocotools() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        n_det, n_gt = rng.integers(1, 9), rng.integers(1, 7)
+        iou = np.round(rng.random((n_det, n_gt)), 1)  # ties on purpose
+        scores = np.round(rng.random(n_det), 1)
+        for t in (0.5, 0.75):
+            m = match_detections(iou, scores, [t])[0]
+            s_ref, tp_ref = _coco_reference(iou, scores, t)
+            order = np.argsort(-scores, kind="mergesort")
+            assert [bool(m[d] >= 0) for d in order] == tp_ref, trial
+            ap = average_precision(scores, m >= 0, n_gt)
+            assert ap == pytest.approx(_coco_ap(s_ref, tp_ref, n_gt), abs=1e-12), trial

@@ -63,17 +63,17 @@ def match_detections(
     n_det, n_gt = iou.shape
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
     out = np.full((len(thresholds), n_det), -1, dtype=np.int64)
+    if n_gt == 0:
+        return out
     for ti, t in enumerate(thresholds):
         taken = np.zeros(n_gt, dtype=bool)
+        need = min(float(t), 1 - 1e-10)
         for d in order:
-            best, best_iou = -1, min(float(t), 1 - 1e-10)
-            for g in range(n_gt):
-                if taken[g] or iou[d, g] < best_iou:
-                    continue
-                best, best_iou = g, iou[d, g]
-            if best >= 0:
-                taken[best] = True
-                out[ti, d] = best
+            row = np.where(taken, -1.0, iou[d])
+            g = n_gt - 1 - int(np.argmax(row[::-1]))  # the last of equal bests, as COCO
+            if row[g] >= need:
+                taken[g] = True
+                out[ti, d] = g
     return out
 
 
