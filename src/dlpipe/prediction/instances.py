@@ -561,6 +561,10 @@ def predict_instances(
     inp = _open_input(source, model.card, p["slices"])
     dev = _device(device)
     model.net.to(dev)
+    # The box head's own threshold decides which detections reach the (costly) mask head:
+    # raise it to ours so that none is computed only to be dropped.
+    heads = model.net.roi_heads
+    heads.score_thresh = max(float(heads.score_thresh), float(p["score_threshold"]))
     n, (h, w) = len(inp.indices), inp.shape
     rows: list[dict[str, Any]] = []
     n_tiles = 0
