@@ -13,7 +13,8 @@ load_model
     Rebuild a U-Net from ``card.json`` + ``weights.pt`` and check it.
 gaussian_map, window_starts
     The importance map and the window grid.
-predict_instances, load_maskrcnn, detect_image, merge_detections, paint_instances, Detection
+predict_instances, predict_image, load_maskrcnn, detect_image, merge_detections,
+paint_instances, Detection
     Tiled Mask R-CNN inference: tiles with overlap, one instance per object across tiles,
     instance label images and the per-instance table.
 """
@@ -25,6 +26,7 @@ from dlpipe.prediction.instances import (
     load_maskrcnn,
     merge_detections,
     paint_instances,
+    predict_image,
     predict_instances,
 )
 from dlpipe.prediction.model import LoadedModel, load_model
@@ -43,6 +45,7 @@ __all__ = [
     "merge_detections",
     "paint_instances",
     "predict_block",
+    "predict_image",
     "predict_instances",
     "predict_region",
     "predict_volume",

@@ -453,6 +453,10 @@ def detect_image(
 
     from dlpipe.models import to_model_input
 
+    # The box head's own threshold decides which detections reach the (costly) mask head:
+    # raise it to ours so that none is computed only to be dropped.
+    own = float(model.card["architecture"].get("score_threshold", 0.05))
+    model.net.roi_heads.score_thresh = max(own, float(params["score_threshold"]))
     x = to_model_input(image, p0_1, p99_9)
     _, h, w = x.shape
     t = model.tile_size
@@ -484,6 +488,38 @@ def detect_image(
                 if d is not None:
                     dets.append(d)
     return dets, len(tiles)
+
+
+def predict_image(
+    model: MaskRCNNModel,
+    image: np.ndarray,
+    p0_1: float,
+    p99_9: float,
+    params: Mapping[str, Any] | None = None,
+    device: Any = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], int]:
+    """Instances of one image: tiles, merging across tiles, painting.
+
+    Parameters
+    ----------
+    model : from :func:`load_maskrcnn` (its ``net`` on ``device``)
+    image : (y, x) or (y, x, c) with c in {1, 3}, raw grey values
+    p0_1, p99_9 : normalisation (the card's ``normalisation``)
+    params : the ``predict.maskrcnn`` section (:data:`DEFAULTS` for missing keys)
+
+    Returns
+    -------
+    instances : (y, x) uint32, ids 1..K (1 = highest score)
+    semantic : (y, x) uint8 class ids
+    rows : per instance {instance_id, class_id, score, x1, y1, x2, y2, area}
+    tiles : number of tiles run
+    """
+    p = dict(DEFAULTS) | dict(params or {})
+    dets, n_tiles = detect_image(model, image, p0_1, p99_9, p, device)
+    merged = merge_detections(dets, rule=p["merge_rule"], threshold=float(p["merge_threshold"]),
+                              nms_iou=float(p["nms_iou"]))
+    inst, sem, rows = paint_instances(merged, tuple(np.asarray(image).shape[:2]))
+    return inst, sem, rows, n_tiles
 
 
 def _device(name: str) -> Any:
@@ -561,10 +597,6 @@ def predict_instances(
     inp = _open_input(source, model.card, p["slices"])
     dev = _device(device)
     model.net.to(dev)
-    # The box head's own threshold decides which detections reach the (costly) mask head:
-    # raise it to ours so that none is computed only to be dropped.
-    heads = model.net.roi_heads
-    heads.score_thresh = max(float(heads.score_thresh), float(p["score_threshold"]))
     n, (h, w) = len(inp.indices), inp.shape
     rows: list[dict[str, Any]] = []
     n_tiles = 0
@@ -577,12 +609,9 @@ def predict_instances(
         sem_arr = root.create_array("semantic", shape=(n, h, w), chunks=chunks, dtype="uint8",
                                     fill_value=0, dimension_names=["n", "y", "x"])
         for i in tqdm(range(n), desc="predict", unit="image", disable=None if progress else True):
-            dets, nt = detect_image(model, inp.image(i), inp.p0_1, inp.p99_9, p, dev)
+            inst, sem, table, nt = predict_image(model, inp.image(i), inp.p0_1, inp.p99_9, p,
+                                                 dev)
             n_tiles += nt
-            merged = merge_detections(dets, rule=p["merge_rule"],
-                                      threshold=float(p["merge_threshold"]),
-                                      nms_iou=float(p["nms_iou"]))
-            inst, sem, table = paint_instances(merged, (h, w))
             inst_arr[i] = inst
             sem_arr[i] = sem
             for r in table:
