@@ -108,11 +108,11 @@ def same_object(a: Detection, b: Detection, *, rule: str = "iou", threshold: flo
     shared = _intersect(a.tile, b.tile)
     if shared is None:
         return False
-    region = _intersect(_intersect(a.box, shared) or (0, 0, 0, 0),
-                        _intersect(b.box, shared) or (0, 0, 0, 0))
-    if region is None:
-        return False
-    ma, mb = _window(a, shared), _window(b, shared)
+    ra, rb = _intersect(a.box, shared), _intersect(b.box, shared)
+    if ra is None or rb is None or _intersect(ra, rb) is None:
+        return False  # a mask empty in the shared region, or no common pixel possible
+    win = _union_box(ra, rb)  # both masks restricted to the shared region lie in here
+    ma, mb = _window(a, win), _window(b, win)
     na, nb = int(ma.sum()), int(mb.sum())
     if not na or not nb:
         return False
