@@ -30,15 +30,17 @@ def write_instance_dataset(
     kind: str = "mask",
     overwrite: bool = False,
     chunk: int = 1024,
+    dtype: Any = np.uint8,
 ) -> dict[str, Any]:
     """Write images with semantic and instance maps as a dataset Zarr, atomically.
 
-    The layout is that of :func:`dlpipe.annotations.convert`: ``images`` (N, H, W) uint8
-    grey or (N, H, W, 3) uint8 RGB, ``semantic`` (N, H, W) uint8 (0 background), ``instances``
-    (N, H, W) uint32 (0 background, 1..K per image), attributes ``classes`` (with
-    ``classes[0] == "background"``), ``image_names``, ``image_sizes`` ([[h, w], ...]: images of
-    different sizes are padded with zeros at the bottom and right to the largest H and W),
-    ``source``; ``objects.csv`` (one row per object) and the marker ``.dlpipe_complete`` last.
+    The layout is that of :func:`dlpipe.annotations.convert`: ``images`` (N, H, W) grey or
+    (N, H, W, 3) RGB of ``dtype`` (uint8 or uint16), ``semantic`` (N, H, W) uint8
+    (0 background), ``instances`` (N, H, W) uint32 (0 background, 1..K per image),
+    attributes ``classes`` (with ``classes[0] == "background"``), ``image_names``,
+    ``image_sizes`` ([[h, w], ...]: images of different sizes are padded with zeros at the
+    bottom and right to the largest H and W), ``source``; ``objects.csv`` (one row per
+    object) and the marker ``.dlpipe_complete`` last.
 
     Parameters
     ----------
@@ -71,7 +73,7 @@ def write_instance_dataset(
         ch = (1, min(h, chunk), min(w, chunk))
         dims = ("n", "y", "x")
         images = group.create_array("images", shape=(n, h, w, *extra), chunks=(*ch, *extra),
-                                    dtype="uint8", fill_value=0,
+                                    dtype=np.dtype(dtype), fill_value=0,
                                     dimension_names=(*dims, "c")[: 3 + len(extra)])
         sem = group.create_array("semantic", shape=(n, h, w), chunks=ch, dtype="uint8",
                                  fill_value=0, dimension_names=dims)
