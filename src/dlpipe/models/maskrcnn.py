@@ -109,7 +109,7 @@ def build_maskrcnn(
     )
     if mask_head_layers < 1:
         raise UserError(f"mask_head_layers must be >= 1, got {mask_head_layers}")
-    return MaskRCNN(
+    model = MaskRCNN(
         body,
         num_classes=num_classes,
         min_size=tile_size,
@@ -127,6 +127,13 @@ def build_maskrcnn(
         box_batch_size_per_image=box_batch_size_per_image,
         mask_head=MaskRCNNHeads(body.out_channels, (256,) * int(mask_head_layers), 1),
     )
+    # torchvision draws the mask logits layer with Kaiming (fan_out = num_classes): with few
+    # classes its logits start in the tens and the mask loss with them. Small weights, as
+    # torchvision uses for the box classifier, start it at log 2.
+    logits = model.roi_heads.mask_predictor.mask_fcn_logits
+    nn.init.normal_(logits.weight, std=0.01)
+    nn.init.zeros_(logits.bias)
+    return model
 
 
 def maskrcnn_from_card(card: dict[str, Any]) -> MaskRCNN:

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 OPTIMISERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
 # Keys that may change between a run and its --resume.
-RESUMABLE_CHANGES = {"epochs", "max_minutes", "workers", "device", "patience", "amp"}
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "workers", "device", "patience", "amp",
+                     "torch_threads"}
 
 
 class NaNLossError(UserError):
@@ -214,6 +215,24 @@ def fit(
     Writes ``checkpoints/{last,best}.pt`` each epoch, ``metrics.csv``, ``weights.pt`` (the
     best epoch, a plain state dict), ``plots/`` and ``card.json`` last. Returns the card.
     """
+    threads = torch.get_num_threads()
+    if task.params.get("torch_threads"):
+        torch.set_num_threads(int(task.params["torch_threads"]))
+    try:
+        return _fit(task, store, out_dir, run=run, resume=resume, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    task: Task,
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    run: Any,
+    resume: bool,
+    progress: bool | None,
+) -> dict[str, Any]:
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
