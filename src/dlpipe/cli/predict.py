@@ -154,7 +154,9 @@ def _predict_instances(config: dict, model_dir: Path, source: Path, out: Path,
                    params=params | {"model_dir": str(model_dir),
                                     "device": config["predict"]["device"]}) as run:
         summary = predict_instances(model_dir, source, out, params,
-                                    device=config["predict"]["device"], overwrite=overwrite)
+                                    device=config["predict"]["device"],
+                                    torch_threads=config["predict"]["torch_threads"],
+                                    overwrite=overwrite)
         run.log_metrics({k: float(summary[k]) for k in (
             "images", "instances", "tiles", "seconds", "images_per_s")})
         run.log_artifact(out / TABLE)

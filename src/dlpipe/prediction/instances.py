@@ -557,6 +557,7 @@ def predict_instances(
     params: Mapping[str, Any] | None = None,
     *,
     device: str = "auto",
+    torch_threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -575,6 +576,7 @@ def predict_instances(
         store appears by one rename when complete.
     params : the ``predict.maskrcnn`` config section (:data:`DEFAULTS`)
     device : auto, cpu or cuda
+    torch_threads : torch intra-op threads (None: torch's default)
 
     Returns
     -------
@@ -593,6 +595,10 @@ def predict_instances(
     out, source = Path(out), Path(source)
     if out.exists() and not overwrite:
         raise UserError("output exists (use --overwrite to replace it)", path=out)
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(int(torch_threads))
     model = load_maskrcnn(model_dir)
     inp = _open_input(source, model.card, p["slices"])
     dev = _device(device)
