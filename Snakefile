@@ -18,6 +18,7 @@ include: "workflow/rules/cvat.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/instances.smk"
 
 
 rule all:

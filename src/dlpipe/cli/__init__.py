@@ -15,6 +15,7 @@ from typer.exceptions import Abort, TyperException
 from dlpipe.cli import baselines as _baselines  # noqa: F401  (registers commands)
 from dlpipe.cli import cvat as _cvat  # noqa: F401  (registers commands)
 from dlpipe.cli import evaluate as _evaluate  # noqa: F401  (registers commands)
+from dlpipe.cli import imports as _imports  # noqa: F401  (registers commands)
 from dlpipe.cli import postprocess as _postprocess  # noqa: F401  (registers commands)
 from dlpipe.cli import predict as _predict  # noqa: F401  (registers commands)
 from dlpipe.cli import synth as _synth  # noqa: F401  (registers commands)

@@ -44,18 +44,39 @@ def evaluate(
     ignore_index: Annotated[
         int | None, typer.Option(help="Unlabelled truth value [config: evaluation.ignore_index].")
     ] = None,
+    instances: Annotated[
+        bool,
+        typer.Option("--instances", help="Instance metrics: PRED is a Mask R-CNN prediction "
+                     "Zarr, TRUTH a dataset Zarr with `instances` + `semantic`."),
+    ] = False,
 ) -> None:
     """Score a predicted label volume against the truth, chunk by chunk.
 
     Writes OUT (JSON with per_class and mean_jaccard), OUT with .csv, and OUT_plots/ (Jaccard
     bars, confusion heatmap, overlays with errors in red), all logged to MLflow. A class absent
     from both volumes has Jaccard null (NaN) and is left out of the mean.
+
+    With --instances: matching by mask IoU per image and class (COCO rules); precision,
+    recall, F1 at IoU 0.5, AP@[.50:.95], AP50, AP75 and counts per class and overall into
+    OUT, OUT with .csv and OUT_plots/ (AP/F1 bars, outline overlays); docs/instances.md.
     """
     from dlpipe.config import validate_config
     from dlpipe.evaluation import evaluate as run_evaluate
     from dlpipe.tracking import stage_run
 
     config = load()
+    if instances:
+        from dlpipe.evaluation.instances import evaluate_instances
+
+        params = config["evaluation"]["instances"]
+        with stage_run(config, "evaluate", dataset=str(truth), model=str(pred),
+                       params=params | {"kind": "instances"}) as run:
+            result = evaluate_instances(pred, truth, out, params, run=run)
+        o = result["overall"]
+        typer.echo(f"AP {o['ap']:.3f}, AP50 {o['ap50']:.3f}, F1@{result['f1_iou']:g} "
+                   f"{o['f1']:.3f} ({o['n_matched']} of {o['n_true']} true matched, "
+                   f"{o['n_pred']} predicted): {out}")
+        return
     if classes is not None:
         config["evaluation"]["classes"] = _classes(classes)
     if ignore_index is not None:

@@ -14,7 +14,9 @@ from dlpipe.cli._app import app, load
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model folder (card.json + weights.pt).")],
-    volume: Annotated[Path, typer.Argument(help="VOL.zarr from `dlpipe tile`.")],
+    volume: Annotated[
+        Path, typer.Argument(help="VOL.zarr from `dlpipe tile` (Mask R-CNN: or a dataset Zarr).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="PRED.zarr to write.")],
     scheduler: Annotated[
         str | None,
@@ -56,10 +58,30 @@ def predict(
                            "--overwrite, start again when they differ.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option(help="Mask R-CNN: drop detections below this score "
+                     "[config: predict.maskrcnn.score_threshold].", show_default=False),
+    ] = None,
+    tile_overlap: Annotated[
+        float | None,
+        typer.Option(help="Mask R-CNN: overlap of neighbouring tiles, a fraction of the tile "
+                     "[config: predict.maskrcnn.overlap].", show_default=False),
+    ] = None,
+    slices: Annotated[
+        str | None,
+        typer.Option(help="Mask R-CNN on a volume: 'all' z-slices or the 'test' split "
+                     "[config: predict.maskrcnn.slices].", show_default=False),
+    ] = None,
 ) -> None:
-    """Predict VOLUME with the U-Net in MODEL_DIR into OUT (OME-Zarr labels).
+    """Predict VOLUME with the model in MODEL_DIR into OUT.
 
-    Each output block is predicted from the block plus a halo of real neighbouring
+    A Mask R-CNN model (card "model": "maskrcnn") predicts the instances of every image of
+    a dataset Zarr (`images`, e.g. from `dlpipe cvat`) or every z-slice of a tiled volume,
+    tile by tile with merging across tiles: OUT gets `instances` (uint32), `semantic`
+    (uint8) and instances.csv/.parquet (docs/instances.md).
+
+    With a U-Net, each output block is predicted from the block plus a halo of real neighbouring
     voxels (mirror padding only at the volume border) with Gaussian-blended sliding
     windows; OUT/labels/<name>/0 gets the argmax (uint8), OUT/probabilities/0 the
     float16 probabilities if asked. OUT/.dlpipe_complete is written last. Killed and
@@ -76,6 +98,13 @@ def predict(
         typer.echo(f"complete: {out}")
         return
     config = load()
+    from dlpipe.prediction.instances import is_maskrcnn_card
+
+    if is_maskrcnn_card(model_dir):
+        _predict_instances(config, model_dir, volume, out, device, overwrite,
+                           {"score_threshold": score_threshold, "overlap": tile_overlap,
+                            "slices": slices})
+        return
     section = dict(config["predict"])
     for key, value in (("threads", threads), ("tta", tta), ("device", device),
                        ("probabilities", probabilities)):
@@ -104,3 +133,32 @@ def predict(
         f"{summary['voxels_per_s']:.0f} voxels/s, peak RSS {summary['peak_rss_mb']:.0f} MiB"
         f"{'' if summary['complete'] else ' (slab done; output not yet complete)'}: {out}"
     )
+
+
+def _predict_instances(config: dict, model_dir: Path, source: Path, out: Path,
+                       device: str | None, overwrite: bool, overrides: dict) -> None:
+    """`dlpipe predict` with a Mask R-CNN model: instances of a dataset or volume slices."""
+    from dlpipe.config import validate_config
+    from dlpipe.prediction.instances import TABLE, predict_instances
+    from dlpipe.tracking import stage_run
+
+    section = dict(config["predict"])
+    section["maskrcnn"] = dict(section["maskrcnn"]) | {
+        k: v for k, v in overrides.items() if v is not None}
+    if device is not None:
+        section["device"] = device
+    config["predict"] = section
+    config = validate_config(config, source="command line")
+    params = config["predict"]["maskrcnn"]
+    with stage_run(config, "predict", dataset=source.name, model="maskrcnn",
+                   params=params | {"model_dir": str(model_dir),
+                                    "device": config["predict"]["device"]}) as run:
+        summary = predict_instances(model_dir, source, out, params,
+                                    device=config["predict"]["device"],
+                                    torch_threads=config["predict"]["torch_threads"],
+                                    overwrite=overwrite)
+        run.log_metrics({k: float(summary[k]) for k in (
+            "images", "instances", "tiles", "seconds", "images_per_s")})
+        run.log_artifact(out / TABLE)
+    typer.echo(f"predicted {summary['instances']} instances in {summary['images']} images "
+               f"({summary['tiles']} tiles, {summary['seconds']:.1f} s): {out}")

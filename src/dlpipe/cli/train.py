@@ -14,10 +14,16 @@ from dlpipe.cli._app import app, load
 @app.command()
 def train(
     store: Annotated[
-        Path, typer.Argument(help="VOL.zarr from `dlpipe tile` (or a CVAT dataset Zarr).")
+        Path,
+        typer.Argument(
+            help="VOL.zarr from `dlpipe tile`, or a dataset Zarr from `dlpipe cvat` / "
+            "`dlpipe import` (Mask R-CNN needs its instances)."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
-    model: Annotated[str, typer.Option(help="Model family [config: train.model].")] = "unet",
+    model: Annotated[
+        str | None, typer.Option(help="unet or maskrcnn [config: train.model].")
+    ] = None,
     input_mode: Annotated[
         str | None, typer.Option("--input", help="2d, 2.5d or 3d [config: train.input].")
     ] = None,
@@ -35,20 +41,21 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
 ) -> None:
-    """Train a U-Net (2D, 2.5D or 3D) on the train/val split of a tiled volume.
+    """Train a U-Net (2D, 2.5D or 3D) or a Mask R-CNN (--model maskrcnn).
 
     Writes OUT/weights.pt, OUT/card.json (last), OUT/metrics.csv, OUT/plots/*.png and
-    OUT/checkpoints/{best,last}.pt. Labels of 255 are unlabelled (sparse supervision).
+    OUT/checkpoints/{best,last}.pt. U-Net: labels of 255 are unlabelled (sparse
+    supervision). Mask R-CNN: trains on the instances of a dataset Zarr; its own settings
+    are train.maskrcnn.* (e.g. --set maskrcnn.backbone=resnet50).
     """
     from dlpipe.config import validate_config
     from dlpipe.errors import UserError
     from dlpipe.tracking import stage_run
-    from dlpipe.training import train_unet
+    from dlpipe.training import train as train_model
 
     config = load()
     section = dict(config["train"])
-    section["model"] = model
-    for key, value in (("input", input_mode), ("epochs", epochs), ("seed", seed),
+    for key, value in (("model", model), ("input", input_mode), ("epochs", epochs), ("seed", seed),
                        ("device", device)):
         if value is not None:
             section[key] = value
@@ -70,8 +77,15 @@ def train(
     params = config["train"]
     with stage_run(config, "train", dataset=store.name, model=params["model"],
                    params=params) as run:
-        card = train_unet(store, out, params, run=run, resume=resume, overwrite=overwrite)
-        typer.echo(
-            f"trained {card['input']} U-Net ({card['parameters']} parameters), best epoch "
-            f"{card['best_epoch']}, val mean Jaccard {card['val_mean_jaccard']}: {out}"
-        )
+        card = train_model(store, out, params, run=run, resume=resume, overwrite=overwrite)
+        if card["model"] == "maskrcnn":
+            typer.echo(
+                f"trained Mask R-CNN {card['architecture']['backbone']}-FPN "
+                f"({card['parameters']} parameters), best epoch {card['best_epoch']}, "
+                f"val loss {card['val_loss']}: {out}"
+            )
+        else:
+            typer.echo(
+                f"trained {card['input']} U-Net ({card['parameters']} parameters), best epoch "
+                f"{card['best_epoch']}, val mean Jaccard {card['val_mean_jaccard']}: {out}"
+            )

@@ -12,19 +12,36 @@ evaluate, evaluate_arrays
     The whole evaluation (JSON, CSV, figures, MLflow) from paths, or on arrays.
 open_labels, test_range, write_labels
     Label volumes in Zarr, OME-Zarr and TIFF.
+evaluate_instances, evaluate_instance_images, InstanceEvaluator, match_detections,
+average_precision, pair_iou
+    Instance metrics: COCO matching by mask IoU, P/R/F1 at IoU 0.5, AP@[.50:.95], AP50, AP75.
 """
 
 from dlpipe.evaluation.evaluate import evaluate, evaluate_arrays, resolve_z_ranges, write_metrics
+from dlpipe.evaluation.instances import (
+    InstanceEvaluator,
+    average_precision,
+    evaluate_instance_images,
+    evaluate_instances,
+    match_detections,
+    pair_iou,
+)
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import dlpipe_attrs, open_labels, test_range, write_labels
 
 __all__ = [
+    "InstanceEvaluator",
+    "average_precision",
     "confusion_matrix",
     "dlpipe_attrs",
     "error_blobs",
     "evaluate",
     "evaluate_arrays",
+    "evaluate_instance_images",
+    "evaluate_instances",
+    "match_detections",
     "open_labels",
+    "pair_iou",
     "resolve_z_ranges",
     "scores",
     "test_range",

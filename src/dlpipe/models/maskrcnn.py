@@ -12,6 +12,7 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from dlpipe.errors import UserError
@@ -46,6 +47,10 @@ def build_maskrcnn(
     nms_threshold: float = 0.5,
     image_mean: Sequence[float] = IMAGENET_MEAN,
     image_std: Sequence[float] = IMAGENET_STD,
+    rpn_proposals_train: int = 2000,
+    rpn_proposals_test: int = 1000,
+    box_batch_size_per_image: int = 512,
+    mask_head_layers: int = 4,
 ) -> MaskRCNN:
     """torchvision's Mask R-CNN with a ResNet-FPN or MobileNetV3-FPN backbone, untrained.
 
@@ -63,6 +68,13 @@ def build_maskrcnn(
     anchor_sizes : one anchor size (pixels) per FPN level, five levels for ResNet-FPN and
         three for MobileNet (the first three are used)
     detections_per_image, score_threshold, nms_threshold : post-processing of the box head
+    rpn_proposals_train, rpn_proposals_test : proposals kept by the RPN per image (before
+        and after its NMS) in training and at prediction; fewer is faster on a CPU
+    box_batch_size_per_image : proposals sampled per image to train the box and mask heads
+        (a quarter of them positive at most); the mask head's cost scales with it
+    mask_head_layers : 256-channel 3×3 convolutions of the mask head (torchvision: 4)
+
+    The defaults of the last four are torchvision's.
 
     Returns
     -------
@@ -95,7 +107,9 @@ def build_maskrcnn(
         sizes=tuple((int(s),) for s in sizes),
         aspect_ratios=(tuple(float(a) for a in aspect_ratios),) * levels,
     )
-    return MaskRCNN(
+    if mask_head_layers < 1:
+        raise UserError(f"mask_head_layers must be >= 1, got {mask_head_layers}")
+    model = MaskRCNN(
         body,
         num_classes=num_classes,
         min_size=tile_size,
@@ -106,7 +120,20 @@ def build_maskrcnn(
         box_detections_per_img=detections_per_image,
         box_score_thresh=score_threshold,
         box_nms_thresh=nms_threshold,
+        rpn_pre_nms_top_n_train=rpn_proposals_train,
+        rpn_post_nms_top_n_train=rpn_proposals_train,
+        rpn_pre_nms_top_n_test=rpn_proposals_test,
+        rpn_post_nms_top_n_test=rpn_proposals_test,
+        box_batch_size_per_image=box_batch_size_per_image,
+        mask_head=MaskRCNNHeads(body.out_channels, (256,) * int(mask_head_layers), 1),
     )
+    # torchvision draws the mask logits layer with Kaiming (fan_out = num_classes): with few
+    # classes its logits start in the tens and the mask loss with them. Small weights, as
+    # torchvision uses for the box classifier, start it at log 2.
+    logits = model.roi_heads.mask_predictor.mask_fcn_logits
+    nn.init.normal_(logits.weight, std=0.01)
+    nn.init.zeros_(logits.bias)
+    return model
 
 
 def maskrcnn_from_card(card: dict[str, Any]) -> MaskRCNN:

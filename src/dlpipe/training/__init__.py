@@ -2,6 +2,16 @@
 
 Public API
 ----------
+train
+    Train the model named by ``params["model"]`` (``unet`` or ``maskrcnn``); both run the
+    one loop of :mod:`dlpipe.training.loop` and write the same model folder layout.
+train_maskrcnn
+    Train torchvision's Mask R-CNN on an instance dataset Zarr (``dlpipe cvat`` /
+    ``dlpipe import``).
+load_pretrained
+    Load a local weights file into a Mask R-CNN (never downloads).
+CropDataset, open_instances, random_crops, grid_crops, drop_cut_objects
+    Mask R-CNN crops with augmentation; targets recomputed from the transformed masks.
 train_unet
     Train a U-Net (2D, 2.5D or 3D) on a tiled volume or a CVAT dataset Zarr; writes a
     model folder with ``weights.pt`` and ``card.json``.
@@ -19,6 +29,15 @@ confusion, jaccard, mean_jaccard, pixel_error
 
 from dlpipe.training.augment import Augment, apply_dihedral, dihedral_elements
 from dlpipe.training.data import PatchDataset, PatchSampler, PatchSpec, scan_labels
+from dlpipe.training.instances import (
+    CropDataset,
+    CropSpec,
+    drop_cut_objects,
+    grid_crops,
+    open_instances,
+    random_crops,
+)
+from dlpipe.training.loop import NaNLossError, fit
 from dlpipe.training.losses import (
     CrossEntropy,
     Focal,
@@ -28,6 +47,7 @@ from dlpipe.training.losses import (
     inverse_frequency_weights,
     make_loss,
 )
+from dlpipe.training.maskrcnn import MaskRCNNTask, load_pretrained, train_maskrcnn
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard, pixel_error
 from dlpipe.training.stores import (
     IGNORE_INDEX,
@@ -37,33 +57,46 @@ from dlpipe.training.stores import (
     statistics,
     write_labelled_volume,
 )
-from dlpipe.training.unet import NaNLossError, train_unet
+from dlpipe.training.train import train
+from dlpipe.training.unet import UNetTask, train_unet
 
 __all__ = [
     "IGNORE_INDEX",
     "Augment",
+    "CropDataset",
+    "CropSpec",
     "CrossEntropy",
     "Focal",
+    "MaskRCNNTask",
     "NaNLossError",
     "PatchDataset",
     "PatchSampler",
     "PatchSpec",
     "SoftDice",
     "SoftJaccard2",
+    "UNetTask",
     "WeightedSum",
     "apply_dihedral",
     "confusion",
     "dihedral_elements",
+    "drop_cut_objects",
+    "fit",
+    "grid_crops",
     "inverse_frequency_weights",
     "jaccard",
+    "load_pretrained",
     "make_loss",
     "mean_jaccard",
+    "open_instances",
     "open_source",
     "pixel_error",
+    "random_crops",
     "scan_labels",
     "sparse_labels",
     "sparse_labels_from_demo",
     "statistics",
+    "train",
+    "train_maskrcnn",
     "train_unet",
     "write_labelled_volume",
 ]

@@ -96,3 +96,76 @@ def _overlay(path: Path, trainer: Any, model: Any) -> Path:
     cbar = fig.colorbar(im, ax=axes[:3], ticks=range(n), fraction=0.02)
     cbar.ax.set_yticklabels(trainer.classes)
     return _save(fig, path)
+
+
+def save_instance_plots(
+    folder: Path, history: list[dict[str, Any]], task: Any, model: Any
+) -> list[Path]:
+    """Mask R-CNN plots: ``loss_terms.png`` and (with validation tiles) ``val_overlay.png``.
+
+    ``loss_terms.png`` has one panel per loss term (total, classifier, box, mask, RPN
+    objectness, RPN box), training solid and validation dashed. The overlay shows the
+    validation tile with the most objects: the image, the true outlines and the predicted
+    outlines (score >= 0.5).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    epochs = [r["epoch"] for r in history]
+    terms = ["loss", *(k for k in history[0] if k.startswith("train_loss_"))]
+    terms = [t if t == "loss" else t[len("train_"):] for t in terms]
+    cols = 3
+    rows = (len(terms) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, term in zip(axes.ravel(), terms, strict=False):
+        ax.plot(epochs, [r[f"train_{term}"] for r in history], label="train")
+        val = [r.get(f"val_{term}", np.nan) for r in history]
+        if np.isfinite(np.asarray(val, float)).any():
+            ax.plot(epochs, val, "--", label="validation")
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(terms):]:
+        ax.axis("off")
+    fig.tight_layout()
+    out = [_save(fig, folder / "loss_terms.png")]
+    if task.val_specs:
+        out.append(_instance_overlay(folder / "val_overlay.png", task, model))
+    return out
+
+
+def _instance_overlay(path: Path, task: Any, model: Any) -> Path:
+    import matplotlib.pyplot as plt
+    from skimage.segmentation import find_boundaries
+
+    from dlpipe.training.instances import CropDataset
+
+    ds = CropDataset(task.source, task.val_specs[:64], task.tile, None,
+                     task.params["maskrcnn"]["min_object_area"])
+    counts = [len(np.unique(ds.read(s)[2])) for s in ds.specs]
+    spec = ds.specs[int(np.argmax(counts))]
+    img, _, inst = ds.sample(spec)
+    x = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
+    model.eval()
+    with torch.no_grad():
+        pred = model([torch.from_numpy(x).to(task.device)])[0]
+    keep = pred["scores"].cpu().numpy() >= 0.5
+    masks = pred["masks"].cpu().numpy()[keep, 0] >= 0.5
+    shown = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    axes[0].imshow(shown, cmap="gray")
+    axes[0].set_title("image")
+    axes[1].imshow(shown, cmap="gray")
+    axes[1].contour(find_boundaries(inst, mode="inner"), [0.5], colors="lime", linewidths=0.6)
+    axes[1].set_title(f"truth ({len(np.unique(inst)) - 1} objects)")
+    axes[2].imshow(shown, cmap="gray")
+    for m in masks:
+        if m.any():
+            axes[2].contour(m, [0.5], colors="red", linewidths=0.6)
+    axes[2].set_title(f"prediction ({int(keep.sum())} with score >= 0.5)")
+    for a in axes:
+        a.axis("off")
+    return _save(fig, path)

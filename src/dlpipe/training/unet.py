@@ -1,14 +1,8 @@
-"""Training a U-Net on a Zarr volume: the loop, checkpoints, early stopping, outputs."""
+"""U-Net training on a Zarr volume: the model-specific part of the shared loop (loop.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
-import math
-import shutil
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,10 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from dlpipe import __version__
-from dlpipe._io import atomic_path, write_text_atomic
 from dlpipe.errors import UserError
 from dlpipe.models import UNet, count_parameters
 from dlpipe.training.augment import Augment
@@ -31,20 +22,23 @@ from dlpipe.training.data import (
     max_label,
     scan_labels,
 )
+from dlpipe.training.loop import (
+    NaNLossError,
+    autocast,
+    check_shared,
+    device,
+    fit,
+    optimiser,
+    prepare_out,
+    scheduler,
+)
 from dlpipe.training.losses import make_loss
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard
 from dlpipe.training.stores import TrainingSource, open_source
 
 log = logging.getLogger(__name__)
 
-OPTIMISERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "step", "plateau")
-# Keys that may change between a run and its --resume.
-RESUMABLE_CHANGES = {"epochs", "max_minutes", "workers", "device", "patience", "amp"}
-
-
-class NaNLossError(UserError):
-    """The training loss became NaN or infinite."""
+__all__ = ["NaNLossError", "Trainer", "UNetTask", "train_unet"]
 
 
 def _check(params: Mapping[str, Any]) -> None:
@@ -52,10 +46,7 @@ def _check(params: Mapping[str, Any]) -> None:
         raise UserError(f"train.model {params['model']!r} is not handled by the U-Net trainer")
     if params["input"] not in MODES:
         raise UserError(f"unknown input {params['input']!r} (one of {', '.join(MODES)})")
-    if params["optimizer"] not in OPTIMISERS:
-        raise UserError(f"unknown optimizer {params['optimizer']!r} ({', '.join(OPTIMISERS)})")
-    if params["schedule"] not in SCHEDULES:
-        raise UserError(f"unknown schedule {params['schedule']!r} ({', '.join(SCHEDULES)})")
+    check_shared(params)
     want = 3 if params["input"] == "3d" else 2
     if len(params["patch_size"]) != want:
         raise UserError(
@@ -71,42 +62,10 @@ def _check(params: Mapping[str, Any]) -> None:
         )
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device is cuda but no CUDA device is available")
-    return torch.device(name)
+class UNetTask:
+    """The U-Net part of a training run, built from the store and the ``train`` section."""
 
-
-def _optimiser(params: Mapping[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
-    lr, wd = params["lr"], params["weight_decay"]
-    if params["optimizer"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
-    if params["optimizer"] == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    return torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=params["momentum"], weight_decay=wd, nesterov=True
-    )
-
-
-def _scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer) -> Any:
-    kind = params["schedule"]
-    if kind == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, params["epochs"]))
-    if kind == "step":
-        return torch.optim.lr_scheduler.StepLR(
-            opt, step_size=params["step_size"], gamma=params["step_gamma"]
-        )
-    if kind == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="max", factor=params["step_gamma"], patience=params["step_size"]
-        )
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
-
-
-class Trainer:
-    """Everything a run needs, built from the store and the ``train`` config section."""
+    name = "unet"
 
     def __init__(self, store: str | Path, params: Mapping[str, Any]) -> None:
         _check(params)
@@ -178,14 +137,14 @@ class Trainer:
             in_channels=self.context,
             n_classes=len(self.classes),
         )
-        self.device = _device(p["device"])
+        self.device = device(p["device"])
         self.amp = bool(p["amp"]) and self.device.type == "cuda"
 
     # ------------------------------------------------------------------ pieces
-    def build(self) -> tuple[UNet, torch.nn.Module, torch.optim.Optimizer, Any]:
+    def build(self) -> tuple[UNet, torch.optim.Optimizer, Any]:
         torch.manual_seed(self.params["seed"])
         model = UNet(**self.architecture).to(self.device)
-        loss = make_loss(
+        self.loss_fn = make_loss(
             self.params["loss"],
             n_classes=len(self.classes),
             class_weights=self.params["class_weights"],
@@ -193,8 +152,8 @@ class Trainer:
             focal_gamma=self.params["focal_gamma"],
             ignore_index=self.params["ignore_index"],
         ).to(self.device)
-        opt = _optimiser(self.params, model)
-        return model, loss, opt, _scheduler(self.params, opt)
+        opt = optimiser(self.params, model.parameters())
+        return model, opt, scheduler(self.params, opt)
 
     def loader(self, specs: list, augment: bool, generator: torch.Generator | None = None):
         ds = PatchDataset(
@@ -214,9 +173,7 @@ class Trainer:
         )
 
     def autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
+        return autocast(self.device, self.amp)
 
     def evaluate(
         self, model: torch.nn.Module, loss_fn: torch.nn.Module
@@ -237,51 +194,71 @@ class Trainer:
         return (total / batches if batches else float("nan")), cm
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    # ------------------------------------------------------------ the Task protocol
+    def describe(self, model: torch.nn.Module) -> str:
+        return (
+            f"{self.mode} U-Net, {count_parameters(model)} parameters, {self.device}, "
+            f"classes {self.classes}, rare {[self.classes[c] for c in self.rare]}, "
+            f"{len(self.val_specs)} val patches"
+        )
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Any:
+        p = self.params
+        specs = self.sampler.epoch(p["steps_per_epoch"] * p["batch_size"], self.source.train, rng)
+        return self.loader(specs, augment=True)
+
+    def step(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        img, mask = batch
+        img = img.to(self.device, non_blocking=True)
+        mask = mask.to(self.device, non_blocking=True)
+        with self.autocast():
+            logits = model(img)
+        return {"loss": self.loss_fn(logits.float(), mask)}
+
+    def validate(self, model: torch.nn.Module) -> tuple[float | None, dict[str, float]]:
+        if self.val_specs:
+            val_loss, cm = self.evaluate(model, self.loss_fn)
+            per, mean = jaccard(cm), mean_jaccard(cm)
+            score: float | None = mean
+        else:
+            val_loss, per, mean = float("nan"), np.full(len(self.classes), np.nan), float("nan")
+            score = None
+        row = {"val_loss": val_loss}
+        row.update({f"val_jaccard_{c}": float(v) for c, v in zip(self.classes, per, strict=True)})
+        row["val_mean_jaccard"] = mean
+        return score, row
+
+    def summary(self, row: Mapping[str, Any]) -> str:
+        return f"val loss {row['val_loss']:.4f}, val mean Jaccard {row['val_mean_jaccard']:.4f}"
+
+    def plots(
+        self, folder: Path, history: list[dict[str, Any]], model: torch.nn.Module
+    ) -> list[Path]:
+        from dlpipe.training.plots import save_plots
+
+        return save_plots(folder, history, self, model)
+
+    def card(self, best_row: Mapping[str, Any]) -> dict[str, Any]:
+        p = self.params
+        return {
+            "model": "unet",
+            "architecture": self.architecture,
+            "input": self.mode,
+            "context_slices": self.context,
+            "patch_size": list(self.patch),
+            "classes": self.classes,
+            "normalisation": {"p0_1": self.source.p0_1, "p99_9": self.source.p99_9},
+            "ignore_index": p["ignore_index"],
+            "val_jaccard": {c: best_row.get(f"val_jaccard_{c}") for c in self.classes},
+            "val_mean_jaccard": best_row.get("val_mean_jaccard"),
+            "split": {"train": list(self.source.train), "val": list(self.source.val)},
+            "train_class_counts": self.train_counts.tolist(),
+            "rare_classes": [self.classes[c] for c in self.rare],
+            "loss": p["loss"],
+        }
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_bytes(buf.getvalue())
-
-
-def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    if not history:
-        return
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    write_text_atomic(path, out.getvalue())
-
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats replaced by None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def _comparable(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}
+Trainer = UNetTask  # the former name
 
 
 def train_unet(
@@ -318,194 +295,6 @@ def train_unet(
         Bad input (see docs/training.md); :class:`NaNLossError` when the loss stops being
         finite (the last good checkpoint stays in place).
     """
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    if resume:
-        if not last_path.exists():
-            raise UserError("nothing to resume: no checkpoints/last.pt", path=out)
-    elif out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError("model folder exists (use --overwrite or --resume)", path=out)
-        if not ((out / "card.json").exists() or ckpt_dir.exists()):
-            raise UserError("refusing to overwrite a folder that is not a model folder", path=out)
-        shutil.rmtree(out)
-    trainer = Trainer(store, params)
-    p = trainer.params
-    torch.use_deterministic_algorithms(trainer.device.type == "cpu", warn_only=True)
-    model, loss_fn, opt, sched = trainer.build()
-    n_params = count_parameters(model)
-    log.info(
-        "train: %s U-Net, %d parameters, %s, classes %s, rare %s, %d val patches",
-        trainer.mode, n_params, trainer.device, trainer.classes,
-        [trainer.classes[c] for c in trainer.rare], len(trainer.val_specs),
-    )
-    history: list[dict[str, Any]] = []
-    start, best_score, best_epoch, bad_epochs = 0, -math.inf, -1, 0
-    if resume:
-        ck = torch.load(last_path, map_location=trainer.device, weights_only=True)
-        old = json.loads(ck["params"])
-        if _comparable(old) != _comparable(p):
-            diff = sorted(k for k in set(old) | set(p) if old.get(k) != p.get(k)
-                          and k not in RESUMABLE_CHANGES)
-            raise UserError(
-                f"--resume with different settings ({', '.join(diff)}); only "
-                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change",
-                path=last_path,
-            )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        _set_rng_state(ck["rng"])
-        start, best_score, best_epoch = ck["epoch"], ck["best_score"], ck["best_epoch"]
-        bad_epochs, history = ck["bad_epochs"], json.loads(ck["history"])
-        log.info("train: resuming after epoch %d (best %.4f at %d)", start, best_score, best_epoch)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir.mkdir(exist_ok=True)
-    t_start = time.perf_counter()
-    stop_reason = "epochs"
-    steps = p["steps_per_epoch"]
-    for epoch in range(start, p["epochs"]):
-        t_epoch = time.perf_counter()
-        rng = np.random.default_rng([p["seed"], epoch])
-        specs = trainer.sampler.epoch(steps * p["batch_size"], trainer.source.train, rng)
-        model.train()
-        running, seen = 0.0, 0
-        bar = tqdm(
-            trainer.loader(specs, augment=True),
-            total=steps,
-            desc=f"epoch {epoch + 1}/{p['epochs']}",
-            disable=None if progress is None else not progress,
-            leave=False,
-        )
-        for step, (img, mask) in enumerate(bar):
-            img = img.to(trainer.device, non_blocking=True)
-            mask = mask.to(trainer.device, non_blocking=True)
-            with trainer.autocast():
-                logits = model(img)
-            loss = loss_fn(logits.float(), mask)
-            if not torch.isfinite(loss):
-                kept = (
-                    f"the last good checkpoint is {last_path} (epoch {epoch})"
-                    if last_path.exists()
-                    else "no checkpoint was written yet"
-                )
-                raise NaNLossError(
-                    f"training loss is {float(loss.detach())} at epoch {epoch + 1}, "
-                    f"step {step + 1}; "
-                    f"stopped ({kept}); check the input values, lower train.lr or the loss weights",
-                    path=out,
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += float(loss.detach())
-            seen += 1
-            bar.set_postfix(loss=f"{running / seen:.4f}")
-        bar.close()
-        train_loss = running / max(seen, 1)
-        if trainer.val_specs:
-            val_loss, cm = trainer.evaluate(model, loss_fn)
-            per = jaccard(cm)
-            mean = mean_jaccard(cm)
-            score = mean
-        else:
-            val_loss, per, mean = float("nan"), np.full(len(trainer.classes), np.nan), math.nan
-            score = -train_loss
-        if p["schedule"] == "plateau":
-            sched.step(score)
-        else:
-            sched.step()
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": opt.param_groups[0]["lr"],
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-        }
-        row.update({f"val_jaccard_{c}": float(v) for c, v in zip(trainer.classes, per,
-                                                                  strict=True)})
-        row["val_mean_jaccard"] = mean
-        row["seconds"] = time.perf_counter() - t_epoch
-        history.append(row)
-        improved = score > best_score + p["min_delta"]
-        if improved:
-            best_score, best_epoch, bad_epochs = score, epoch + 1, 0
-        else:
-            bad_epochs += 1
-        state = {
-            "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "rng": _rng_state(),
-            "best_score": best_score,
-            "best_epoch": best_epoch,
-            "bad_epochs": bad_epochs,
-            "history": json.dumps(history),
-            "params": json.dumps(p, sort_keys=True),
-        }
-        if improved:
-            _save(best_path, state)
-        _save(last_path, state)
-        _write_csv(out / "metrics.csv", history)
-        if run is not None:
-            run.log_metrics({k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)},
-                            step=epoch + 1)
-        log.info(
-            "epoch %d: loss %.4f, val loss %.4f, val mean Jaccard %.4f%s",
-            epoch + 1, train_loss, val_loss, mean, " (best)" if improved else "",
-        )
-        if bad_epochs >= p["patience"]:
-            stop_reason = f"early stopping (no improvement of {trainer.monitor} in "
-            stop_reason += f"{p['patience']} epochs)"
-            break
-        if p["max_minutes"] and (time.perf_counter() - t_start) / 60 >= p["max_minutes"]:
-            stop_reason = f"time budget of {p['max_minutes']} min"
-            break
-    log.info("train: stopped after epoch %d: %s", len(history), stop_reason)
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(best["model"])
-    buf = io.BytesIO()
-    torch.save({k: v.cpu() for k, v in best["model"].items()}, buf)
-    with atomic_path(out / "weights.pt", overwrite=True) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    from dlpipe.training.plots import save_plots
-
-    figures = save_plots(out / "plots", history, trainer, model)
-    best_row = history[best_epoch - 1] if 0 < best_epoch <= len(history) else {}
-    card = {
-        "model": "unet",
-        "architecture": trainer.architecture,
-        "input": trainer.mode,
-        "context_slices": trainer.context,
-        "patch_size": list(trainer.patch),
-        "classes": trainer.classes,
-        "normalisation": {"p0_1": trainer.source.p0_1, "p99_9": trainer.source.p99_9},
-        "ignore_index": p["ignore_index"],
-        "parameters": n_params,
-        "weights": "weights.pt",
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "stop_reason": stop_reason,
-        "monitor": trainer.monitor,
-        "val_jaccard": {c: best_row.get(f"val_jaccard_{c}") for c in trainer.classes},
-        "val_mean_jaccard": best_row.get("val_mean_jaccard"),
-        "training_data": str(Path(store).resolve()),
-        "split": {"train": list(trainer.source.train), "val": list(trainer.source.val)},
-        "train_class_counts": trainer.train_counts.tolist(),
-        "rare_classes": [trainer.classes[c] for c in trainer.rare],
-        "loss": p["loss"],
-        "seed": p["seed"],
-        "device": str(trainer.device),
-        "dlpipe_version": __version__,
-        "params": p,
-    }
-    card = _finite(card)
-    write_text_atomic(out / "card.json", json.dumps(card, indent=2) + "\n")
-    if run is not None:
-        run.log_metrics({"parameters": n_params, "best_epoch": best_epoch})
-        run.log_artifact(out / "metrics.csv")
-        for fig in figures:
-            run.log_artifact(fig, "plots")
-        run.log_artifact(out / "card.json")
-    return card
+    prepare_out(Path(out_dir), resume=resume, overwrite=overwrite)
+    task = UNetTask(store, params)
+    return fit(task, store, out_dir, run=run, resume=resume, progress=progress)

@@ -1,0 +1,66 @@
+"""Figures of an instance evaluation: per-class AP/F1 bars, outline overlays."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from dlpipe.evaluation.plots import _plt
+
+
+def ap_f1_bars(result: dict[str, Any]) -> Any:
+    """Grouped bars of AP, AP50 and F1 (at ``f1_iou``) per class and overall ('n/a' = NaN)."""
+    plt = _plt()
+    names = [*result["per_class"], "overall"]
+    rows = [*result["per_class"].values(), result["overall"]]
+    keys = [("ap", "AP@[.50:.95]"), ("ap50", "AP50"), ("f1", f"F1@{result['f1_iou']:g}")]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    width = 0.8 / len(keys)
+    for k, (key, label) in enumerate(keys):
+        xs = np.arange(len(names)) + (k - (len(keys) - 1) / 2) * width
+        vals = [r[key] for r in rows]
+        bars = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=label)
+        for b, v in zip(bars, vals, strict=True):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.01,
+                    "n/a" if math.isnan(v) else f"{v:.2f}", ha="center", va="bottom",
+                    fontsize=7)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.15)
+    ax.legend(fontsize=8, ncols=3, loc="upper center")
+    o = result["overall"]
+    ax.set_title(f"{o['n_matched']} of {o['n_true']} true matched, {o['n_pred']} predicted")
+    fig.tight_layout()
+    return fig
+
+
+def outline_overlay(image: np.ndarray | None, true: np.ndarray, pred: np.ndarray,
+                    title: str = "") -> Any:
+    """The image with true instance outlines in green and predicted ones in red.
+
+    Parameters
+    ----------
+    image : (y, x) or (y, x, c) grey/colour image, or None (black background)
+    true, pred : (y, x) instance label images
+    """
+    from skimage.segmentation import find_boundaries
+
+    plt = _plt()
+    if image is None:
+        grey = np.zeros(true.shape, np.float64)
+    else:
+        img = np.asarray(image, dtype=np.float64)
+        grey = img.mean(-1) if img.ndim == 3 else img
+        lo, hi = np.percentile(grey, [0.5, 99.5]) if grey.size else (0, 1)
+        grey = np.clip((grey - lo) / max(hi - lo, 1e-9), 0, 1)
+    rgb = np.stack([grey] * 3, axis=-1)
+    rgb[find_boundaries(true, mode="inner")] = [0.0, 1.0, 0.0]
+    rgb[find_boundaries(pred, mode="inner")] = [1.0, 0.0, 0.0]
+    fig, ax = plt.subplots(figsize=(6, 6 * true.shape[0] / max(true.shape[1], 1) + 0.4))
+    ax.imshow(rgb)
+    ax.set_title(f"{title} truth (green) {len(np.unique(true)) - 1}, "
+                 f"prediction (red) {len(np.unique(pred)) - 1}", fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

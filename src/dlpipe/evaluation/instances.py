@@ -1,0 +1,465 @@
+"""Instance metrics: COCO-style matching by mask IoU, precision/recall/F1, AP@[.50:.95].
+
+Conventions (documented in docs/instances.md)
+---------------------------------------------
+* Instances are the non-zero ids of a label image (one image or slice at a time, (y, x)
+  uint32); masks therefore do not overlap. The class of an instance is the majority class
+  of its pixels in the semantic map, unless given (the prediction's table).
+* Matching (per image, per class, COCO rules): predictions in decreasing score order each
+  take the still unmatched true instance of the same class with the highest IoU, if that
+  IoU is >= the threshold; ties in score keep the input order (stable sort). One-to-one.
+* Precision, recall and F1 at IoU 0.5 from the counts summed over images: precision =
+  matched / predicted, recall = matched / true, F1 = 2 matched / (predicted + true). A ratio
+  whose denominator is 0 is NaN (JSON null): no prediction -> precision NaN, recall 0,
+  F1 0; no truth -> recall NaN, precision 0, F1 0; neither -> all NaN.
+* AP (per class, per IoU threshold): predictions of all images pooled and sorted by score,
+  cumulative precision/recall, precision made monotone (the envelope), read at the 101
+  recall points 0, 0.01, ..., 1 (0 past the largest recall reached) and averaged, exactly as
+  pycocotools' ``COCOeval.accumulate``. AP = mean over IoU 0.50:0.05:0.95; AP50, AP75 at one
+  threshold. A class without true instances has AP NaN (COCO's -1) and is left out of the
+  mean over classes; a class with true instances and no predictions has AP 0.
+* Overall: counts summed over classes (micro precision/recall/F1); AP, AP50, AP75 = mean of
+  the per-class values that are defined (COCO's mAP).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlpipe.errors import UserError
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def match_detections(
+    iou: np.ndarray, scores: Sequence[float], thresholds: Sequence[float] = IOU_THRESHOLDS
+) -> np.ndarray:
+    """COCO greedy one-to-one matching of one image and one class.
+
+    Parameters
+    ----------
+    iou : (D, G) float, IoU of each prediction (row) with each true instance (column)
+    scores : (D,) prediction scores; higher is matched first (stable for ties)
+    thresholds : (T,) IoU thresholds
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 (T, D): the column matched by each prediction at each threshold, -1 if none.
+    """
+    iou = np.asarray(iou, dtype=np.float64).reshape(len(scores), -1)
+    n_det, n_gt = iou.shape
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    out = np.full((len(thresholds), n_det), -1, dtype=np.int64)
+    if n_gt == 0:
+        return out
+    for ti, t in enumerate(thresholds):
+        taken = np.zeros(n_gt, dtype=bool)
+        need = min(float(t), 1 - 1e-10)
+        for d in order:
+            row = np.where(taken, -1.0, iou[d])
+            g = n_gt - 1 - int(np.argmax(row[::-1]))  # the last of equal bests, as COCO
+            if row[g] >= need:
+                taken[g] = True
+                out[ti, d] = g
+    return out
+
+
+def average_precision(scores: Sequence[float], matched: Sequence[bool], n_true: int) -> float:
+    """101-point interpolated average precision (pycocotools' rule) of pooled predictions.
+
+    Parameters
+    ----------
+    scores : (D,) scores of every prediction of one class over all images
+    matched : (D,) whether each prediction is a true positive (at one IoU threshold)
+    n_true : number of true instances of the class over all images
+
+    Returns
+    -------
+    float
+        AP in [0, 1]; NaN when ``n_true`` is 0 (undefined).
+    """
+    if n_true == 0:
+        return math.nan
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return 0.0
+    order = np.argsort(-scores, kind="mergesort")
+    tp = np.asarray(matched, dtype=bool)[order]
+    tps = np.cumsum(tp, dtype=np.float64)
+    fps = np.cumsum(~tp, dtype=np.float64)
+    recall = tps / n_true
+    precision = tps / (tps + fps)  # >= 1 detection: no eps needed (COCO adds 2e-16)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    idx = np.searchsorted(recall, RECALL_POINTS, side="left")
+    q = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
+    return float(q.mean())
+
+
+def pair_iou(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IoU of every predicted instance with every true instance of one image.
+
+    Parameters
+    ----------
+    pred, true : (y, x) integer instance label images (0 background), same shape
+
+    Returns
+    -------
+    pred_ids : (D,) the non-zero ids of ``pred``, ascending
+    true_ids : (G,) the non-zero ids of ``true``, ascending
+    iou : (D, G) float64
+    """
+    if pred.shape != true.shape:
+        raise ValueError(f"shapes differ: {pred.shape} vs {true.shape}")
+    p_ids, p_inv = np.unique(pred.ravel(), return_inverse=True)
+    t_ids, t_inv = np.unique(true.ravel(), return_inverse=True)
+    np_, nt = len(p_ids), len(t_ids)
+    counts = np.bincount(p_inv * nt + t_inv, minlength=np_ * nt).reshape(np_, nt)
+    pa, ta = counts.sum(1), counts.sum(0)
+    inter = counts.astype(np.float64)
+    union = pa[:, None] + ta[None, :] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    pk, tk = p_ids != 0, t_ids != 0
+    return p_ids[pk], t_ids[tk], iou[np.ix_(pk, tk)]
+
+
+def instance_classes(instances: np.ndarray, semantic: np.ndarray) -> dict[int, int]:
+    """Majority class (from ``semantic``) of each non-zero id of ``instances``, (y, x) each."""
+    ids, inv = np.unique(instances.ravel(), return_inverse=True)
+    sem = semantic.ravel().astype(np.int64)
+    nc = int(sem.max(initial=0)) + 1
+    counts = np.bincount(inv * nc + sem, minlength=len(ids) * nc).reshape(len(ids), nc)
+    return {int(i): int(np.argmax(c)) for i, c in zip(ids, counts, strict=True) if i != 0}
+
+
+@dataclass
+class _ClassAcc:
+    scores: list[float] = field(default_factory=list)
+    matched: list[np.ndarray] = field(default_factory=list)  # (T,) bool per prediction
+    ious: list[float] = field(default_factory=list)  # IoU of the matches at 0.5
+    n_true: int = 0
+
+
+@dataclass
+class InstanceEvaluator:
+    """Accumulates images and returns the metrics of them all (:meth:`result`).
+
+    ``classes`` are the class names by id (``classes[0]`` the background, not scored).
+    """
+
+    classes: Sequence[str]
+    thresholds: Sequence[float] = field(default_factory=lambda: list(IOU_THRESHOLDS))
+    f1_iou: float = 0.5
+    _acc: dict[int, _ClassAcc] = field(default_factory=dict)
+    n_images: int = 0
+
+    def add_image(
+        self,
+        pred: np.ndarray,
+        true: np.ndarray,
+        true_classes: Mapping[int, int],
+        pred_classes: Mapping[int, int],
+        pred_scores: Mapping[int, float] | None = None,
+    ) -> None:
+        """Add one image.
+
+        Parameters
+        ----------
+        pred, true : (y, x) instance label images (0 background)
+        true_classes, pred_classes : class id of each non-zero instance id
+        pred_scores : score of each predicted id (default 1 for all: ties keep id order)
+        """
+        self.n_images += 1
+        thr = [*self.thresholds, self.f1_iou]
+        p_ids, t_ids, iou = pair_iou(pred, true)
+        pc = np.array([int(pred_classes[int(i)]) for i in p_ids], dtype=np.int64)
+        tc = np.array([int(true_classes[int(i)]) for i in t_ids], dtype=np.int64)
+        sc = np.array([1.0 if pred_scores is None else float(pred_scores[int(i)])
+                       for i in p_ids])
+        for c in sorted(set(pc.tolist()) | set(tc.tolist())):
+            if c == 0:
+                continue
+            acc = self._acc.setdefault(c, _ClassAcc())
+            dp, dt = np.flatnonzero(pc == c), np.flatnonzero(tc == c)
+            acc.n_true += len(dt)
+            if not len(dp):
+                continue
+            sub = iou[np.ix_(dp, dt)]
+            m = match_detections(sub, sc[dp], thr)
+            acc.scores.extend(sc[dp].tolist())
+            acc.matched.extend(list((m >= 0).T))
+            hit = m[-1]
+            acc.ious.extend(sub[i, g] for i, g in enumerate(hit) if g >= 0)
+
+    def _class_metrics(self, acc: _ClassAcc) -> dict[str, Any]:
+        n_t = len(self.thresholds)
+        matched = np.array(acc.matched, dtype=bool).reshape(-1, n_t + 1)
+        n_pred, n_true = len(acc.scores), acc.n_true
+        n_match = int(matched[:, -1].sum())
+        aps = [average_precision(acc.scores, matched[:, k], n_true) for k in range(n_t)]
+
+        def at(t: float) -> float:
+            k = [i for i, v in enumerate(self.thresholds) if abs(v - t) < 1e-9]
+            if k:
+                return aps[k[0]]
+            return math.nan
+
+        return {
+            "n_true": n_true, "n_pred": n_pred, "n_matched": n_match,
+            "precision": _ratio(n_match, n_pred), "recall": _ratio(n_match, n_true),
+            "f1": _ratio(2 * n_match, n_pred + n_true),
+            "ap": math.nan if n_true == 0 else float(np.mean(aps)),
+            "ap50": at(0.5), "ap75": at(0.75),
+            "mean_matched_iou": float(np.mean(acc.ious)) if acc.ious else math.nan,
+        }
+
+    def result(self) -> dict[str, Any]:
+        """Metrics per class (every class of ``classes`` but the background) and overall."""
+        per_class = {}
+        for c, name in enumerate(self.classes):
+            if c == 0:
+                continue
+            per_class[name] = self._class_metrics(self._acc.get(c, _ClassAcc()))
+        extra = sorted(c for c in self._acc if c >= len(self.classes))
+        for c in extra:
+            per_class[f"class_{c}"] = self._class_metrics(self._acc[c])
+        tot = {k: sum(v[k] for v in per_class.values())
+               for k in ("n_true", "n_pred", "n_matched")}
+
+        def mean(key: str) -> float:
+            vals = [v[key] for v in per_class.values() if not math.isnan(v[key])]
+            return float(np.mean(vals)) if vals else math.nan
+
+        overall = tot | {
+            "precision": _ratio(tot["n_matched"], tot["n_pred"]),
+            "recall": _ratio(tot["n_matched"], tot["n_true"]),
+            "f1": _ratio(2 * tot["n_matched"], tot["n_pred"] + tot["n_true"]),
+            "ap": mean("ap"), "ap50": mean("ap50"), "ap75": mean("ap75"),
+        }
+        return {
+            "classes": list(per_class), "iou_thresholds": [float(t) for t in self.thresholds],
+            "f1_iou": float(self.f1_iou), "images": self.n_images,
+            "per_class": per_class, "overall": overall,
+        }
+
+
+def evaluate_instance_images(
+    items: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Mapping[int, float]
+                          | None]],
+    classes: Sequence[str],
+    *,
+    thresholds: Sequence[float] = IOU_THRESHOLDS,
+    f1_iou: float = 0.5,
+) -> dict[str, Any]:
+    """Instance metrics of several images from label images alone.
+
+    Parameters
+    ----------
+    items : per image ``(pred_instances, pred_semantic, true_instances, true_semantic,
+        pred_scores)``, the arrays (y, x); classes of instances are their majority class in
+        the semantic maps; ``pred_scores`` maps predicted ids to scores (None: all 1)
+    classes : class names by id, ``classes[0]`` the background
+
+    Returns
+    -------
+    dict
+        ``per_class`` {name: {n_true, n_pred, n_matched, precision, recall, f1, ap, ap50,
+        ap75, mean_matched_iou}}, ``overall`` (the same keys but mean_matched_iou),
+        ``classes``, ``iou_thresholds``, ``f1_iou``, ``images``.
+    """
+    ev = InstanceEvaluator(classes, list(thresholds), f1_iou)
+    for p_inst, p_sem, t_inst, t_sem, p_scores in items:
+        ev.add_image(p_inst, t_inst, instance_classes(t_inst, t_sem),
+                     instance_classes(p_inst, p_sem), p_scores)
+    return ev.result()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _open_instances(path: Path, what: str) -> Any:
+    import zarr
+
+    if not path.is_dir():
+        raise UserError(f"{what}: not a Zarr folder", path=path)
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as exc:
+        raise UserError(f"{what}: cannot open as a Zarr group ({exc})", path=path) from None
+    for name in ("instances", "semantic"):
+        if name not in root:
+            raise UserError(f"{what} has no `{name}` array (expected a dataset Zarr from "
+                            "`dlpipe cvat` or a Mask R-CNN prediction)", path=path)
+    if root["instances"].ndim != 3 or root["instances"].shape != root["semantic"].shape:
+        raise UserError(f"{what}: `instances` and `semantic` must be (N, H, W) of one shape",
+                        path=path)
+    return root
+
+
+def _classes_of(root: Any) -> list[str] | None:
+    attrs = dict(root.attrs)
+    classes = attrs.get("classes") or (attrs.get("dlpipe") or {}).get("classes")
+    return [str(c) for c in classes] if classes else None
+
+
+def _pred_table(path: Path) -> dict[int, dict[int, tuple[int, float]]] | None:
+    """{image: {instance_id: (class_id, score)}} from ``PRED.zarr/instances.csv``."""
+    import csv
+
+    table = path / "instances.csv"
+    if not table.is_file():
+        return None
+    out: dict[int, dict[int, tuple[int, float]]] = {}
+    with open(table, newline="") as fh:
+        for row in csv.DictReader(fh):
+            out.setdefault(int(row["image"]), {})[int(row["instance_id"])] = (
+                int(row["class_id"]), float(row["score"]))
+    return out
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def evaluate_instances(
+    pred_path: str | Path,
+    truth_path: str | Path,
+    out_json: str | Path,
+    params: Mapping[str, Any] | None = None,
+    *,
+    run: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Instance metrics of a prediction Zarr against a dataset Zarr; JSON, CSV, figures.
+
+    Parameters
+    ----------
+    pred_path : ``PRED.zarr`` from ``dlpipe predict`` with a Mask R-CNN (``instances``
+        (N, H, W) uint32, ``semantic``, ``instances.csv`` for scores and classes); any Zarr
+        with ``instances`` and ``semantic`` works (scores then all 1, classes the majority
+        of ``semantic``)
+    truth_path : dataset Zarr (``dlpipe cvat``): ``instances``, ``semantic`` (N, H, W),
+        attribute ``classes``; ``images`` is drawn under the outlines when present
+    out_json : metrics JSON (NaN as null); a CSV (one row per class and ``overall``) beside
+        it and figures in ``<stem>_plots/`` (``ap_f1.png``, ``outlines_<i>.png``)
+    params : the ``evaluation.instances`` config section (iou_thresholds, f1_iou, overlays)
+    run : a :class:`dlpipe.tracking.StageRun` to log metrics, files and figures to
+
+    Raises
+    ------
+    UserError
+        Missing arrays, shapes that differ, predicted classes unknown to the truth.
+    """
+    from tqdm.auto import tqdm
+
+    from dlpipe._io import write_text_atomic
+
+    p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(
+        params or {})
+    pred_path, truth_path, out_json = Path(pred_path), Path(truth_path), Path(out_json)
+    pred, truth = _open_instances(pred_path, "prediction"), _open_instances(truth_path, "truth")
+    if pred["instances"].shape != truth["instances"].shape:
+        raise UserError(f"prediction shape {pred['instances'].shape} differs from the truth's "
+                        f"{truth['instances'].shape}", path=pred_path)
+    t_classes = _classes_of(truth)
+    p_classes = _classes_of(pred)
+    classes = t_classes or p_classes
+    if classes is None:
+        n = int(max(np.max(truth["semantic"][...]), np.max(pred["semantic"][...]))) + 1
+        classes = ["background", *(f"class_{i}" for i in range(1, n))]
+    remap = None
+    if p_classes and t_classes and p_classes != t_classes:
+        unknown = [c for c in p_classes[1:] if c not in t_classes]
+        if unknown:
+            raise UserError(f"predicted classes {unknown} are not classes of the truth "
+                            f"({', '.join(t_classes[1:])})", path=pred_path)
+        remap = {i: t_classes.index(c) for i, c in enumerate(p_classes) if i}
+    table = _pred_table(pred_path)
+    ev = InstanceEvaluator(classes, [float(t) for t in p["iou_thresholds"]], float(p["f1_iou"]))
+    n = int(pred["instances"].shape[0])
+    for i in tqdm(range(n), desc="evaluate", unit="image", disable=None if progress else True):
+        p_inst = np.asarray(pred["instances"][i])
+        t_inst = np.asarray(truth["instances"][i])
+        t_cls = instance_classes(t_inst, np.asarray(truth["semantic"][i]))
+        if table is not None:
+            rows = table.get(i, {})
+            missing = set(np.unique(p_inst).tolist()) - set(rows) - {0}
+            if missing:
+                raise UserError(f"image {i}: instance ids {sorted(missing)[:5]} are not in "
+                                "instances.csv", path=pred_path)
+            p_cls = {k: v[0] for k, v in rows.items()}
+            scores = {k: v[1] for k, v in rows.items()}
+        else:
+            p_cls = instance_classes(p_inst, np.asarray(pred["semantic"][i]))
+            scores = None
+        if remap:
+            p_cls = {k: remap.get(v, v) for k, v in p_cls.items()}
+        ev.add_image(p_inst, t_inst, t_cls, p_cls, scores)
+    result = ev.result()
+    result["prediction"], result["truth"] = str(pred_path), str(truth_path)
+    write_text_atomic(out_json, json.dumps(_json_safe(result), indent=2) + "\n")
+    keys = ["n_true", "n_pred", "n_matched", "precision", "recall", "f1", "ap", "ap50", "ap75",
+            "mean_matched_iou"]
+    lines = [",".join(["class", *keys])]
+    for name, m in [*result["per_class"].items(), ("overall", result["overall"])]:
+        cells = []
+        for k in keys:
+            v = m.get(k, math.nan)
+            cells.append("" if isinstance(v, float) and math.isnan(v)
+                         else f"{v:.6g}" if isinstance(v, float) else str(v))
+        lines.append(",".join([name, *cells]))
+    write_text_atomic(out_json.with_suffix(".csv"), "\n".join(lines) + "\n")
+    figures = _figures(result, pred, truth, int(p["overlays"]))
+    plot_dir = out_json.parent / f"{out_json.stem}_plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for fname, fig in figures.items():
+        fig.savefig(plot_dir / fname, dpi=100)
+    if run is not None:
+        metrics = {k: result["overall"][k] for k in keys if k != "mean_matched_iou"}
+        for name, m in result["per_class"].items():
+            for k in ("ap", "ap50", "ap75", "f1", "precision", "recall"):
+                metrics[f"{k}_{name}"] = m[k]
+        run.log_metrics({k: float(v) for k, v in metrics.items() if not math.isnan(v)})
+        run.log_artifact(out_json)
+        run.log_artifact(out_json.with_suffix(".csv"))
+        for fname, fig in figures.items():
+            run.log_figure(fig, f"plots/{fname}")
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+    return result
+
+
+def _figures(result: dict[str, Any], pred: Any, truth: Any, overlays: int) -> dict[str, Any]:
+    from dlpipe.evaluation import instance_plots
+
+    figs = {"ap_f1.png": instance_plots.ap_f1_bars(result)}
+    n = int(pred["instances"].shape[0])
+    picks = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(overlays, n))}) if n else []
+    images = truth["images"] if "images" in truth else None
+    names = dict(truth.attrs).get("image_names") or []
+    for i in picks:
+        img = None if images is None else np.asarray(images[i])
+        title = names[i] if i < len(names) else f"image {i}"
+        figs[f"outlines_{i:04d}.png"] = instance_plots.outline_overlay(
+            img, np.asarray(truth["instances"][i]), np.asarray(pred["instances"][i]), title)
+    return figs

@@ -1,0 +1,390 @@
+"""The one training loop shared by every model family.
+
+A *task* (``training/unet.py``, ``training/maskrcnn.py``) holds what is specific to a model:
+building the network and its optimiser, the batches of an epoch, one training step
+(a dict of named loss terms), validation (a score and a row of metrics), the plots and the
+model-card fields. :func:`fit` holds everything else: epochs, checkpoints ``last``/``best``,
+exact resume with the settings check, early stopping, the NaN stop, the time budget,
+``metrics.csv``, MLflow metrics per epoch, the progress bar, and the card written last.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dlpipe import __version__
+from dlpipe._io import atomic_path, write_text_atomic
+from dlpipe.errors import UserError
+from dlpipe.models import count_parameters
+
+log = logging.getLogger(__name__)
+
+OPTIMISERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
+# Keys that may change between a run and its --resume.
+RESUMABLE_CHANGES = {"epochs", "max_minutes", "workers", "device", "patience", "amp",
+                     "torch_threads"}
+
+
+class NaNLossError(UserError):
+    """The training loss became NaN or infinite."""
+
+
+class Task(Protocol):
+    """What :func:`fit` needs from a model family.
+
+    Attributes
+    ----------
+    name : model family as written in the card (``"unet"``, ``"maskrcnn"``)
+    params : the ``train`` config section (checked)
+    device : where the model runs
+    monitor : the score that picks the best checkpoint (``val_...`` or ``train_loss``)
+    """
+
+    name: str
+    params: dict[str, Any]
+    device: torch.device
+    monitor: str
+
+    def build(self) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
+        """Seeded model, optimiser and LR scheduler."""
+
+    def describe(self, model: torch.nn.Module) -> str:
+        """One log line about the run (architecture, data)."""
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> Iterable[Any]:
+        """The ``steps_per_epoch`` training batches of epoch ``epoch`` (0-based)."""
+
+    def step(self, model: torch.nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """Forward one batch; ``{"loss": total, <term>: value, ...}`` (total first)."""
+
+    def validate(self, model: torch.nn.Module) -> tuple[float | None, dict[str, float]]:
+        """Score (higher is better; None follows the training loss) and ``val_*`` metrics."""
+
+    def summary(self, row: Mapping[str, Any]) -> str:
+        """The validation part of the per-epoch log line."""
+
+    def plots(
+        self, folder: Path, history: list[dict[str, Any]], model: torch.nn.Module
+    ) -> list[Path]:
+        """Write the plots of the run into ``folder``; their paths."""
+
+    def card(self, best_row: Mapping[str, Any]) -> dict[str, Any]:
+        """The model-specific fields of ``card.json`` (model, architecture, classes, ...)."""
+
+
+def device(name: str) -> torch.device:
+    """``auto``, ``cpu`` or ``cuda`` as a torch device (``auto`` picks CUDA when present)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def check_shared(params: Mapping[str, Any]) -> None:
+    """Check the keys every model family shares (optimiser, schedule)."""
+    if params["optimizer"] not in OPTIMISERS:
+        raise UserError(f"unknown optimizer {params['optimizer']!r} ({', '.join(OPTIMISERS)})")
+    if params["schedule"] not in SCHEDULES:
+        raise UserError(f"unknown schedule {params['schedule']!r} ({', '.join(SCHEDULES)})")
+
+
+def optimiser(
+    params: Mapping[str, Any], model_params: Iterable[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    """The optimiser named by ``train.optimizer`` over ``model_params``."""
+    lr, wd = params["lr"], params["weight_decay"]
+    if params["optimizer"] == "adam":
+        return torch.optim.Adam(model_params, lr=lr, weight_decay=wd)
+    if params["optimizer"] == "adamw":
+        return torch.optim.AdamW(model_params, lr=lr, weight_decay=wd)
+    return torch.optim.SGD(
+        model_params, lr=lr, momentum=params["momentum"], weight_decay=wd, nesterov=True
+    )
+
+
+def scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer) -> Any:
+    """The per-epoch LR schedule named by ``train.schedule``."""
+    kind = params["schedule"]
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, params["epochs"]))
+    if kind == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            opt, step_size=params["step_size"], gamma=params["step_gamma"]
+        )
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=params["step_gamma"], patience=params["step_size"]
+        )
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
+
+
+def autocast(dev: torch.device, amp: bool) -> Any:
+    """bfloat16 autocast on CUDA when ``amp``, else a disabled autocast context."""
+    if amp and dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(dev.type, enabled=False)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    if not history:
+        return
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(path, out.getvalue())
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _comparable(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}
+
+
+def prepare_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Apply the ``--resume`` / ``--overwrite`` rules to the model folder ``out``."""
+    ckpt_dir = out / "checkpoints"
+    if resume:
+        if not (ckpt_dir / "last.pt").exists():
+            raise UserError("nothing to resume: no checkpoints/last.pt", path=out)
+    elif out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError("model folder exists (use --overwrite or --resume)", path=out)
+        if not ((out / "card.json").exists() or ckpt_dir.exists()):
+            raise UserError("refusing to overwrite a folder that is not a model folder", path=out)
+        shutil.rmtree(out)
+
+
+def fit(
+    task: Task,
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    run: Any = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train ``task``'s model and write its model folder (the folder rules are already applied).
+
+    Writes ``checkpoints/{last,best}.pt`` each epoch, ``metrics.csv``, ``weights.pt`` (the
+    best epoch, a plain state dict), ``plots/`` and ``card.json`` last. Returns the card.
+    """
+    threads = torch.get_num_threads()
+    if task.params.get("torch_threads"):
+        torch.set_num_threads(int(task.params["torch_threads"]))
+    try:
+        return _fit(task, store, out_dir, run=run, resume=resume, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    task: Task,
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    run: Any,
+    resume: bool,
+    progress: bool | None,
+) -> dict[str, Any]:
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    p = task.params
+    torch.use_deterministic_algorithms(task.device.type == "cpu", warn_only=True)
+    model, opt, sched = task.build()
+    n_params = count_parameters(model)
+    log.info("train: %s", task.describe(model))
+    history: list[dict[str, Any]] = []
+    start, best_score, best_epoch, bad_epochs = 0, -math.inf, -1, 0
+    if resume:
+        ck = torch.load(last_path, map_location=task.device, weights_only=True)
+        old = json.loads(ck["params"])
+        if _comparable(old) != _comparable(p):
+            diff = sorted(k for k in set(old) | set(p) if old.get(k) != p.get(k)
+                          and k not in RESUMABLE_CHANGES)
+            raise UserError(
+                f"--resume with different settings ({', '.join(diff)}); only "
+                f"{', '.join(sorted(RESUMABLE_CHANGES))} may change",
+                path=last_path,
+            )
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        _set_rng_state(ck["rng"])
+        start, best_score, best_epoch = ck["epoch"], ck["best_score"], ck["best_epoch"]
+        bad_epochs, history = ck["bad_epochs"], json.loads(ck["history"])
+        log.info("train: resuming after epoch %d (best %.4f at %d)", start, best_score, best_epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir.mkdir(exist_ok=True)
+    t_start = time.perf_counter()
+    stop_reason = "epochs"
+    steps = p["steps_per_epoch"]
+    for epoch in range(start, p["epochs"]):
+        t_epoch = time.perf_counter()
+        rng = np.random.default_rng([p["seed"], epoch])
+        batches = task.batches(epoch, rng)
+        model.train()
+        sums: dict[str, float] = {}
+        seen = 0
+        bar = tqdm(
+            batches,
+            total=steps,
+            desc=f"epoch {epoch + 1}/{p['epochs']}",
+            disable=None if progress is None else not progress,
+            leave=False,
+        )
+        for step, batch in enumerate(bar):
+            terms = task.step(model, batch)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                kept = (
+                    f"the last good checkpoint is {last_path} (epoch {epoch})"
+                    if last_path.exists()
+                    else "no checkpoint was written yet"
+                )
+                raise NaNLossError(
+                    f"training loss is {float(loss.detach())} at epoch {epoch + 1}, "
+                    f"step {step + 1}; "
+                    f"stopped ({kept}); check the input values, lower train.lr or the loss weights",
+                    path=out,
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            seen += 1
+            bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
+        bar.close()
+        means = {name: total / max(seen, 1) for name, total in sums.items()} or {"loss": 0.0}
+        train_loss = means["loss"]
+        score, val_row = task.validate(model)
+        if score is None:
+            score = -train_loss
+        if p["schedule"] == "plateau":
+            sched.step(score)
+        else:
+            sched.step()
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": train_loss,
+        }
+        row.update({f"train_{k}": v for k, v in means.items() if k != "loss"})
+        row.update(val_row)
+        row["seconds"] = time.perf_counter() - t_epoch
+        history.append(row)
+        improved = score > best_score + p["min_delta"]
+        if improved:
+            best_score, best_epoch, bad_epochs = score, epoch + 1, 0
+        else:
+            bad_epochs += 1
+        state = {
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": _rng_state(),
+            "best_score": best_score,
+            "best_epoch": best_epoch,
+            "bad_epochs": bad_epochs,
+            "history": json.dumps(history),
+            "params": json.dumps(p, sort_keys=True),
+        }
+        if improved:
+            _save(best_path, state)
+        _save(last_path, state)
+        _write_csv(out / "metrics.csv", history)
+        if run is not None:
+            run.log_metrics({k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)},
+                            step=epoch + 1)
+        log.info(
+            "epoch %d: loss %.4f, %s%s",
+            epoch + 1, train_loss, task.summary(row), " (best)" if improved else "",
+        )
+        if bad_epochs >= p["patience"]:
+            stop_reason = f"early stopping (no improvement of {task.monitor} in "
+            stop_reason += f"{p['patience']} epochs)"
+            break
+        if p["max_minutes"] and (time.perf_counter() - t_start) / 60 >= p["max_minutes"]:
+            stop_reason = f"time budget of {p['max_minutes']} min"
+            break
+    log.info("train: stopped after epoch %d: %s", len(history), stop_reason)
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(best["model"])
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in best["model"].items()}, buf)
+    with atomic_path(out / "weights.pt", overwrite=True) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    figures = task.plots(out / "plots", history, model)
+    best_row = history[best_epoch - 1] if 0 < best_epoch <= len(history) else {}
+    card = task.card(best_row)
+    card.update(
+        parameters=n_params,
+        weights="weights.pt",
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        stop_reason=stop_reason,
+        monitor=task.monitor,
+        training_data=str(Path(store).resolve()),
+        seed=p["seed"],
+        device=str(task.device),
+        dlpipe_version=__version__,
+        params=p,
+    )
+    card = finite(card)
+    write_text_atomic(out / "card.json", json.dumps(card, indent=2) + "\n")
+    if run is not None:
+        run.log_metrics({"parameters": n_params, "best_epoch": best_epoch})
+        run.log_artifact(out / "metrics.csv")
+        for fig in figures:
+            run.log_artifact(fig, "plots")
+        run.log_artifact(out / "card.json")
+    return card

@@ -1,0 +1,333 @@
+"""Mask R-CNN training on an instance dataset Zarr: the model-specific part of the loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dlpipe.errors import UserError
+from dlpipe.models import build_maskrcnn, count_parameters
+from dlpipe.training.augment import Augment
+from dlpipe.training.instances import (
+    CropDataset,
+    InstanceSource,
+    collate,
+    grid_crops,
+    open_instances,
+    random_crops,
+)
+from dlpipe.training.loop import (
+    autocast,
+    check_shared,
+    device,
+    fit,
+    optimiser,
+    prepare_out,
+    scheduler,
+)
+
+log = logging.getLogger(__name__)
+
+LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+              "loss_rpn_box_reg")
+# Layers whose shapes depend on the number of classes: skipped when a full pretrained
+# state dict was trained on other classes.
+CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+VAL_SEED = 12345
+
+
+def architecture(params: Mapping[str, Any], num_classes: int) -> dict[str, Any]:
+    """The keyword arguments of :func:`dlpipe.models.build_maskrcnn` from ``train.maskrcnn``."""
+    m = params["maskrcnn"]
+    return {
+        "num_classes": num_classes,
+        "backbone": m["backbone"],
+        "norm": m["norm"],
+        "trainable_layers": m["trainable_layers"],
+        "tile_size": m["tile_size"],
+        "anchor_sizes": list(m["anchor_sizes"]),
+        "aspect_ratios": list(m["aspect_ratios"]),
+        "detections_per_image": m["detections_per_image"],
+        "score_threshold": m["score_threshold"],
+        "nms_threshold": m["nms_threshold"],
+        "rpn_proposals_train": m["rpn_proposals_train"],
+        "rpn_proposals_test": m["rpn_proposals_test"],
+        "box_batch_size_per_image": m["box_batch_size_per_image"],
+        "mask_head_layers": m["mask_head_layers"],
+    }
+
+
+def load_pretrained(model: nn.Module, path: str | Path, scope: str = "full") -> int:
+    """Load a local weights file into ``model``; nothing is ever downloaded.
+
+    Parameters
+    ----------
+    model : a Mask R-CNN from :func:`dlpipe.models.build_maskrcnn`
+    path : a state dict saved with ``torch.save`` (or a ``dlpipe`` checkpoint with ``model``)
+    scope : ``full`` (a Mask R-CNN of the same architecture; the class-dependent predictor
+        layers are skipped when their shapes differ) or ``backbone`` (a torchvision
+        classification ResNet / MobileNetV3 state dict, loaded into ``backbone.body``)
+
+    Returns
+    -------
+    int
+        Number of tensors loaded.
+
+    Raises
+    ------
+    UserError
+        The file is missing or unreadable, or the state dict does not fit (the first
+        mismatching key is named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            "pretrained weights file not found (train.maskrcnn.pretrained; nothing is "
+            "downloaded)",
+            path=path,
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = f"cannot read pretrained weights: {type(exc).__name__}"
+        raise UserError(msg, path=path) from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise UserError("pretrained weights are not a state dict (name -> tensor)", path=path)
+    own = model.state_dict()
+    if scope == "backbone":
+        mapped = {}
+        for k, v in state.items():
+            if k.startswith(("fc.", "classifier.")):
+                continue
+            key = k[len("features."):] if k.startswith("features.") else k
+            mapped["backbone.body." + key] = v
+        state = mapped
+        wanted = [k for k in own if k.startswith("backbone.body.")]
+    else:
+        wanted = list(own)
+
+    def bad(key: str, why: str) -> UserError:
+        return UserError(
+            f"pretrained weights do not fit the {scope} model: first mismatching key "
+            f"{key!r} ({why})",
+            path=path,
+        )
+
+    load = {}
+    for k in wanted:
+        if k.endswith("num_batches_tracked"):
+            if k in state:
+                load[k] = state[k]
+            continue
+        head = scope == "full" and k.startswith(CLASS_HEADS)
+        if k not in state:
+            if head:
+                continue
+            raise bad(k, "missing from the file")
+        if tuple(state[k].shape) != tuple(own[k].shape):
+            if head:
+                continue
+            raise bad(k, f"shape {tuple(state[k].shape)} in the file, "
+                         f"{tuple(own[k].shape)} in the model")
+        load[k] = state[k]
+    for k in state:
+        if k not in own and not k.endswith("num_batches_tracked"):
+            raise bad(k, "not in the model")
+    model.load_state_dict(load, strict=False)
+    return len(load)
+
+
+class MaskRCNNTask:
+    """The Mask R-CNN part of a training run, built from the store and the ``train`` section."""
+
+    name = "maskrcnn"
+
+    def __init__(self, store: str | Path, params: Mapping[str, Any]) -> None:
+        p = self.params = dict(params)
+        if p["model"] != "maskrcnn":
+            raise UserError(f"train.model {p['model']!r} is not handled by the Mask R-CNN trainer")
+        if p["input"] != "2d":
+            raise UserError(f"Mask R-CNN trains on 2d images, not train.input {p['input']!r}")
+        check_shared(p)
+        m = p["maskrcnn"]
+        self.tile = int(m["tile_size"])
+        self.source: InstanceSource = open_instances(
+            store, classes=p["classes"], val_fraction=p["val_fraction"]
+        )
+        self.classes = list(self.source.classes)
+        self.architecture = architecture(p, len(self.classes))
+        build_maskrcnn(**self.architecture)  # bad backbone / anchors fail here, before any file
+        self.val_specs = grid_crops(self.source, self.source.val, self.tile)
+        if p["val_max_patches"] and len(self.val_specs) > p["val_max_patches"]:
+            pick = np.linspace(0, len(self.val_specs) - 1, p["val_max_patches"]).round()
+            self.val_specs = [self.val_specs[int(i)] for i in pick]
+        self.monitor = "val_loss" if self.val_specs else "train_loss"
+        if not self.val_specs:
+            log.warning("train: no validation image (val_fraction %s); the best checkpoint "
+                        "and early stopping follow the training loss", p["val_fraction"])
+        self.augment = Augment(**p["augment"])
+        self.device = device(p["device"])
+        self.amp = bool(p["amp"]) and self.device.type == "cuda"
+        self.pretrained_tensors = 0
+
+    def build(self) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+        torch.manual_seed(self.params["seed"])
+        model = build_maskrcnn(**self.architecture)
+        m = self.params["maskrcnn"]
+        if m["pretrained"]:
+            self.pretrained_tensors = load_pretrained(model, m["pretrained"],
+                                                      m["pretrained_scope"])
+        model.to(self.device)
+        opt = optimiser(self.params, [q for q in model.parameters() if q.requires_grad])
+        return model, opt, scheduler(self.params, opt)
+
+    def describe(self, model: nn.Module) -> str:
+        m = self.params["maskrcnn"]
+        pre = (f", {self.pretrained_tensors} tensors from {m['pretrained']}"
+               if m["pretrained"] else "")
+        return (
+            f"Mask R-CNN {m['backbone']}-FPN, {count_parameters(model)} parameters, "
+            f"{self.device}, classes {self.classes}, {len(self.source.train)} training / "
+            f"{len(self.source.val)} validation images, tile {self.tile}, "
+            f"{len(self.val_specs)} val tiles{pre}"
+        )
+
+    def loader(self, specs: list, augment: bool) -> DataLoader:
+        ds = CropDataset(self.source, specs, self.tile, self.augment if augment else None,
+                         self.params["maskrcnn"]["min_object_area"])
+        workers = int(self.params["workers"])
+        return DataLoader(
+            ds,
+            batch_size=self.params["batch_size"],
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=collate,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=2 if workers else None,
+        )
+
+    def batches(self, epoch: int, rng: np.random.Generator) -> DataLoader:
+        p = self.params
+        specs = random_crops(self.source, p["steps_per_epoch"] * p["batch_size"], self.tile,
+                             rng, p["maskrcnn"]["object_crops"])
+        return self.loader(specs, augment=True)
+
+    def _losses(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
+        with autocast(self.device, self.amp):
+            losses = model(images, targets)
+        losses = {k: v.float() for k, v in losses.items()}
+        return {"loss": sum(losses.values()), **losses}
+
+    def step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        return self._losses(model, batch)
+
+    def val_losses(self, model: nn.Module) -> dict[str, float]:
+        """Mean loss terms over the validation tiles.
+
+        The losses need training mode; batch norm is kept in eval mode (running statistics
+        untouched) and the proposal sampling uses a fixed seed without disturbing the
+        training random stream, so the score is reproducible.
+        """
+        sums: dict[str, float] = {}
+        n = 0
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        model.train()
+        for bn in bns:
+            bn.eval()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(VAL_SEED)
+            for batch in self.loader(self.val_specs, augment=False):
+                for k, v in self._losses(model, batch).items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                n += 1
+        model.train()
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+    def validate(self, model: nn.Module) -> tuple[float | None, dict[str, float]]:
+        if not self.val_specs:
+            return None, {"val_loss": float("nan")} | {f"val_{k}": float("nan")
+                                                       for k in LOSS_TERMS}
+        means = self.val_losses(model)
+        row = {"val_loss": means.pop("loss")}
+        row.update({f"val_{k}": v for k, v in means.items()})
+        return -row["val_loss"], row
+
+    def summary(self, row: Mapping[str, Any]) -> str:
+        terms = ", ".join(f"{k[5:]} {row[f'train_{k}']:.3f}" for k in LOSS_TERMS
+                          if f"train_{k}" in row)
+        return f"{terms}; val loss {row['val_loss']:.4f}"
+
+    def plots(
+        self, folder: Path, history: list[dict[str, Any]], model: nn.Module
+    ) -> list[Path]:
+        from dlpipe.training.plots import save_instance_plots
+
+        return save_instance_plots(folder, history, self, model)
+
+    def card(self, best_row: Mapping[str, Any]) -> dict[str, Any]:
+        p, src = self.params, self.source
+        names = src.image_names or [str(i) for i in range(src.n)]
+        return {
+            "model": "maskrcnn",
+            "architecture": self.architecture,
+            "input": "2d",
+            "tile_size": self.tile,
+            "patch_size": [self.tile, self.tile],
+            "classes": self.classes,
+            "channels": src.channels,
+            "normalisation": {"p0_1": src.p0_1, "p99_9": src.p99_9},
+            "min_object_area": p["maskrcnn"]["min_object_area"],
+            "pretrained": p["maskrcnn"]["pretrained"],
+            "val_loss": best_row.get("val_loss"),
+            "val_losses": {k: best_row.get(f"val_{k}") for k in LOSS_TERMS},
+            "split": {"train": [names[i] for i in src.train],
+                      "val": [names[i] for i in src.val]},
+        }
+
+
+def train_maskrcnn(
+    store: str | Path,
+    out_dir: str | Path,
+    params: Mapping[str, Any],
+    *,
+    run: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train torchvision's Mask R-CNN on an instance dataset Zarr and write a model card.
+
+    Parameters
+    ----------
+    store : dataset Zarr from ``dlpipe cvat`` or ``dlpipe import`` (``images``, ``semantic``,
+        ``instances``, attribute ``classes``); the last ``val_fraction`` of its images
+        validate
+    out_dir : model folder (``weights.pt``, ``card.json`` last, ``metrics.csv``, ``plots/``,
+        ``checkpoints/{last,best}.pt``), the same layout as the U-Net's
+    params : the ``train`` config section (``model: maskrcnn``; its own keys in ``maskrcnn``)
+    run, resume, overwrite, progress : as for :func:`dlpipe.training.train_unet`
+
+    Returns
+    -------
+    dict
+        The model card (rebuild with :func:`dlpipe.models.maskrcnn_from_card`).
+    """
+    prepare_out(Path(out_dir), resume=resume, overwrite=overwrite)
+    task = MaskRCNNTask(store, params)
+    return fit(task, store, out_dir, run=run, resume=resume, progress=progress)
