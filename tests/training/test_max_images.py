@@ -51,7 +51,7 @@ def test_max_images_keeps_evenly_spaced_training_images(tmp_path, make_volume) -
 
 
 def test_max_images_on_a_sparse_volume(tiny_store, make_volume) -> None:
-    img, lab = make_volume()
+    _, lab = make_volume()
     sparse = np.full_like(lab, 255)
     sparse[[1, 2, 4, 5]] = lab[[1, 2, 4, 5]]  # 4 annotated slices in the train range 0-6
     src = open_source(tiny_store(labels=sparse), max_images=2)

@@ -70,7 +70,7 @@ wildcard_constraints:
 def train_overrides(wildcards):
     """`--set KEY=JSON ...` of one model of the sweep (in the train rule's params)."""
     return " ".join(
-        "--set " + shlex.quote(f"{k}={json.dumps(v, sort_keys=True)}")
+        f"--set {shlex.quote(f'{k}={json.dumps(v, sort_keys=True)}')}"
         for k, v in MODELS[wildcards.model].items()
     )
 

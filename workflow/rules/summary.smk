@@ -28,7 +28,7 @@ rule summary:
         ),
     params:
         cfg=cfg_arg(),
-        models=f"{RESULTS}/models",
+        models=lambda wildcards, input: os.path.dirname(os.path.dirname(input.cards[0])),
         bench=BENCH,
         out=lambda wildcards, output: os.path.dirname(output.table),
     log:

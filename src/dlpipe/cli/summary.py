@@ -42,7 +42,8 @@ def summary(
         )
         for m in metrics
     }
-    with stage_run(config, "summary", dataset=str(models), params={"models": sorted(entries)}) as run:
+    params = {"models": sorted(entries)}
+    with stage_run(config, "summary", dataset=str(models), params=params) as run:
         rows = summarise(entries, out)
         run.log_artifact(out / "models.csv")
         for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
