@@ -63,8 +63,13 @@ def sweep_models():
 MODELS = sweep_models()
 
 
+# Predict, postprocess and evaluate serve any model folder (results/models/<model>/card.json);
+# train makes only the models of the sweep.
+MODEL_NAMES = "|".join(re.escape(m) for m in MODELS)
+
+
 wildcard_constraints:
-    model="|".join(re.escape(m) for m in MODELS),
+    model="[^/]+",
 
 
 def train_overrides(wildcards):

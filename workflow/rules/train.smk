@@ -6,6 +6,8 @@ rule train:
     folder, whose card.json (written last) is the output. A killed job, re-run, resumes from
     checkpoints/last.pt when the settings match (--resume-or-start).
     """
+    wildcard_constraints:
+        model=MODEL_NAMES,
     input:
         f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
     output:
