@@ -86,8 +86,10 @@ def test_demo_workflow_runs_under_slurm(
     for name, extra in (
         ("local", ("--cores", "2")),
         # The first status check after 2 s instead of the profile's 40 (short jobs).
+        # The test cluster has no GPU: train asks for none here.
         ("slurm", ("--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
-                   "--slurm-init-seconds-before-status-checks", "2")),
+                   "--slurm-init-seconds-before-status-checks", "2",
+                   "--set-resources", "train:gpu=0")),
     ):
         work = tmp_path / name
         work.mkdir()

@@ -47,6 +47,9 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=120,
+        # One GPU per training job: the workstation profile's gpu limit also keeps the sweep's
+        # trainings from sharing one (on a CPU-only machine: from sharing its cores).
+        gpu=1,
     shell:
         "dlpipe {params.cfg} train --model unet {params.store} --out {params.out}"
         " {params.overrides} --resume-or-start > {log} 2>&1"
