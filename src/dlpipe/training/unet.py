@@ -114,7 +114,7 @@ class Trainer:
         p = self.params
         self.source: TrainingSource = open_source(
             store, labels=p["labels"], classes=p["classes"], val_fraction=p["val_fraction"],
-            max_images=p["max_images"], ignore_index=p["ignore_index"],
+            max_images=p.get("max_images"), ignore_index=p["ignore_index"],
         )
         src = self.source
         _, labels = src.open()
