@@ -8,8 +8,9 @@ tabulates ``benchmarks/out/*.tsv`` (seconds and peak RSS of each job) as a Markd
 
 Ratio printed: demo wall time / the issue's 10-minute budget, and sum of the job times /
 wall time (the parallelism obtained). On a shared machine the wall time is pessimistic; the
-jobs' CPU time (``cpu_time`` of the benchmark files) divided by the number of cores bounds the
-wall time an idle machine of that many cores would need from below.
+jobs' CPU time (``cpu_time`` of the benchmark files) divided by the number of cores estimates
+what an idle machine of that many cores would need (Snakemake samples the CPU time
+periodically, so short jobs are under-counted; long ones such as training are representative).
 
     PYTHONPATH=src python benchmarks/workflow.py --tabulate /tmp/demo-run   # an earlier run
 """
