@@ -51,8 +51,14 @@ def test_dry_run_on_shipped_config(tmp_path: Path, cli_env: dict[str, str]) -> N
         "baseline",
         "postprocess",
         "evaluate",
+        "summary",
     ):
         assert re.search(rf"^{rule}\s+\d+$", stats, re.M), f"{rule} not planned"
+    # The shipped sweep: one model per number of annotated slices (the learning curve).
+    assert re.search(r"^train\s+3$", stats, re.M)
+    assert re.search(r"^evaluate\s+5$", stats, re.M)  # 3 U-Nets + 2 baselines
+    for n in (2, 4, 8):
+        assert f"results/models/f16-d4-ce+dice-2d-s{n}/card.json" in out.stdout
 
 
 def test_lint_is_clean(cli_env: dict[str, str]) -> None:

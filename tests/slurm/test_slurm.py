@@ -15,13 +15,24 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("start_cluster.sh")
-# The data stages of the demo (synth, tile, cvat): short enough for CI on 2 cores.
-TARGETS = ("results/demo/volume.zarr/.dlpipe_complete", "results/demo/cvat.zarr/.dlpipe_complete")
+MODEL = "f4-d2-ce-2d-s3"
+# The whole demo chain (synth, tile, cvat, train, predict, postprocess, evaluate, summary) on
+# a short configuration: one small U-Net, a few training steps, short enough for CI on 2 cores.
+TARGETS = ("results/summary/models.csv",)
+SHORT = {
+    "synth": {"shape": [24, 64, 64], "annotated_slices": 5},
+    "train": {"epochs": 2, "steps_per_epoch": 4, "batch_size": 2, "patch_size": [32, 32],
+              "workers": 0, "val_max_patches": 4},
+    "sweep": {"base_filters": [4], "depth": [2], "loss": ["ce"], "annotated_slices": [3]},
+    "predict": {"block": [8, 64, 64]},
+    "evaluation": {"overlays": 1},
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +80,16 @@ def test_demo_workflow_runs_under_slurm(
     slurm_cluster: None, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    cfg["synth"] |= {"shape": [24, 64, 64], "annotated_slices": 2}
+    for key, value in SHORT.items():
+        cfg[key] = cfg.get(key, {}) | value
     runs = {}
     for name, extra in (
         ("local", ("--cores", "2")),
-        ("slurm", ("--workflow-profile", str(ROOT / "workflow/profiles/slurm"))),
+        # The first status check after 2 s instead of the profile's 40 (short jobs).
+        # The test cluster has no GPU: train asks for none here.
+        ("slurm", ("--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
+                   "--slurm-init-seconds-before-status-checks", "2",
+                   "--set-resources", "train:gpu=0")),
     ):
         work = tmp_path / name
         work.mkdir()
@@ -83,7 +99,10 @@ def test_demo_workflow_runs_under_slurm(
         runs[name] = work
 
     logs = sorted((runs["slurm"] / "logs").glob("*.log"))
-    assert logs, "no rule logs"
+    assert {p.stem for p in logs} == {
+        "synth", "tile", "cvat", f"train_{MODEL}", f"predict_{MODEL}",
+        f"postprocess_unet_{MODEL}", f"evaluate_unet_{MODEL}", "summary",
+    }
     for log in logs:
         found = re.search(r"SLURM job (\d+)", log.read_text())
         assert found, f"{log.name} does not show a SLURM job id"
@@ -107,3 +126,34 @@ def test_demo_workflow_runs_under_slurm(
     ]
     for key in ("statistics", "split"):
         assert attrs[0]["dlpipe"][key] == attrs[1]["dlpipe"][key]
+
+    # Training on CPU with the same seed and thread count is deterministic
+    # (torch.use_deterministic_algorithms, seeded sampling): the weights are bit-identical,
+    # hence so are the predicted and cleaned labels and the scores.
+    import torch
+    import zarr
+
+    res = {n: runs[n] / "results" for n in runs}
+    weights = [torch.load(res[n] / "models" / MODEL / "weights.pt", weights_only=True)
+               for n in ("local", "slurm")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    for store in ("prediction.zarr", "clean.zarr"):
+        a, b = (zarr.open_group(res[n] / "unet" / MODEL / store, mode="r")["labels/phases/0"][:]
+                for n in ("local", "slurm"))
+        assert np.array_equal(a, b), store
+    for table in ("clean.blobs.csv", "clean_metrics.csv"):
+        assert (res["local"] / "unet" / MODEL / table).read_bytes() == (
+            res["slurm"] / "unet" / MODEL / table).read_bytes(), table
+    scores = [json.loads((res[n] / "unet" / MODEL / "clean_metrics.json").read_text())
+              for n in ("local", "slurm")]
+    assert scores[0]["per_class"] == scores[1]["per_class"]
+    # One MLflow parent per invocation: every SLURM job's run is a child of the same one.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{res['slurm'] / 'mlflow.db'}")
+    runs_ = client.search_runs([client.get_experiment_by_name("dlpipe-demo").experiment_id])
+    parents = {r.info.run_id for r in runs_ if r.data.tags.get("stage") == "workflow"}
+    children = [r for r in runs_ if r.data.tags.get("stage") != "workflow"]
+    assert len(parents) == 1 and len(children) == 8
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == parents

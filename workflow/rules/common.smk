@@ -1,9 +1,12 @@
 # Shared helpers and the MLflow parent run of each workflow invocation.
+import itertools
 import json
 import os
+import re
 import shlex
 
 from dlpipe.config import validate_config
+from dlpipe.summary import loss_name
 from dlpipe.tracking import PARENT_ENV, end_parent_run, init_store, start_parent_run
 
 # Snakemake's validate() fills top-level defaults only; complete nested ones too.
@@ -23,13 +26,68 @@ def cfg_arg(*sections):
     return f"--config-json {shlex.quote(payload)}"
 
 
+def sweep_models():
+    """{model name: train overrides (dotted key -> value)} for every model of the sweep.
+
+    With every sweep list empty: one model, train.name, with the train section as it is.
+    """
+    sweep, train = config["sweep"], config["train"]
+    if not any(sweep.values()):
+        return {train["name"]: {}}
+    arch = train["architecture"]
+    axes = itertools.product(
+        sweep["base_filters"] or [arch["base_filters"]],
+        sweep["depth"] or [arch["depth"]],
+        sweep["loss"] or [loss_name(train["loss"])],
+        sweep["input"] or [train["input"]],
+        sweep["annotated_slices"] or [train["max_images"]],
+    )
+    models = {}
+    for filters, depth, loss, mode, slices in axes:
+        name = f"f{filters}-d{depth}-{loss}-{mode}-s{slices or 'all'}"
+        over = {
+            "architecture.base_filters": filters,
+            "architecture.depth": depth,
+            "loss": train["loss"] if loss == loss_name(train["loss"]) else {
+                term: 1.0 for term in loss.split("+")
+            },
+            "input": mode,
+            "max_images": slices,
+        }
+        if mode == "3d" and len(train["patch_size"]) == 2:
+            over["patch_size"] = [2 ** (depth - 1), *train["patch_size"]]
+        models[name] = over
+    return models
+
+
+MODELS = sweep_models()
+
+
+# Predict, postprocess and evaluate serve any model folder (results/models/<model>/card.json);
+# train makes only the models of the sweep.
+MODEL_NAMES = "|".join(re.escape(m) for m in MODELS)
+
+
+wildcard_constraints:
+    model="[^/]+",
+
+
+def train_overrides(wildcards):
+    """`--set KEY=JSON ...` of one model of the sweep (in the train rule's params)."""
+    return " ".join(
+        f"--set {shlex.quote(f'{k}={json.dumps(v, sort_keys=True)}')}"
+        for k, v in MODELS[wildcards.model].items()
+    )
+
+
 def final_outputs():
-    """What `snakemake` builds by default: grows with each stage."""
-    segmentations = [f"unet/{config['predict']['model']}", "baselines/otsu", "baselines/rf"]
+    """What `snakemake` builds by default: every stage for every model, and the summary."""
+    segmentations = [*(f"unet/{m}" for m in MODELS), "baselines/otsu", "baselines/rf"]
     return [
         f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
         f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
         *(f"{RESULTS}/{s}/clean_metrics.json" for s in segmentations),
+        f"{RESULTS}/summary/models.csv",
     ]
 
 

@@ -69,7 +69,21 @@ rule evaluate:
         truth=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
     output:
         metrics=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.json",
-        csv=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.csv",
+        csv=report(
+            f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.csv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            subcategory="{kind}/{name}",
+            labels={"segmentation": "{kind}/{name}", "file": "per-class metrics"},
+        ),
+        plots=report(
+            directory(f"{RESULTS}/{{kind}}/{{name}}/clean_metrics_plots"),
+            patterns=["{figure}.png"],
+            caption="../report/evaluation_plots.rst",
+            category="Evaluation",
+            subcategory="{kind}/{name}",
+            labels={"segmentation": "{kind}/{name}", "figure": "{figure}"},
+        ),
     params:
         cfg=cfg_arg("evaluation"),
         pred=lambda wildcards, input: os.path.dirname(input.pred),

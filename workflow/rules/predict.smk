@@ -1,7 +1,8 @@
-# Chunked prediction of the demo volume with the trained U-Net.
+# Chunked prediction of the demo volume with each trained U-Net of the sweep ({model}).
 # predict.slabs > 1 splits the volume into z-slab jobs (one GPU each) and gathers them.
-PRED = f"{RESULTS}/unet/{config['predict']['model']}/prediction.zarr"
-PRED_MODEL = f"{RESULTS}/models/{config['predict']['model']}"
+# predict.scheduler "local-cluster:N" runs the blocks on a dask.distributed LocalCluster.
+PRED = f"{RESULTS}/unet/{{model}}/prediction.zarr"
+PRED_MODEL = f"{RESULTS}/models/{{model}}"
 PRED_SLABS = int(config["predict"]["slabs"])
 
 if PRED_SLABS == 1:
@@ -19,9 +20,9 @@ if PRED_SLABS == 1:
             volume=lambda wildcards, input: os.path.dirname(input.volume),
             out=lambda wildcards, output: os.path.dirname(output[0]),
         log:
-            f"{LOGS}/predict.log",
+            f"{LOGS}/predict_{{model}}.log",
         benchmark:
-            f"{BENCH}/predict.tsv"
+            f"{BENCH}/predict_{{model}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         threads: config["predict"]["threads"]
@@ -46,9 +47,9 @@ else:
             volume=lambda wildcards, input: os.path.dirname(input.volume),
             out=lambda wildcards, output: os.path.dirname(output[0]).removesuffix(".slabs"),
         log:
-            f"{LOGS}/predict_prepare.log",
+            f"{LOGS}/predict_prepare_{{model}}.log",
         benchmark:
-            f"{BENCH}/predict_prepare.tsv"
+            f"{BENCH}/predict_prepare_{{model}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         resources:
@@ -72,9 +73,9 @@ else:
             out=lambda wildcards, output: os.path.dirname(output[0]).removesuffix(".slabs"),
             n=PRED_SLABS,
         log:
-            f"{LOGS}/predict_slab_{{slab}}.log",
+            f"{LOGS}/predict_slab_{{model}}_{{slab}}.log",
         benchmark:
-            f"{BENCH}/predict_slab_{{slab}}.tsv"
+            f"{BENCH}/predict_slab_{{model}}_{{slab}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         threads: config["predict"]["threads"]
@@ -90,7 +91,7 @@ else:
         input:
             card=f"{PRED_MODEL}/card.json",
             volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
-            slabs=expand(f"{PRED}.slabs/{{slab}}.done", slab=range(PRED_SLABS)),
+            slabs=expand(f"{PRED}.slabs/{{slab}}.done", slab=range(PRED_SLABS), allow_missing=True),
         output:
             f"{PRED}/.dlpipe_complete",
         params:
@@ -99,9 +100,9 @@ else:
             volume=lambda wildcards, input: os.path.dirname(input.volume),
             out=lambda wildcards, output: os.path.dirname(output[0]),
         log:
-            f"{LOGS}/predict_gather.log",
+            f"{LOGS}/predict_gather_{{model}}.log",
         benchmark:
-            f"{BENCH}/predict_gather.tsv"
+            f"{BENCH}/predict_gather_{{model}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         resources:

@@ -20,7 +20,8 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="PRED.zarr to write.")],
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Address of a dask.distributed scheduler (default: local threads)."),
+        typer.Option(help="Address of a dask.distributed scheduler, or local-cluster:N "
+                     "[config: predict.scheduler; default: local threads]."),
     ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Blocks predicted at once [config: predict.threads].")
@@ -90,6 +91,7 @@ def predict(
     from dlpipe.config import validate_config
     from dlpipe.errors import UserError
     from dlpipe.prediction import gather, predict_volume
+    from dlpipe.prediction.cluster import dask_scheduler
     from dlpipe.tracking import stage_run
 
     if gather_only:
@@ -118,10 +120,12 @@ def predict(
     card = model_dir / "card.json"
     model_name = json.loads(card.read_text()).get("model", "") if card.is_file() else ""
     with stage_run(config, "predict", dataset=volume.name, model=model_name,
-                   params=params | {"model_dir": str(model_dir), "scheduler": scheduler}) as run:
-        summary = predict_volume(model_dir, volume, out, params, scheduler=scheduler,
-                                 overwrite=overwrite, resume=resume,
-                                 slab=tuple(slab) if slab else None, prepare_only=prepare)
+                   params=params | {"model_dir": str(model_dir),
+                                    "scheduler": scheduler or params["scheduler"]}) as run:
+        with dask_scheduler(scheduler or params["scheduler"]) as address:
+            summary = predict_volume(model_dir, volume, out, params, scheduler=address,
+                                     overwrite=overwrite, resume=resume,
+                                     slab=tuple(slab) if slab else None, prepare_only=prepare)
         run.log_metrics({k: float(summary[k]) for k in (
             "voxels_per_s", "seconds", "peak_rss_mb", "blocks", "blocks_predicted",
             "blocks_done_before", "voxels", "windows")})

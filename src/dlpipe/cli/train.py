@@ -39,6 +39,14 @@ def train(
         typer.Option("--set", help="KEY=JSON override of a train.* key, e.g. --set lr=1e-4."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoints/last.pt.")] = False,
+    resume_or_start: Annotated[
+        bool,
+        typer.Option(
+            "--resume-or-start",
+            help="Resume from OUT/checkpoints/last.pt when its settings match, else start "
+            "again (replacing OUT); what the workflow uses.",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
 ) -> None:
     """Train a U-Net (2D, 2.5D or 3D) or a Mask R-CNN (--model maskrcnn).
@@ -75,6 +83,11 @@ def train(
     config["train"] = section
     config = validate_config(config, source="command line")
     params = config["train"]
+    if resume_or_start:
+        from dlpipe.training.resume import resume_or_start as decide
+
+        resume = decide(out, params)
+        overwrite = overwrite or not resume
     with stage_run(config, "train", dataset=store.name, model=params["model"],
                    params=params) as run:
         card = train_model(store, out, params, run=run, resume=resume, overwrite=overwrite)

@@ -63,9 +63,90 @@ class TrainingSource:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def open(self) -> tuple[Any, Any]:
-        """The (image, labels) Zarr arrays, opened read-only."""
+        """The (image, labels) Zarr arrays, opened read-only.
+
+        With ``extra["keep"]`` (set by ``open_source(max_images=N)``) the labels of the
+        training slices not kept read as the ignore index.
+        """
         group = zarr.open_group(str(self.path), mode="r")
-        return group[self.image_key], group[self.label_key]
+        image, labels = group[self.image_key], group[self.label_key]
+        if "keep" in self.extra:
+            labels = KeptSlices(labels, self.train, self.extra["keep"], self.extra["ignore_index"])
+        return image, labels
+
+
+class KeptSlices:
+    """Read-only view of a (Z, Y, X) label array in which the slices of ``z_range`` that are
+    not in ``keep`` read as ``ignore_index`` (fewer annotated training slices).
+
+    Supports the indexing that training uses: ``labels[z]``, ``labels[z0:z1]`` and
+    ``labels[z0:z1, y0:y1, x0:x1]`` (integer or step-1 slice along z).
+    """
+
+    def __init__(
+        self, labels: Any, z_range: tuple[int, int], keep: Sequence[int], ignore_index: int
+    ) -> None:
+        self.labels = labels
+        self.shape, self.dtype, self.ndim = tuple(labels.shape), labels.dtype, labels.ndim
+        self.chunks = tuple(getattr(labels, "chunks", labels.shape))
+        kept = {int(z) for z in keep}
+        self.dropped = {z for z in range(z_range[0], z_range[1]) if z not in kept}
+        self.ignore_index = ignore_index
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        out = np.array(self.labels[key])
+        zkey = key[0] if isinstance(key, tuple) else key
+        if isinstance(zkey, (int, np.integer)):
+            z = int(zkey) % self.shape[0]
+            if z in self.dropped:
+                out[...] = self.ignore_index
+            return out
+        if not isinstance(zkey, slice):
+            raise TypeError(f"unsupported z index {zkey!r}")
+        zs = range(*zkey.indices(self.shape[0]))
+        for i, z in enumerate(zs):
+            if z in self.dropped:
+                out[i] = self.ignore_index
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+def evenly_spaced(candidates: Sequence[int], n: int) -> list[int]:
+    """``n`` of ``candidates`` (sorted), evenly spaced from the first to the last.
+
+    >>> evenly_spaced([0, 1, 2, 3, 4, 5, 6, 7], 3)
+    [0, 4, 7]
+    """
+    cand = sorted(int(c) for c in candidates)
+    if n >= len(cand):
+        return cand
+    if n == 1:
+        return [cand[len(cand) // 2]]
+    return [cand[int(i)] for i in np.floor(np.linspace(0, len(cand) - 1, n) + 0.5)]
+
+
+def _keep_images(
+    source: TrainingSource, max_images: int, ignore_index: int
+) -> TrainingSource:
+    """Keep ``max_images`` evenly spaced annotated slices (images) of the training range."""
+    _, labels = source.open()
+    t0, t1 = source.train
+    annotated = [
+        z for z in range(t0, t1) if bool((np.asarray(labels[z]) != ignore_index).any())
+    ]
+    if max_images > len(annotated):
+        raise UserError(
+            f"train.max_images is {max_images} but the training range z {[t0, t1]} has only "
+            f"{len(annotated)} annotated images",
+            path=source.path,
+        )
+    keep = evenly_spaced(annotated, max_images)
+    log.info("train: %d of %d annotated training images kept: %s", len(keep), len(annotated), keep)
+    source.extra.update(keep=keep, ignore_index=ignore_index, annotated=len(annotated))
+    return source
 
 
 def open_source(
@@ -74,8 +155,13 @@ def open_source(
     labels: str = "phases",
     classes: Sequence[str] | None = None,
     val_fraction: float = 0.2,
+    max_images: int | None = None,
+    ignore_index: int = IGNORE_INDEX,
 ) -> TrainingSource:
     """Inspect a training store (volume or CVAT dataset) and check it is complete.
+
+    ``max_images`` keeps that many evenly spaced annotated images (z-slices with a labelled
+    voxel) of the training range; the labels of the others read as ``ignore_index``.
 
     Raises
     ------
@@ -93,7 +179,17 @@ def open_source(
         warnings.filterwarnings("ignore", message=".*not recognized as a component")
         keys = set(group.array_keys())
     if "images" in keys and "semantic" in keys:
-        return _cvat_source(path, group, classes, val_fraction)
+        source = _cvat_source(path, group, classes, val_fraction)
+    else:
+        source = _volume_source(path, group, keys, labels, classes)
+    if max_images is not None:
+        source = _keep_images(source, int(max_images), ignore_index)
+    return source
+
+
+def _volume_source(
+    path: Path, group: Any, keys: set[str], labels: str, classes: Sequence[str] | None
+) -> TrainingSource:
     if not (path / MARKER).exists():
         raise UserError(f"incomplete volume store (no {MARKER} marker)", path=path)
     if "0" not in keys:

@@ -72,7 +72,8 @@ class UNetTask:
         self.params = dict(params)
         p = self.params
         self.source: TrainingSource = open_source(
-            store, labels=p["labels"], classes=p["classes"], val_fraction=p["val_fraction"]
+            store, labels=p["labels"], classes=p["classes"], val_fraction=p["val_fraction"],
+            max_images=p.get("max_images"), ignore_index=p["ignore_index"],
         )
         src = self.source
         _, labels = src.open()
