@@ -174,3 +174,6 @@ def test_instance_folders_overlap_and_single_sample(tmp_path):
     assert summary["overlap_pixels"] == 1 and summary["empty_masks"] == 1
     inst = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")["instances"][0]
     assert int((inst == 1).sum()) == 8 and int((inst == 2).sum()) == 9  # b wins at (2, 2)
+    rgb = read_instance_folders(s, tmp_path / "rgb.zarr", rgb=True)
+    images = zarr.open_group(str(tmp_path / "rgb.zarr"), mode="r")["images"]
+    assert rgb["images"] == 1 and images.shape == (1, 6, 6, 3) and (images[0] == 9).all()

@@ -101,6 +101,8 @@ def test_short_run_loss_decreases_and_writes_the_card(instance_store, tmp_path, 
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     for term in TERMS:
         assert f"train_{term}" in rows[0] and f"val_{term}" in rows[0]
+    for row in rows:  # mask AP50 / F1@0.5 of the validation tile (instance metrics)
+        assert 0 <= float(row["val_ap50"]) <= 1 and 0 <= float(row["val_f1"]) <= 1
     total = [float(r["train_loss"]) for r in rows]
     print("train_loss per epoch", total)
     assert total[-1] < 0.7 * total[0], total
@@ -112,7 +114,7 @@ def test_short_run_loss_decreases_and_writes_the_card(instance_store, tmp_path, 
     assert card["architecture"]["num_classes"] == 3 and card["architecture"]["tile_size"] == 64
     assert card["split"] == {"train": ["img0.png", "img1.png", "img2.png", "img3.png"],
                              "val": ["img4.png", "img5.png"]}
-    assert card["monitor"] == "val_loss"
+    assert card["monitor"] == "val_loss" and card["val_f1"] is not None
     assert card["val_loss"] == pytest.approx(float(rows[card["best_epoch"] - 1]["val_loss"]))
     for name in ("plots/loss_terms.png", "plots/val_overlay.png", "checkpoints/best.pt"):
         assert (out / name).is_file(), name

@@ -28,6 +28,7 @@ def read_instance_folders(
     *,
     ids: Sequence[str] | None = None,
     class_name: str = "object",
+    rgb: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Convert the DSB2018 layout to an instance dataset Zarr (``dlpipe cvat`` layout).
@@ -39,6 +40,7 @@ def read_instance_folders(
     out : the Zarr group to write (atomically; see :func:`write_instance_dataset`)
     ids : sample folders to take, in this order (default: all, sorted)
     class_name : the one object class (``classes == ["background", class_name]``)
+    rgb : store RGB even when every image is grey (to predict with a model trained on RGB)
 
     Objects are numbered 1..K in the sorted order of their mask files; where masks overlap
     the later one wins (the overlap is counted). Images of different sizes are padded.
@@ -79,7 +81,7 @@ def read_instance_folders(
                             path=s / "images")
         image_paths.append(files[0])
     heads = [read_image(p) for p in image_paths]  # small datasets: read once, keep
-    colour = any(a.ndim == 3 for a in heads)
+    colour = rgb or any(a.ndim == 3 for a in heads)
     dtype = heads[0].dtype
     stats = {"overlap_pixels": 0, "empty_masks": 0}
 

@@ -53,6 +53,9 @@ def dsb2018(
         str | None, typer.Option(help="Comma-separated sample ids to take, in order (all).")
     ] = None,
     class_name: Annotated[str, typer.Option(help="Name of the object class.")] = "nucleus",
+    rgb: Annotated[
+        bool, typer.Option("--rgb", help="Store RGB even if every image is grey.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """One mask PNG per object (the DSB2018 layout) to images, semantic and instances in OUT.
@@ -66,6 +69,6 @@ def dsb2018(
     chosen = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
     with stage_run(config, "import", dataset=root.name, params={"format": "dsb2018"}) as run:
         summary = read_instance_folders(root, out, ids=chosen, class_name=class_name,
-                                        overwrite=overwrite)
+                                        rgb=rgb, overwrite=overwrite)
         _log(run, summary)
     typer.echo(f"imported {summary['images']} images, {summary['objects']} objects: {out}")

@@ -321,9 +321,12 @@ def _fit(
         row.update(val_row)
         row["seconds"] = time.perf_counter() - t_epoch
         history.append(row)
-        improved = score > best_score + p["min_delta"]
+        # the first epoch is always a best (a NaN score, e.g. AP without true objects,
+        # still leaves a best checkpoint); NaN never improves afterwards
+        improved = best_epoch < 0 or score > best_score + p["min_delta"]
         if improved:
-            best_score, best_epoch, bad_epochs = score, epoch + 1, 0
+            best_score = score if math.isfinite(score) else -math.inf
+            best_epoch, bad_epochs = epoch + 1, 0
         else:
             bad_epochs += 1
         state = {

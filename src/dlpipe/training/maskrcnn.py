@@ -172,7 +172,7 @@ class MaskRCNNTask:
         if p["val_max_patches"] and len(self.val_specs) > p["val_max_patches"]:
             pick = np.linspace(0, len(self.val_specs) - 1, p["val_max_patches"]).round()
             self.val_specs = [self.val_specs[int(i)] for i in pick]
-        self.monitor = "val_loss" if self.val_specs else "train_loss"
+        self.monitor = m["monitor"] if self.val_specs else "train_loss"
         if not self.val_specs:
             log.warning("train: no validation image (val_fraction %s); the best checkpoint "
                         "and early stopping follow the training loss", p["val_fraction"])
@@ -259,19 +259,61 @@ class MaskRCNNTask:
         model.train()
         return {k: v / max(n, 1) for k, v in sums.items()}
 
+    def val_detections(self, model: nn.Module) -> dict[str, float]:
+        """Mask AP50, AP@[.5:.95] and F1@0.5 of the validation tiles.
+
+        Each tile is predicted in eval mode (detections scoring >= 0.5, mask probability
+        > 0.5, painted highest score on top) and scored against the tile's true instances
+        with the instance metrics of ``dlpipe evaluate --instances``.
+        """
+        from dlpipe.evaluation.instances import evaluate_instance_images
+        from dlpipe.prediction.instances import Detection, paint_instances
+
+        t = self.tile
+        ds = CropDataset(self.source, self.val_specs, t, None,
+                         self.params["maskrcnn"]["min_object_area"])
+        bs = max(1, int(self.params["batch_size"]))
+        items = []
+        model.eval()
+        with torch.no_grad():
+            for b in range(0, len(ds.specs), bs):
+                samples = [ds.sample(spec) for spec in ds.specs[b : b + bs]]
+                images = [torch.from_numpy(np.repeat(img, 3, 0) if img.shape[0] == 1 else img)
+                          .to(self.device) for img, _, _ in samples]
+                with autocast(self.device, self.amp):
+                    outs = model(images)
+                for (_, sem, inst), out in zip(samples, outs, strict=True):
+                    keep = out["scores"] >= 0.5
+                    masks = (out["masks"][keep, 0] > 0.5).cpu().numpy()
+                    dets = [Detection(int(lab), float(sc), 0, 0, mk, (0, 0, t, t))
+                            for lab, sc, mk in zip(out["labels"][keep].tolist(),
+                                                   out["scores"][keep].tolist(), masks,
+                                                   strict=True) if mk.any()]
+                    p_inst, p_sem, rows = paint_instances(dets, (t, t))
+                    items.append((p_inst, p_sem, inst, sem,
+                                  {r["instance_id"]: r["score"] for r in rows}))
+        model.train()
+        overall = evaluate_instance_images(items, self.classes)["overall"]
+        return {"val_ap50": float(overall["ap50"]), "val_ap": float(overall["ap"]),
+                "val_f1": float(overall["f1"])}
+
     def validate(self, model: nn.Module) -> tuple[float | None, dict[str, float]]:
         if not self.val_specs:
             return None, {"val_loss": float("nan")} | {f"val_{k}": float("nan")
-                                                       for k in LOSS_TERMS}
+                                                       for k in LOSS_TERMS} | {
+                "val_ap50": float("nan"), "val_ap": float("nan"), "val_f1": float("nan")}
         means = self.val_losses(model)
         row = {"val_loss": means.pop("loss")}
         row.update({f"val_{k}": v for k, v in means.items()})
-        return -row["val_loss"], row
+        row.update(self.val_detections(model))
+        score = -row["val_loss"] if self.monitor == "val_loss" else row[self.monitor]
+        return score, row
 
     def summary(self, row: Mapping[str, Any]) -> str:
         terms = ", ".join(f"{k[5:]} {row[f'train_{k}']:.3f}" for k in LOSS_TERMS
                           if f"train_{k}" in row)
-        return f"{terms}; val loss {row['val_loss']:.4f}"
+        return (f"{terms}; val loss {row['val_loss']:.4f}, AP50 {row['val_ap50']:.3f}, "
+                f"F1 {row['val_f1']:.3f}")
 
     def plots(
         self, folder: Path, history: list[dict[str, Any]], model: nn.Module
@@ -295,6 +337,8 @@ class MaskRCNNTask:
             "min_object_area": p["maskrcnn"]["min_object_area"],
             "pretrained": p["maskrcnn"]["pretrained"],
             "val_loss": best_row.get("val_loss"),
+            "val_ap50": best_row.get("val_ap50"),
+            "val_f1": best_row.get("val_f1"),
             "val_losses": {k: best_row.get(f"val_{k}") for k in LOSS_TERMS},
             "split": {"train": [names[i] for i in src.train],
                       "val": [names[i] for i in src.val]},
