@@ -326,3 +326,34 @@ def test_oracle_tiles_on_real_nuclei_give_back_every_object(shared_data: Path, r
                                  ["background", "nucleus"])
     assert r["overall"]["f1"] == 1 and r["overall"]["ap"] == 1
     assert np.array_equal(inst > 0, truth > 0)
+
+
+def test_padded_dataset_images_are_predicted_at_their_real_size(
+    model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """``image_sizes`` (datasets of mixed sizes, zero-padded): nothing is detected in the
+    padding, and a padded image gives exactly what the unpadded image alone gives."""
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 60, (70, 50), dtype=np.uint8)
+    small[_disc((70, 50), 35, 25, 12)] = 220
+    padded = np.zeros((2, 128, 90), dtype=np.uint8)
+    padded[0] = rng.integers(0, 60, (128, 90), dtype=np.uint8)
+    padded[1, :70, :50] = small
+    ds = _dataset(tmp_path / "ds.zarr", padded)
+    zarr.open_group(str(ds), mode="r+").attrs["image_sizes"] = [[128, 90], [70, 50]]
+    alone = _dataset(tmp_path / "alone.zarr", small[None])
+    args = ["--score-threshold", "0", "--device", "cpu"]
+    for src, out in ((ds, "p.zarr"), (alone, "a.zarr")):
+        code = _run(["predict", str(model_dir), str(src), "--out", str(tmp_path / out), *args],
+                    tmp_path)
+        assert code == 0, capsys.readouterr().err
+    inst = np.asarray(zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["instances"])
+    ref = np.asarray(zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["instances"])[0]
+    assert ref.any(), "the random model detected nothing: the test would prove nothing"
+    assert not inst[1, 70:].any() and not inst[1, :, 50:].any()
+    np.testing.assert_array_equal(inst[1, :70, :50], ref)
+    # a size that does not fit the array is refused
+    zarr.open_group(str(ds), mode="r+").attrs["image_sizes"] = [[128, 90], [70, 91]]
+    code = _run(["predict", str(model_dir), str(ds), "--out", str(tmp_path / "x.zarr"), *args],
+                tmp_path)
+    assert code == 2 and "image_sizes" in capsys.readouterr().err

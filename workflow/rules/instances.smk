@@ -20,6 +20,7 @@ rule train_maskrcnn:
             f"--set {k}={v}"
             for k, v in (
                 ("steps_per_epoch", INST["steps_per_epoch"]),
+                ("lr", INST["lr"]),
                 ("maskrcnn.tile_size", INST["tile_size"]),
             )
         ),
@@ -36,7 +37,7 @@ rule train_maskrcnn:
         runtime=120,
     shell:
         "dlpipe {params.cfg} train --model maskrcnn {params.store} --out {params.out}"
-        " --epochs {params.epochs} {params.sets} --overwrite > {log} 2>&1"
+        " --epochs {params.epochs} {params.sets} --resume-or-start > {log} 2>&1"
 
 
 rule predict_instances:

@@ -350,10 +350,15 @@ class _Input:
     p99_9: float
     shape: tuple[int, int]  # (H, W)
     squeeze: bool = False
+    sizes: list[tuple[int, int]] | None = None  # real (h, w) of zero-padded dataset images
 
     def image(self, i: int) -> np.ndarray:
+        """Image ``i`` without the zero padding of a dataset of mixed sizes."""
         if self.squeeze:
             return np.asarray(self.array[...])
+        if self.sizes is not None:
+            h, w = self.sizes[self.indices[i]]
+            return np.asarray(self.array[self.indices[i], :h, :w])
         return np.asarray(self.array[self.indices[i]])
 
 
@@ -393,8 +398,16 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
             norm = (0.0, float(info.max))
         n = int(arr.shape[0])
         names = list(root.attrs.get("image_names") or [f"image_{i:04d}" for i in range(n)])
+        sizes = root.attrs.get("image_sizes")
+        if sizes is not None:
+            sizes = [(int(a), int(b)) for a, b in sizes]
+            bad = [i for i, (a, b) in enumerate(sizes)
+                   if not (0 < a <= arr.shape[1] and 0 < b <= arr.shape[2])]
+            if len(sizes) != n or bad:
+                raise UserError(f"attribute image_sizes does not fit images {tuple(arr.shape)}"
+                                f" (image {bad[0] if bad else len(sizes)})", path=path)
         return _Input("dataset", arr, list(range(n)), names, None, *norm,
-                      (int(arr.shape[1]), int(arr.shape[2])))
+                      (int(arr.shape[1]), int(arr.shape[2])), sizes=sizes)
     if "0" in root:
         from dlpipe.prediction.volume import open_volume
 
@@ -618,6 +631,9 @@ def predict_instances(
             inst, sem, table, nt = predict_image(model, inp.image(i), inp.p0_1, inp.p99_9, p,
                                                  dev)
             n_tiles += nt
+            if inst.shape != (h, w):  # a padded image: predicted at its real size
+                inst = np.pad(inst, [(0, h - inst.shape[0]), (0, w - inst.shape[1])])
+                sem = np.pad(sem, [(0, h - sem.shape[0]), (0, w - sem.shape[1])])
             inst_arr[i] = inst
             sem_arr[i] = sem
             for r in table:
@@ -628,6 +644,7 @@ def predict_instances(
         root.attrs.update({"dlpipe": {
             "kind": "instances", "classes": model.classes, "image_names": inp.names,
             "z": inp.z, "source": str(source.resolve()), "source_kind": inp.kind,
+            "image_sizes": inp.sizes,
             "ids": "unique within each image (1 = highest score)",
             "model": {"dir": str(Path(model_dir).resolve()), "hash": model.digest},
             "params": {k: p[k] for k in DEFAULTS}, "complete": True,

@@ -21,7 +21,7 @@ def can_resume(out_dir: str | Path, params: Mapping[str, Any]) -> bool:
     """
     import torch
 
-    from dlpipe.training.unet import RESUMABLE_CHANGES
+    from dlpipe.training.loop import RESUMABLE_CHANGES
 
     last = Path(out_dir) / "checkpoints" / "last.pt"
     if not last.is_file():
