@@ -46,3 +46,28 @@ def test_dihedral_counts_and_tta_equivariant_identity() -> None:
     plain = _forward(net, x, dihedral_ops(2, 1), amp=False)
     tta = _forward(net, x, dihedral_ops(2, 8), amp=False)
     assert torch.allclose(plain, tta, atol=1e-6)
+
+
+def test_read_region_mirrors_like_numpy_reflect(tmp_path) -> None:
+    import zarr
+
+    from dlpipe.prediction.run import region_bounds
+    from dlpipe.prediction.volume import read_region, reflect_index
+
+    assert reflect_index(-3, 7, 5).tolist() == [3, 2, 1, 0, 1, 2, 3, 4, 3, 2]
+    assert reflect_index(-2, 2, 1).tolist() == [0, 0, 0, 0]
+    vol = np.arange(5 * 6 * 7, dtype=np.uint16).reshape(5, 6, 7)
+    root = zarr.open_group(tmp_path / "v.zarr", mode="w")
+    arr = root.create_array("0", data=vol, chunks=(2, 4, 4))
+    pad = 9  # wider than the volume: the mirror repeats, as numpy's does
+    ref = np.pad(vol, pad, mode="reflect")
+    for lo, hi in [((-2, -3, -4), (3, 4, 5)), ((2, 3, 4), (8, 9, 10)), ((-9, -1, 0), (9, 7, 16)),
+                   ((1, 1, 1), (4, 5, 6))]:
+        got = read_region(arr, lo, hi, where=tmp_path, squeeze=False)
+        want = ref[tuple(slice(a + pad, b + pad) for a, b in zip(lo, hi, strict=True))]
+        assert np.array_equal(got, want), (lo, hi)
+    # a border block gets its halo on every side (mirrored there), along z of 2D only k//2
+    assert region_bounds(((0, 4), (4, 6), (0, 7)), (5, 6, 7), (2, 3, 3), "3d", (4, 4, 4), 1) == (
+        [-2, 1, -3], [6, 9, 10])
+    assert region_bounds(((0, 2), (0, 6), (0, 7)), (5, 6, 7), (1, 3, 3), "2.5d", (8, 16), 3) == (
+        [-1, -3, -4], [3, 9, 12])  # x: 13 voxels widened to the 16-wide window

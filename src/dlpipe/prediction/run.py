@@ -94,40 +94,60 @@ def block_name(index: tuple[int, ...]) -> str:
     return "_".join(str(i) for i in index)
 
 
+def region_bounds(
+    bounds: tuple[tuple[int, int], ...],
+    shape: tuple[int, ...],
+    halo: tuple[int, ...],
+    mode: str,
+    window: tuple[int, ...],
+    context: int,
+) -> tuple[list[int], list[int]]:
+    """Start and stop (z, y, x) of the region read for an output block (may pass the border).
+
+    The block ``bounds`` widened by ``halo`` on every side, also at the volume border
+    (where :func:`read_region` mirrors); along z of a 2D/2.5D model by ``context // 2``.
+    A region narrower than the window is widened to the window, shifted to keep within
+    the volume padded by the halo where it can.
+    """
+    lo, hi = [], []
+    for ax, ((b0, b1), h, size) in enumerate(zip(bounds, halo, shape, strict=True)):
+        if ax == 0 and mode != "3d":
+            h, need = context // 2, 0
+        else:
+            need = window[ax if mode == "3d" else ax - 1]
+        a, b = b0 - h, b1 + h
+        if b - a < need:
+            extra = need - (b - a)
+            a, b = a - extra // 2, b + extra - extra // 2
+            if a < -h and b < size + h:
+                d = min(-h - a, size + h - b)
+                a, b = a + d, b + d
+            elif b > size + h and a > -h:
+                d = min(b - size - h, a + h)
+                a, b = a - d, b - d
+        lo.append(a)
+        hi.append(b)
+    return lo, hi
+
+
 def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     """Predict output block ``index`` from the block plus its halo, write it, mark it done.
 
-    Reads the block plus ``halo`` voxels of its real neighbours on each side (none past the
-    volume border, where the windows start at the border as in a one-pass prediction;
-    mirror padding only where a region is smaller than a window, and for the k slices of
-    a 2.5D input at the first and last slices), normalises with the card's statistics,
-    runs Gaussian-blended sliding windows, crops the halo and writes the argmax (and
-    probabilities) into the block's own chunks. The marker ``OUT/.dlpipe_blocks/<z_y_x>``
-    is written last.
+    Reads the block plus ``halo`` voxels on each side: real voxels of its neighbours inside
+    the volume, mirrored (reflect, edge voxel not repeated) past the volume border, so that
+    a border block sees the same kind of context as an inner one and its result is that of
+    a prediction of the reflect-padded volume. For a 2.5D input the k slices are mirrored
+    the same way at the first and last slice. A region smaller than one window is widened
+    (real voxels first). It is normalised with the card's statistics, covered by
+    Gaussian-blended sliding windows, the halo is cropped and the argmax (and
+    probabilities) written into the block's own chunks. The marker
+    ``OUT/.dlpipe_blocks/<z_y_x>`` is written last.
     """
     t0 = time.perf_counter()
     model, arr, info, out, device = _resources(job)
     bounds = block_bounds(index, info.shape, job.block)
-    half = model.context // 2
-    lo, hi = [], []
-    for ax, ((b0, b1), h) in enumerate(zip(bounds, job.halo, strict=True)):
-        need = 0
-        if model.mode == "3d":
-            need = model.window[ax]
-        elif ax > 0:
-            need = model.window[ax - 1]
-        size = info.shape[ax]
-        if ax == 0 and model.mode != "3d":
-            a, b = b0 - half, b1 + half  # the k slices of a 2.5D input, mirrored at the border
-        else:
-            a, b = max(b0 - h, 0), min(b1 + h, size)  # real context only; no halo past the border
-        if b - a < need:  # too small for one window: widen inside the volume, then mirror
-            extra = need - (b - a)
-            a, b = a - extra // 2, b + extra - extra // 2
-            shift = min(max(-a, 0), max(size - b, 0)) - min(max(b - size, 0), max(a, 0))
-            a, b = a + shift, b + shift
-        lo.append(a)
-        hi.append(b)
+    lo, hi = region_bounds(bounds, info.shape, job.halo, model.mode, model.window,
+                           model.context)
     raw = read_region(arr, tuple(lo), tuple(hi), where=info.path, squeeze=info.squeeze_z)
     x = (raw.astype(np.float32) - np.float32(info.p0_1)) / np.float32(info.p99_9 - info.p0_1)
     probs, windows = predict_region(
@@ -135,7 +155,7 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
         batch_size=job.batch_size, tta=job.tta, device=device,
         amp=job.amp and device.type == "cuda",
     )
-    zoff = 0 if model.mode == "3d" else half
+    zoff = 0 if model.mode == "3d" else model.context // 2
     crop = tuple(slice(b0 - a - (zoff if ax == 0 else 0), b1 - a - (zoff if ax == 0 else 0))
                  for ax, ((b0, b1), a) in enumerate(zip(bounds, lo, strict=True)))
     p = probs[(slice(None), *crop)]
