@@ -6,10 +6,11 @@ import json
 import logging
 import resource
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class Job:
     amp: bool
     torch_threads: int | None
     digest: str = ""
+    trim_memory: bool = False
 
 
 _CACHE: dict[tuple, Any] = {}
@@ -70,14 +72,20 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _resources(job: Job) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Group, torch.device]:
-    """Model and arrays of a job, loaded once per process (each Dask worker)."""
+def _resources(
+    job: Job, loaded: LoadedModel | None = None
+) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Group, torch.device]:
+    """Model and arrays of a job, loaded once per process (each Dask worker).
+
+    ``loaded``: the model the caller already holds (local runs), so that the process does
+    not keep two copies of the weights.
+    """
     key = (job.model_dir, job.digest, job.volume, job.out, job.window, job.device)
     with _LOCK:
         if key not in _CACHE:
             if job.torch_threads:
                 torch.set_num_threads(job.torch_threads)
-            model = load_model(job.model_dir, list(job.window) if job.window else None)
+            model = loaded or load_model(job.model_dir, list(job.window) if job.window else None)
             if job.digest and model.digest != job.digest:
                 raise UserError("the model changed while predicting", path=job.model_dir)
             device = _device(job.device)
@@ -85,6 +93,7 @@ def _resources(job: Job) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Grou
             info = open_volume(job.volume, model.mode, model.card, job.level)
             arr = zarr.open_group(job.volume, mode="r")[job.level]
             out = zarr.open_group(job.out, mode="r+")
+            _CACHE.clear()  # one job at a time per process: drop the previous run's model
             _CACHE[key] = (model, arr, info, out, device)
         return _CACHE[key]
 
@@ -149,7 +158,10 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     lo, hi = region_bounds(bounds, info.shape, job.halo, model.mode, model.window,
                            model.context)
     raw = read_region(arr, tuple(lo), tuple(hi), where=info.path, squeeze=info.squeeze_z)
-    x = (raw.astype(np.float32) - np.float32(info.p0_1)) / np.float32(info.p99_9 - info.p0_1)
+    x = raw.astype(np.float32)  # normalised in place: one float32 copy of the region
+    del raw
+    x -= np.float32(info.p0_1)
+    x /= np.float32(info.p99_9 - info.p0_1)
     probs, windows = predict_region(
         model.net, x, model.mode, model.window, context=model.context, overlap=job.overlap,
         batch_size=job.batch_size, tta=job.tta, device=device,
@@ -158,8 +170,9 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     zoff = 0 if model.mode == "3d" else model.context // 2
     crop = tuple(slice(b0 - a - (zoff if ax == 0 else 0), b1 - a - (zoff if ax == 0 else 0))
                  for ax, ((b0, b1), a) in enumerate(zip(bounds, lo, strict=True)))
+    del x
     p = probs[(slice(None), *crop)]
-    labels = np.argmax(p, axis=0).astype(np.uint8)
+    labels = _argmax_uint8(p)
     sel = tuple(slice(b0, b1) for b0, b1 in bounds)
     lab_arr = out[f"labels/{job.labels}/0"]
     if info.squeeze_z:
@@ -172,6 +185,9 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
             prob_arr[(slice(None), *sel[1:])] = p[:, 0].astype(np.float16)
         else:
             prob_arr[(slice(None), *sel)] = p.astype(np.float16)
+    del probs, p
+    if job.trim_memory:
+        _malloc_trim()
     (Path(job.out) / MARKERS / block_name(index)).write_text("")
     return {"voxels": float(labels.size), "windows": float(windows),
             "seconds": time.perf_counter() - t0}
@@ -183,12 +199,87 @@ def _auto_halo(model: LoadedModel) -> tuple[int, int, int]:
     return (model.context // 2, model.window[0] // 4, model.window[1] // 4)
 
 
-def _estimate_bytes(model: LoadedModel, block, halo, batch: int, n_classes: int) -> int:
-    """Rough working set of one block task: region buffers plus network activations."""
-    region = int(np.prod([b + 2 * h for b, h in zip(block, halo, strict=True)]))
-    win = int(np.prod(model.window))
+def _argmax_uint8(p: np.ndarray) -> np.ndarray:
+    """Argmax over axis 0 of (C, ...) probabilities as uint8, without an int64 array."""
+    labels = np.zeros(p.shape[1:], dtype=np.uint8)
+    best = p[0].copy()
+    for c in range(1, p.shape[0]):
+        better = p[c] > best  # ties keep the first class, as np.argmax
+        labels[better] = c
+        np.maximum(best, p[c], out=best)
+    return labels
+
+
+RUN_OVERHEAD_MB = 64.0
+"""Resident memory a run adds once, before its blocks' working sets (measured on CPU:
+Dask's scheduler threads, zarr's I/O loop and codec buffers, torch's kernels and thread
+pool warmed up by the first forward pass)."""
+
+
+def _estimate_bytes(
+    model: LoadedModel, block, halo, batch: int, n_classes: int, *, itemsize: int = 4,
+    chunks=None, probabilities: bool = False,
+) -> int:
+    """Working set of one block task in bytes (what each extra block running at once adds).
+
+    Region (block + halo, at least one window per axis): the raw read and its decoded
+    input chunks, the float32 normalised copy, the (C, region) float32 probability sum
+    and the weight sum; per block voxel the uint8 labels, the argmax's running maximum
+    and the float16 probabilities; the network's activations of one batch (about 12
+    float32 maps of ``base_filters`` channels per window voxel for a U-Net, plus the
+    softmax outputs). Calibrated against measured peak RSS (benchmarks/predict.py).
+    """
+    win = [1, *model.window] if model.mode != "3d" else list(model.window)
+    side = [max(b + 2 * h, w) for b, h, w in zip(block, halo, win, strict=True)]
+    region = int(np.prod(side))
+    chunk = list(chunks) if chunks is not None else [1, 1, 1]
+    read = int(np.prod([s + c - 1 for s, c in zip(side, chunk[-3:], strict=False)]))
+    nblock = int(np.prod(block))
+    nwin = int(np.prod(model.window))
     filters = int(model.card["architecture"].get("base_filters", 32))
-    return region * (4 * (n_classes + 3) + 1) + batch * win * filters * 4 * 12
+    act = batch * nwin * model.context * 4 + batch * nwin * (filters * 12 + n_classes * 3) * 4
+    per_block = nblock * (1 + 4 + (2 * n_classes if probabilities else 0))
+    return region * (itemsize + 4 * (n_classes + 2)) + 2 * read * itemsize + per_block + act
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:  # pragma: no cover - not glibc
+        return None
+
+
+def _limit_malloc() -> None:
+    """Stop glibc's malloc from keeping freed block buffers (a memory budget is set).
+
+    At most 2 arenas (threads otherwise get their own, each keeping its freed memory),
+    and allocations of 4 MiB or more mapped on their own, so that they go back to the
+    system when freed (glibc otherwise raises that threshold as large buffers are freed).
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
+
+
+def _malloc_trim() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process now, in MiB (VmRSS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return _peak_rss_mb()
 
 
 def _ngff_label_attrs(name: str, classes: list[str], scale: list[float], ndim: int) -> dict:
@@ -324,6 +415,33 @@ def _run_distributed(job: Job, todo: list, address: str, progress: bool) -> list
         client.close()
 
 
+def _workers_in_budget(budget_mb: float, est: int, workers: int) -> int:
+    """Blocks that may run at once so that the process's total RSS stays under the budget.
+
+    Raises
+    ------
+    UserError
+        The budget is below what the process already holds plus the run's overhead plus
+        one block.
+    """
+    in_use = _rss_mb()
+    block_mb = est / 2**20
+    need = in_use + RUN_OVERHEAD_MB + block_mb
+    if budget_mb < need:
+        extra = ", MLflow" if "mlflow" in sys.modules else ""
+        raise UserError(
+            f"predict.memory_budget_mb {budget_mb:.0f} MiB is below the ~{need:.0f} MiB the "
+            f"process needs ({in_use:.0f} MiB in use by Python, torch{extra} and the model, "
+            f"~{RUN_OVERHEAD_MB:.0f} MiB to start the run, ~{block_mb:.0f} MiB per block); the "
+            "budget is the total peak RSS: raise it, or use a smaller predict.block or batch_size"
+        )
+    fit = int((budget_mb - in_use - RUN_OVERHEAD_MB) // block_mb)
+    if fit < workers:
+        log.warning("predict: %d threads would exceed the memory budget; using %d",
+                    workers, fit)
+    return max(1, min(workers, fit))
+
+
 def predict_volume(
     model_dir: str | Path,
     volume: str | Path,
@@ -396,18 +514,18 @@ def predict_volume(
         grid = []
     todo = [i for i in grid if block_name(i) not in done]
     workers = max(1, int(p["threads"]))
-    est = _estimate_bytes(model, block, halo, job.batch_size, len(model.classes))
-    if p["memory_budget_mb"]:
-        budget = float(p["memory_budget_mb"]) * 2**20
-        fit = int(budget // est)
-        if fit < 1:
-            raise UserError(
-                f"one block needs about {est / 2**20:.0f} MiB, over predict.memory_budget_mb "
-                f"({p['memory_budget_mb']}); use a smaller predict.block or batch_size")
-        if fit < workers:
-            log.warning("predict: %d threads would exceed the memory budget; using %d",
-                        workers, fit)
-            workers = fit
+    arr0 = zarr.open_group(info.path, mode="r")[info.level]
+    chunks = (1, *arr0.chunks) if info.squeeze_z else tuple(arr0.chunks)
+    est = _estimate_bytes(model, block, halo, job.batch_size, len(model.classes),
+                          itemsize=np.dtype(info.dtype).itemsize, chunks=chunks,
+                          probabilities=job.probabilities)
+    budget = float(p["memory_budget_mb"]) if p["memory_budget_mb"] else None
+    if budget is not None and not scheduler:
+        workers = _workers_in_budget(budget, est, workers)
+        _limit_malloc()
+        job = replace(job, trim_memory=True)
+    if not scheduler:
+        _resources(job, model)  # the workers use this model: one copy of the weights
     log.info("predict: %d of %d blocks to do (%d done before), block %s, halo %s, window %s",
              len(todo), len(grid), len(grid) - len(todo), list(block), list(halo),
              list(model.window))
@@ -426,6 +544,9 @@ def predict_volume(
         "windows": sum(r["windows"] for r in results), "peak_rss_mb": _peak_rss_mb(),
         "estimated_block_mb": est / 2**20, "workers": workers, "complete": all_done,
     }
+    if budget is not None and summary["peak_rss_mb"] > budget:
+        log.warning("predict: peak RSS %.0f MiB passed predict.memory_budget_mb %.0f MiB",
+                    summary["peak_rss_mb"], budget)
     return summary
 
 
