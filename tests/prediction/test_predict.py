@@ -348,7 +348,24 @@ def test_tta_runs_all_eight_dihedral_elements(models, volume, tmp_path) -> None:
         progress=False,
     )
     assert tta["windows"] == plain["windows"]  # same windows, 8 passes each
+    assert tta["tta_elements"] == 8 and plain["tta_elements"] == 1
+    assert tta["forward_passes"] == 8 * plain["forward_passes"] > 0
     a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")
     assert not np.array_equal(a, b) and (a == b).mean() > 0.8
     p = zarr.open_group(tmp_path / "b.zarr", mode="r")["probabilities/0"][:].astype(np.float32)
     assert np.allclose(p.sum(axis=0), 1.0, atol=4e-3)
+
+
+def test_tta_3d_runs_48_elements_through_predict_volume(models, tmp_path) -> None:
+    image, _ = phantom((16, 16, 16), seed=4)
+    vol = write_volume(tmp_path / "v.zarr", image)
+    common = {"block": [16, 16, 16], "batch_size": 4}
+    plain = predict_volume(models["3d"], vol, tmp_path / "a.zarr", common, progress=False)
+    tta = predict_volume(
+        models["3d"], vol, tmp_path / "b.zarr", common | {"tta": 48}, progress=False
+    )
+    # region 16 + 2 * 4 (halo) = 24 per axis: 2 x 2 x 2 windows of 16³ in 2 batches of 4
+    assert plain["windows"] == tta["windows"] == 8 and plain["forward_passes"] == 2
+    assert tta["tta_elements"] == 48 and tta["forward_passes"] == 48 * 2
+    a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")
+    assert (a == b).mean() > 0.7

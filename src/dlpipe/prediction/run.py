@@ -20,7 +20,7 @@ import zarr
 
 from dlpipe._io import write_text_atomic
 from dlpipe.errors import UserError
-from dlpipe.prediction.engine import predict_region
+from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.model import LoadedModel, load_model
 from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
 from dlpipe.prediction.windows import block_bounds, block_grid
@@ -189,8 +189,9 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     if job.trim_memory:
         _malloc_trim()
     (Path(job.out) / MARKERS / block_name(index)).write_text("")
+    passes = -(-windows // job.batch_size) * len(tta_ops(model.mode, model.window, job.tta))
     return {"voxels": float(labels.size), "windows": float(windows),
-            "seconds": time.perf_counter() - t0}
+            "forward_passes": float(passes), "seconds": time.perf_counter() - t0}
 
 
 def _auto_halo(model: LoadedModel) -> tuple[int, int, int]:
@@ -477,8 +478,9 @@ def predict_volume(
     Returns
     -------
     dict
-        Summary: blocks, blocks_done_before, voxels, seconds, voxels_per_s, windows,
-        peak_rss_mb, complete.
+        Summary: blocks, blocks_done_before, blocks_predicted, voxels, seconds,
+        voxels_per_s, windows, forward_passes (batches of windows times TTA elements),
+        tta_elements, peak_rss_mb (VmHWM), estimated_block_mb, workers, complete.
     """
     p = dict(DEFAULTS) | dict(params or {})
     t0 = time.perf_counter()
@@ -541,7 +543,10 @@ def predict_volume(
         "blocks": len(grid), "blocks_done_before": len(grid) - len(todo),
         "blocks_predicted": len(results), "voxels": voxels, "seconds": seconds,
         "voxels_per_s": voxels / seconds if seconds > 0 else 0.0,
-        "windows": sum(r["windows"] for r in results), "peak_rss_mb": _peak_rss_mb(),
+        "windows": sum(r["windows"] for r in results),
+        "forward_passes": sum(r["forward_passes"] for r in results),
+        "tta_elements": len(tta_ops(model.mode, model.window, job.tta)),
+        "peak_rss_mb": _peak_rss_mb(),
         "estimated_block_mb": est / 2**20, "workers": workers, "complete": all_done,
     }
     if budget is not None and summary["peak_rss_mb"] > budget:
