@@ -15,7 +15,7 @@ twice the memory budget (``--budget-mb``, the process's total peak RSS) and repo
 process's peak RSS (VmHWM, and ru_maxrss), after a breakdown of the imports' resident
 memory; 1/8 of the volume is run too, to show that the peak does not follow its size.
 
-    PYTHONPATH=src python benchmarks/predict.py [--shape 64 192 192] [--halo 8 8 8] \
+    PYTHONPATH=src python benchmarks/predict.py [--shape 64 192 192] [--halo 4 4 4] \
         [--memory --memory-shape 80 2048 2048 --budget-mb 640] [--no-throughput]
 """
 
@@ -131,7 +131,7 @@ def throughput(shape, block, window, batch: int, repeats: int = 3, halo=None) ->
         print(f"volume {shape} ({n / 1e6:.2f} Mvoxel), 3D U-Net depth 3 base 8 "
               f"({sum(p.numel() for p in m.net.parameters())} parameters), window {window}, "
               f"batch {batch}, overlap 0.25, Gaussian sigma 0.125; dlpipe block {block}, "
-              f"halo {list(halo) if halo else [w // 4 for w in window]} (mirrored at the "
+              f"halo {list(halo) if halo else [-(-w // 8) for w in window]} (mirrored at the "
               f"border); torch threads {torch.get_num_threads()}")
         print(f"dlpipe : {t_dl:8.2f} s  {n / t_dl / 1e6:7.3f} Mvoxel/s  "
               f"({int(s['windows'])} windows, {s['blocks']} blocks)")

@@ -59,9 +59,9 @@ def _one_pass(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> 
     ],
 )
 def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, block, window) -> None:
-    """Windows twice the training patch (a fully convolutional net takes them), halo a
-    quarter window (mirrored past the volume border); the one-pass reference is one
-    forward pass over the whole volume reflect-padded by that halo."""
+    """Windows twice the training patch (a fully convolutional net takes them), the default
+    halo (window * overlap / 2 = window / 8, mirrored past the volume border); the one-pass
+    reference is one forward pass over the whole volume reflect-padded by that halo."""
     image, _ = phantom(shape, seed=3)
     vol = write_volume(tmp_path / "v.zarr", image)
     out = tmp_path / "p.zarr"
@@ -70,7 +70,7 @@ def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, blo
     )
     nblocks = np.prod([-(-a // b) for a, b in zip(shape, block, strict=True)])
     assert s["complete"] and s["blocks"] == nblocks
-    h = [w // 4 for w in window]
+    h = [w // 8 for w in window]  # the default halo: window * overlap / 2
     pad = (h[0], h[1], h[2]) if mode == "3d" else (1 if mode == "2.5d" else 0, h[0], h[1])
     tiled = _labels(out)
     ref = _one_pass(models[mode], image, pad)
@@ -364,7 +364,8 @@ def test_tta_3d_runs_48_elements_through_predict_volume(models, tmp_path) -> Non
     tta = predict_volume(
         models["3d"], vol, tmp_path / "b.zarr", common | {"tta": 48}, progress=False
     )
-    # region 16 + 2 * 4 (halo) = 24 per axis: 2 x 2 x 2 windows of 16³ in 2 batches of 4
+    # region 16 + 2 * 2 (default halo 16 * 0.25 / 2) = 20 per axis: starts 0 and 4, so
+    # 2 x 2 x 2 windows of 16³ in 2 batches of 4
     assert plain["windows"] == tta["windows"] == 8 and plain["forward_passes"] == 2
     assert tta["tta_elements"] == 48 and tta["forward_passes"] == 48 * 2
     a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 import shutil
 import sys
@@ -194,10 +195,17 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
             "forward_passes": float(passes), "seconds": time.perf_counter() - t0}
 
 
-def _auto_halo(model: LoadedModel) -> tuple[int, int, int]:
+def _auto_halo(model: LoadedModel, overlap: float) -> tuple[int, int, int]:
+    """Default halo: ``ceil(window * overlap / 2)`` per axis (at least 1).
+
+    Inside a one-pass sliding window the worst-placed voxel sits ``window * overlap / 2``
+    from the edge of its best window (half the overlap of two neighbours); this halo gives
+    a block-face voxel at least that much context. Along z of a 2D/2.5D model: k // 2.
+    """
+    sides = [max(1, math.ceil(w * overlap / 2)) for w in model.window]
     if model.mode == "3d":
-        return tuple(w // 4 for w in model.window)
-    return (model.context // 2, model.window[0] // 4, model.window[1] // 4)
+        return tuple(sides)
+    return (model.context // 2, *sides)
 
 
 def _argmax_uint8(p: np.ndarray) -> np.ndarray:
@@ -489,7 +497,8 @@ def predict_volume(
     block = tuple(int(b) for b in p["block"])
     if len(block) != 3 or min(block) < 1:
         raise UserError(f"predict.block must be three positive sides (z, y, x), got {list(block)}")
-    halo = tuple(int(h) for h in p["halo"]) if p["halo"] is not None else _auto_halo(model)
+    halo = (tuple(int(h) for h in p["halo"]) if p["halo"] is not None
+            else _auto_halo(model, float(p["overlap"])))
     if model.mode != "3d":
         halo = (model.context // 2, *halo[1:])
     job = Job(str(Path(model_dir)), str(Path(volume)), p["level"], str(Path(out)),
