@@ -384,11 +384,15 @@ def _peak_rss_mb() -> float:
 
 
 def _run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]:
+    """Dask's threaded scheduler, ``workers`` blocks at once, in waves of tasks.
+
+    The graph is built one wave (``max(32, 8 * workers)`` blocks) at a time, so that the
+    scheduler's memory does not grow with the number of blocks (the volume's size).
+    """
     import dask
     from dask.callbacks import Callback
     from tqdm.auto import tqdm
 
-    tasks = [dask.delayed(predict_block, pure=False)(job, idx) for idx in todo]
     bar = tqdm(total=len(todo), desc="predict", unit="block", disable=None if progress else True)
 
     class _Bar(Callback):
@@ -396,9 +400,15 @@ def _run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]
             if isinstance(result, dict) and "windows" in result:
                 bar.update(1)
 
+    wave = max(32, 8 * workers)
+    results: list[dict] = []
     try:
         with _Bar():
-            return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+            for i in range(0, len(todo), wave):
+                tasks = [dask.delayed(predict_block, pure=False)(job, idx)
+                         for idx in todo[i:i + wave]]
+                results.extend(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+        return results
     finally:
         bar.close()
 
