@@ -9,7 +9,11 @@ augmentation); the only difference is where the batches come from:
           before the chunk cache);
 * memory: the same batches, read and augmented beforehand, held as tensors in memory.
 
-Timed rounds alternate between the three sides. Prints steps/s (median of rounds) and the
+Timed rounds alternate between the three sides. ``--cpu-time`` also measures CPU time
+(``time.process_time``, less sensitive than wall time to other jobs on shared cores) of the
+loader per batch, with and without the cache (a fresh dataset, i.e. a cold cache, like a
+new worker), and of one training step, and prints the ratio step / (step + loader) that a
+loader sharing the cores with the step allows. Prints steps/s (median of rounds) and the
 ratios zarr / memory (target >= 0.9).
 
 Usage::
@@ -61,6 +65,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="alternating timed rounds per side")
+    ap.add_argument("--cpu-time", action="store_true", help="also the CPU-time comparison")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from dlpipe.synth import make_demo
@@ -94,6 +99,22 @@ def main() -> None:
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         loss_fn = make_loss({"ce": 1.0, "dice": 1.0}, n_classes=3)
         run_steps(model, opt, loss_fn, memory[:3])  # warm-up
+        if args.cpu_time:
+            cpu = {True: [], False: []}
+            for cached in (True, False, True, False):
+                d = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug,
+                                 cache_mb=128 if cached else 0)
+                c0 = time.process_time()
+                n = len(list(DataLoader(d, batch_size=args.batch, num_workers=0)))
+                cpu[cached].append((time.process_time() - c0) / n * 1e3)
+            c0 = time.process_time()
+            n, _ = run_steps(model, opt, loss_fn, memory)
+            step = (time.process_time() - c0) / n * 1e3
+            for cached, name in ((True, "with"), (False, "without")):
+                v = min(cpu[cached])
+                print(f"CPU time {name} the chunk cache: loader {v:.1f} ms per batch "
+                      f"(runs {[round(c, 1) for c in cpu[cached]]}), training step {step:.0f} ms "
+                      f"-> step / (step + loader) = {step / (step + v):.3f}")
         rates = {"zarr": [], "zarr_nocache": [], "memory": []}
         for _ in range(args.repeats):
             n, s = run_steps(model, opt, loss_fn, zarr_batches(ds))
