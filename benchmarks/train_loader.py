@@ -3,10 +3,18 @@
 Both sides run the same U-Net training steps on the same patches (same specs, same
 augmentation); the only difference is where the batches come from:
 
-* zarr:   PatchDataset reading chunks of VOL.zarr in ``--workers`` DataLoader processes;
+* zarr:   PatchDataset reading chunks of VOL.zarr in ``--workers`` DataLoader processes
+          (with its per-worker chunk cache, the default);
+* zarr, no cache: the same with ``cache_mb=0`` (every patch read through zarr: the loader
+          before the chunk cache);
 * memory: the same batches, read and augmented beforehand, held as tensors in memory.
 
-Prints steps/s of both and the ratio zarr / memory (target >= 0.9).
+Timed rounds alternate between the three sides. ``--cpu-time`` also measures CPU time
+(``time.process_time``, less sensitive than wall time to other jobs on shared cores) of the
+loader per batch, with and without the cache (a fresh dataset, i.e. a cold cache, like a
+new worker), and of one training step, and prints the ratio step / (step + loader) that a
+loader sharing the cores with the step allows. Prints steps/s (median of rounds) and the
+ratios zarr / memory (target >= 0.9).
 
 Usage::
 
@@ -57,6 +65,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="alternating timed rounds per side")
+    ap.add_argument("--cpu-time", action="store_true", help="also the CPU-time comparison")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from dlpipe.synth import make_demo
@@ -77,10 +86,12 @@ def main() -> None:
         specs = sampler.epoch(args.steps * args.batch, src.train, np.random.default_rng(0))
         aug = Augment(shift=0.05, noise=0.02, contrast=0.1, gamma=1.2)
         ds = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug)
+        ds_nocache = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug,
+                                  cache_mb=0)
         memory = list(DataLoader(ds, batch_size=args.batch, num_workers=0))  # pre-read
 
-        def zarr_batches():
-            return DataLoader(ds, batch_size=args.batch, num_workers=args.workers,
+        def zarr_batches(dataset):
+            return DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
                               prefetch_factor=4 if args.workers else None)
 
         torch.manual_seed(0)
@@ -88,19 +99,41 @@ def main() -> None:
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         loss_fn = make_loss({"ce": 1.0, "dice": 1.0}, n_classes=3)
         run_steps(model, opt, loss_fn, memory[:3])  # warm-up
-        rates = {"zarr": [], "memory": []}
+        if args.cpu_time:
+            cpu = {True: [], False: []}
+            for cached in (True, False, True, False):
+                d = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug,
+                                 cache_mb=128 if cached else 0)
+                c0 = time.process_time()
+                n = len(list(DataLoader(d, batch_size=args.batch, num_workers=0)))
+                cpu[cached].append((time.process_time() - c0) / n * 1e3)
+            c0 = time.process_time()
+            n, _ = run_steps(model, opt, loss_fn, memory)
+            step = (time.process_time() - c0) / n * 1e3
+            for cached, name in ((True, "with"), (False, "without")):
+                v = min(cpu[cached])
+                print(f"CPU time {name} the chunk cache: loader {v:.1f} ms per batch "
+                      f"(runs {[round(c, 1) for c in cpu[cached]]}), training step {step:.0f} ms "
+                      f"-> step / (step + loader) = {step / (step + v):.3f}")
+        rates = {"zarr": [], "zarr_nocache": [], "memory": []}
         for _ in range(args.repeats):
-            n, s = run_steps(model, opt, loss_fn, zarr_batches())
+            n, s = run_steps(model, opt, loss_fn, zarr_batches(ds))
             rates["zarr"].append(n / s)
             n, s = run_steps(model, opt, loss_fn, memory)
             rates["memory"].append(n / s)
+            n, s = run_steps(model, opt, loss_fn, zarr_batches(ds_nocache))
+            rates["zarr_nocache"].append(n / s)
     z, m = float(np.median(rates["zarr"])), float(np.median(rates["memory"]))
+    z0 = float(np.median(rates["zarr_nocache"]))
     print(f"volume {tuple(volume.shape)}, chunks (8, 64, 64), patch {args.patch}^2, "
           f"batch {args.batch}, {args.steps} steps x {args.repeats} rounds, "
           f"workers {args.workers}, torch threads {args.threads}")
     print(f"zarr   : {z:.2f} steps/s  (rounds {[round(r, 2) for r in rates['zarr']]})")
+    print(f"zarr, no cache : {z0:.2f} steps/s  "
+          f"(rounds {[round(r, 2) for r in rates['zarr_nocache']]})")
     print(f"memory : {m:.2f} steps/s  (rounds {[round(r, 2) for r in rates['memory']]})")
-    print(f"ratio zarr/memory: {z / m:.3f} (target >= 0.9)")
+    print(f"ratio zarr/memory: {z / m:.3f} (target >= 0.9); without the chunk cache "
+          f"{z0 / m:.3f}")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,12 @@ def _labels(out: Path) -> np.ndarray:
     return zarr.open_group(out, mode="r")["labels/phases/0"][:]
 
 
-def _one_pass(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> np.ndarray:
-    """Argmax of ONE forward pass over the whole volume (``pad``: the 2.5D slices mirrored
-    at the first and last slice, as the tiled run does)."""
+def _one_pass_probs(
+    model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]
+) -> np.ndarray:
+    """Probabilities (C, z, y, x) of ONE forward pass over the whole volume reflect-padded
+    by ``pad`` per axis (the halo mirrored past the border, and the 2.5D slices mirrored at
+    the first and last slice, as the tiled run does), cropped back to the volume."""
     m = load_model(model_dir)
     card = m.card["normalisation"]
     x = (image.astype(np.float32) - card["p0_1"]) / (card["p99_9"] - card["p0_1"])
@@ -39,7 +42,12 @@ def _one_pass(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> 
     crop = tuple(slice(p, p + s) for p, s in zip(pad, image.shape, strict=True))
     if m.mode != "3d":
         crop = (slice(pad[0] - m.context // 2, pad[0] - m.context // 2 + image.shape[0]), *crop[1:])
-    return np.argmax(probs[(slice(None), *crop)], axis=0)
+    return probs[(slice(None), *crop)]
+
+
+def _one_pass(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> np.ndarray:
+    """Argmax of :func:`_one_pass_probs`."""
+    return np.argmax(_one_pass_probs(model_dir, image, pad), axis=0)
 
 
 @pytest.mark.parametrize(
@@ -51,8 +59,9 @@ def _one_pass(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> 
     ],
 )
 def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, block, window) -> None:
-    """Windows twice the training patch (a fully convolutional net takes them), halo a
-    quarter window; the one-pass reference is one forward pass over the whole volume."""
+    """Windows twice the training patch (a fully convolutional net takes them), the default
+    halo (window * overlap / 2 = window / 8, mirrored past the volume border); the one-pass
+    reference is one forward pass over the whole volume reflect-padded by that halo."""
     image, _ = phantom(shape, seed=3)
     vol = write_volume(tmp_path / "v.zarr", image)
     out = tmp_path / "p.zarr"
@@ -61,7 +70,8 @@ def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, blo
     )
     nblocks = np.prod([-(-a // b) for a, b in zip(shape, block, strict=True)])
     assert s["complete"] and s["blocks"] == nblocks
-    pad = (1 if mode == "2.5d" else 0, 0, 0)
+    h = [w // 8 for w in window]  # the default halo: window * overlap / 2
+    pad = (h[0], h[1], h[2]) if mode == "3d" else (1 if mode == "2.5d" else 0, h[0], h[1])
     tiled = _labels(out)
     ref = _one_pass(models[mode], image, pad)
     counts = np.bincount(ref.ravel(), minlength=3)
@@ -105,6 +115,36 @@ def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> Non
     assert [q["class"] for q in props] == ["matrix", "fibre", "pore"]
     assert root.attrs["dlpipe"]["complete"] is True and (out / ".dlpipe_complete").is_file()
     assert len(list((out / ".dlpipe_blocks").iterdir())) == 27
+
+
+@pytest.mark.parametrize(
+    ("mode", "shape", "halo", "window"),
+    [("2d", (2, 40, 48), (0, 12, 8), [64, 64]), ("3d", (12, 20, 24), (6, 6, 4), [24, 32, 32])],
+)
+def test_border_blocks_see_a_mirrored_halo(models, tmp_path, mode, shape, halo, window) -> None:
+    """One block covering the volume, halo mirrored on every side, region = one window:
+    the probabilities are those of one pass over the reflect-padded volume, and differ
+    at the border from one pass over the volume without padding."""
+    image, _ = phantom(shape, seed=11)
+    vol = write_volume(tmp_path / "v.zarr", image)
+    out = tmp_path / "p.zarr"
+    params = {"block": list(shape), "halo": list(halo), "window": window, "probabilities": True}
+    s = predict_volume(models[mode], vol, out, params, progress=False)
+    assert s["windows"] == (1 if mode == "3d" else shape[0])  # one window per slice / volume
+    tiled = zarr.open_group(out, mode="r")["probabilities/0"][:].astype(np.float32)
+    mirrored = _one_pass_probs(models[mode], image, halo)
+    assert np.abs(tiled - mirrored).max() < 2e-3  # float16 storage
+    assert np.array_equal(_labels(out), np.argmax(mirrored, axis=0))
+    # without the mirrored halo the border voxels come out differently
+    m = load_model(models[mode])
+    x = (image.astype(np.float32) - m.card["normalisation"]["p0_1"]) / (
+        m.card["normalisation"]["p99_9"] - m.card["normalisation"]["p0_1"]
+    )
+    plain, _ = predict_region(m.net, x, m.mode, x.shape if mode == "3d" else x.shape[1:])
+    edge = np.zeros(shape, dtype=bool)
+    edge[..., :2, :] = edge[..., -2:, :] = edge[..., :2] = edge[..., -2:] = True
+    assert np.abs(plain - mirrored)[:, edge].max() > 20 * np.abs(tiled - mirrored).max()
+    assert np.abs(tiled - plain)[:, edge].mean() > 20 * np.abs(tiled - mirrored)[:, edge].mean()
 
 
 def test_halo_reads_real_neighbours_not_padding(models, tmp_path) -> None:
@@ -308,7 +348,25 @@ def test_tta_runs_all_eight_dihedral_elements(models, volume, tmp_path) -> None:
         progress=False,
     )
     assert tta["windows"] == plain["windows"]  # same windows, 8 passes each
+    assert tta["tta_elements"] == 8 and plain["tta_elements"] == 1
+    assert tta["forward_passes"] == 8 * plain["forward_passes"] > 0
     a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")
     assert not np.array_equal(a, b) and (a == b).mean() > 0.8
     p = zarr.open_group(tmp_path / "b.zarr", mode="r")["probabilities/0"][:].astype(np.float32)
     assert np.allclose(p.sum(axis=0), 1.0, atol=4e-3)
+
+
+def test_tta_3d_runs_48_elements_through_predict_volume(models, tmp_path) -> None:
+    image, _ = phantom((16, 16, 16), seed=4)
+    vol = write_volume(tmp_path / "v.zarr", image)
+    common = {"block": [16, 16, 16], "batch_size": 4}
+    plain = predict_volume(models["3d"], vol, tmp_path / "a.zarr", common, progress=False)
+    tta = predict_volume(
+        models["3d"], vol, tmp_path / "b.zarr", common | {"tta": 48}, progress=False
+    )
+    # region 16 + 2 * 2 (default halo 16 * 0.25 / 2) = 20 per axis: starts 0 and 4, so
+    # 2 x 2 x 2 windows of 16³ in 2 batches of 4
+    assert plain["windows"] == tta["windows"] == 8 and plain["forward_passes"] == 2
+    assert tta["tta_elements"] == 48 and tta["forward_passes"] == 48 * 2
+    a, b = _labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr")
+    assert (a == b).mean() > 0.7

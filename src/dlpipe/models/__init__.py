@@ -13,8 +13,21 @@ build_maskrcnn, maskrcnn_from_card, to_model_input
     torchvision's Mask R-CNN (ResNet-50/34/18-FPN or MobileNetV3-FPN), its input convention.
 """
 
-from dlpipe.models.maskrcnn import build_maskrcnn, maskrcnn_from_card, to_model_input
+from typing import Any
+
 from dlpipe.models.unet import UNet, build_unet, count_parameters
+
+_LAZY = ("build_maskrcnn", "maskrcnn_from_card", "to_model_input")
+
+
+def __getattr__(name: str) -> Any:
+    # Mask R-CNN lives in torchvision, whose import costs ~165 MiB of resident memory:
+    # loaded on first use only, so that U-Net training and prediction do not pay for it.
+    if name in _LAZY:
+        from dlpipe.models import maskrcnn
+
+        return getattr(maskrcnn, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "UNet",

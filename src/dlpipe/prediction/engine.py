@@ -27,6 +27,22 @@ def dihedral_ops(spatial: int, count: int) -> list[tuple[tuple[int, ...], tuple[
     return ops[:count]
 
 
+def tta_ops(mode: str, window: tuple[int, ...], tta: int) -> list:
+    """The dihedral elements test-time augmentation averages for a window.
+
+    The first ``tta`` elements of :func:`dihedral_ops` (identity first; 8 in 2D/2.5D,
+    48 in 3D) among those that keep the window's shape: axes are only swapped where the
+    window sides are equal, so a (z, y, x) window with z != y == x has 16 usable elements
+    (2 orders of y, x times 8 flips) and one with three different sides 8 (the flips).
+    ``tta`` larger than the usable count gives them all. One forward pass per element
+    per batch of windows.
+    """
+    spatial = 3 if mode == "3d" else 2
+    ops = dihedral_ops(spatial, 48 if spatial == 3 else 8)
+    keep = [o for o in ops if all(window[a] == window[p] for a, p in enumerate(o[0]))]
+    return keep[: max(1, int(tta))]
+
+
 def _forward(
     net: torch.nn.Module, x: torch.Tensor, ops: list, amp: bool
 ) -> torch.Tensor:
@@ -86,20 +102,20 @@ def predict_region(
     overlap : fraction of a window shared with its neighbour (0.25)
     batch_size : windows per forward pass
     tta : dihedral elements averaged (1 = none; up to 8 in 2D, 48 in 3D; axes are only
-        swapped where the window sides are equal)
+        swapped where the window sides are equal, see :func:`tta_ops`); each batch of
+        windows goes through the network once per element
     device, amp : where to run, and bfloat16 autocast on CUDA
 
     Returns
     -------
     probs : float32, (C, z', y, x) with z' = z - 2 * (context // 2)
-    windows : number of windows run (forward passes = windows * tta / batch_size, rounded up)
+    windows : number of windows run (forward passes = ceil(windows / batch_size) times
+        ``len(tta_ops(mode, window, tta))``)
     """
     device = device or torch.device("cpu")
     half = context // 2
     nz, ny, nx = region.shape
-    spatial = 3 if mode == "3d" else 2
-    ops = dihedral_ops(spatial, 48 if spatial == 3 else 8)
-    ops = [o for o in ops if all(window[a] == window[p] for a, p in enumerate(o[0]))][:tta]
+    ops = tta_ops(mode, window, tta)
     g = torch.from_numpy(gaussian_map(window)).to(device)
     src = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32)).to(device)
     if mode == "3d":

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import resource
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import zarr
 
 from dlpipe._io import write_text_atomic
 from dlpipe.errors import UserError
-from dlpipe.prediction.engine import predict_region
+from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.model import LoadedModel, load_model
 from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
 from dlpipe.prediction.windows import block_bounds, block_grid
@@ -56,6 +58,7 @@ class Job:
     amp: bool
     torch_threads: int | None
     digest: str = ""
+    trim_memory: bool = False
 
 
 _CACHE: dict[tuple, Any] = {}
@@ -70,14 +73,20 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _resources(job: Job) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Group, torch.device]:
-    """Model and arrays of a job, loaded once per process (each Dask worker)."""
+def _resources(
+    job: Job, loaded: LoadedModel | None = None
+) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Group, torch.device]:
+    """Model and arrays of a job, loaded once per process (each Dask worker).
+
+    ``loaded``: the model the caller already holds (local runs), so that the process does
+    not keep two copies of the weights.
+    """
     key = (job.model_dir, job.digest, job.volume, job.out, job.window, job.device)
     with _LOCK:
         if key not in _CACHE:
             if job.torch_threads:
                 torch.set_num_threads(job.torch_threads)
-            model = load_model(job.model_dir, list(job.window) if job.window else None)
+            model = loaded or load_model(job.model_dir, list(job.window) if job.window else None)
             if job.digest and model.digest != job.digest:
                 raise UserError("the model changed while predicting", path=job.model_dir)
             device = _device(job.device)
@@ -85,6 +94,7 @@ def _resources(job: Job) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Grou
             info = open_volume(job.volume, model.mode, model.card, job.level)
             arr = zarr.open_group(job.volume, mode="r")[job.level]
             out = zarr.open_group(job.out, mode="r+")
+            _CACHE.clear()  # one job at a time per process: drop the previous run's model
             _CACHE[key] = (model, arr, info, out, device)
         return _CACHE[key]
 
@@ -94,52 +104,76 @@ def block_name(index: tuple[int, ...]) -> str:
     return "_".join(str(i) for i in index)
 
 
+def region_bounds(
+    bounds: tuple[tuple[int, int], ...],
+    shape: tuple[int, ...],
+    halo: tuple[int, ...],
+    mode: str,
+    window: tuple[int, ...],
+    context: int,
+) -> tuple[list[int], list[int]]:
+    """Start and stop (z, y, x) of the region read for an output block (may pass the border).
+
+    The block ``bounds`` widened by ``halo`` on every side, also at the volume border
+    (where :func:`read_region` mirrors); along z of a 2D/2.5D model by ``context // 2``.
+    A region narrower than the window is widened to the window, shifted to keep within
+    the volume padded by the halo where it can.
+    """
+    lo, hi = [], []
+    for ax, ((b0, b1), h, size) in enumerate(zip(bounds, halo, shape, strict=True)):
+        if ax == 0 and mode != "3d":
+            h, need = context // 2, 0
+        else:
+            need = window[ax if mode == "3d" else ax - 1]
+        a, b = b0 - h, b1 + h
+        if b - a < need:
+            extra = need - (b - a)
+            a, b = a - extra // 2, b + extra - extra // 2
+            if a < -h and b < size + h:
+                d = min(-h - a, size + h - b)
+                a, b = a + d, b + d
+            elif b > size + h and a > -h:
+                d = min(b - size - h, a + h)
+                a, b = a - d, b - d
+        lo.append(a)
+        hi.append(b)
+    return lo, hi
+
+
 def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     """Predict output block ``index`` from the block plus its halo, write it, mark it done.
 
-    Reads the block plus ``halo`` voxels of its real neighbours on each side (none past the
-    volume border, where the windows start at the border as in a one-pass prediction;
-    mirror padding only where a region is smaller than a window, and for the k slices of
-    a 2.5D input at the first and last slices), normalises with the card's statistics,
-    runs Gaussian-blended sliding windows, crops the halo and writes the argmax (and
-    probabilities) into the block's own chunks. The marker ``OUT/.dlpipe_blocks/<z_y_x>``
-    is written last.
+    Reads the block plus ``halo`` voxels on each side: real voxels of its neighbours inside
+    the volume, mirrored (reflect, edge voxel not repeated) past the volume border, so that
+    a border block sees the same kind of context as an inner one and its result is that of
+    a prediction of the reflect-padded volume. For a 2.5D input the k slices are mirrored
+    the same way at the first and last slice. A region smaller than one window is widened
+    (real voxels first). It is normalised with the card's statistics, covered by
+    Gaussian-blended sliding windows, the halo is cropped and the argmax (and
+    probabilities) written into the block's own chunks. The marker
+    ``OUT/.dlpipe_blocks/<z_y_x>`` is written last.
     """
     t0 = time.perf_counter()
     model, arr, info, out, device = _resources(job)
     bounds = block_bounds(index, info.shape, job.block)
-    half = model.context // 2
-    lo, hi = [], []
-    for ax, ((b0, b1), h) in enumerate(zip(bounds, job.halo, strict=True)):
-        need = 0
-        if model.mode == "3d":
-            need = model.window[ax]
-        elif ax > 0:
-            need = model.window[ax - 1]
-        size = info.shape[ax]
-        if ax == 0 and model.mode != "3d":
-            a, b = b0 - half, b1 + half  # the k slices of a 2.5D input, mirrored at the border
-        else:
-            a, b = max(b0 - h, 0), min(b1 + h, size)  # real context only; no halo past the border
-        if b - a < need:  # too small for one window: widen inside the volume, then mirror
-            extra = need - (b - a)
-            a, b = a - extra // 2, b + extra - extra // 2
-            shift = min(max(-a, 0), max(size - b, 0)) - min(max(b - size, 0), max(a, 0))
-            a, b = a + shift, b + shift
-        lo.append(a)
-        hi.append(b)
+    lo, hi = region_bounds(bounds, info.shape, job.halo, model.mode, model.window,
+                           model.context)
     raw = read_region(arr, tuple(lo), tuple(hi), where=info.path, squeeze=info.squeeze_z)
-    x = (raw.astype(np.float32) - np.float32(info.p0_1)) / np.float32(info.p99_9 - info.p0_1)
+    x = raw.astype(np.float32)  # normalised in place: one float32 copy of the region
+    del raw
+    x -= np.float32(info.p0_1)
+    x /= np.float32(info.p99_9 - info.p0_1)
     probs, windows = predict_region(
         model.net, x, model.mode, model.window, context=model.context, overlap=job.overlap,
         batch_size=job.batch_size, tta=job.tta, device=device,
         amp=job.amp and device.type == "cuda",
     )
-    zoff = 0 if model.mode == "3d" else half
+    zoff = 0 if model.mode == "3d" else model.context // 2
     crop = tuple(slice(b0 - a - (zoff if ax == 0 else 0), b1 - a - (zoff if ax == 0 else 0))
                  for ax, ((b0, b1), a) in enumerate(zip(bounds, lo, strict=True)))
+    del x
     p = probs[(slice(None), *crop)]
-    labels = np.argmax(p, axis=0).astype(np.uint8)
+    labels = _argmax_uint8(p)
     sel = tuple(slice(b0, b1) for b0, b1 in bounds)
     lab_arr = out[f"labels/{job.labels}/0"]
     if info.squeeze_z:
@@ -152,23 +186,109 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
             prob_arr[(slice(None), *sel[1:])] = p[:, 0].astype(np.float16)
         else:
             prob_arr[(slice(None), *sel)] = p.astype(np.float16)
+    del probs, p
+    if job.trim_memory:
+        _malloc_trim()
     (Path(job.out) / MARKERS / block_name(index)).write_text("")
+    passes = -(-windows // job.batch_size) * len(tta_ops(model.mode, model.window, job.tta))
     return {"voxels": float(labels.size), "windows": float(windows),
-            "seconds": time.perf_counter() - t0}
+            "forward_passes": float(passes), "seconds": time.perf_counter() - t0}
 
 
-def _auto_halo(model: LoadedModel) -> tuple[int, int, int]:
+def _auto_halo(model: LoadedModel, overlap: float) -> tuple[int, int, int]:
+    """Default halo: ``ceil(window * overlap / 2)`` per axis (at least 1).
+
+    Inside a one-pass sliding window the worst-placed voxel sits ``window * overlap / 2``
+    from the edge of its best window (half the overlap of two neighbours); this halo gives
+    a block-face voxel at least that much context. Along z of a 2D/2.5D model: k // 2.
+    """
+    sides = [max(1, math.ceil(w * overlap / 2)) for w in model.window]
     if model.mode == "3d":
-        return tuple(w // 4 for w in model.window)
-    return (model.context // 2, model.window[0] // 4, model.window[1] // 4)
+        return tuple(sides)
+    return (model.context // 2, *sides)
 
 
-def _estimate_bytes(model: LoadedModel, block, halo, batch: int, n_classes: int) -> int:
-    """Rough working set of one block task: region buffers plus network activations."""
-    region = int(np.prod([b + 2 * h for b, h in zip(block, halo, strict=True)]))
-    win = int(np.prod(model.window))
+def _argmax_uint8(p: np.ndarray) -> np.ndarray:
+    """Argmax over axis 0 of (C, ...) probabilities as uint8, without an int64 array."""
+    labels = np.zeros(p.shape[1:], dtype=np.uint8)
+    best = p[0].copy()
+    for c in range(1, p.shape[0]):
+        better = p[c] > best  # ties keep the first class, as np.argmax
+        labels[better] = c
+        np.maximum(best, p[c], out=best)
+    return labels
+
+
+RUN_OVERHEAD_MB = 64.0
+"""Resident memory a run adds once, before its blocks' working sets (measured on CPU:
+Dask's scheduler threads, zarr's I/O loop and codec buffers, torch's kernels and thread
+pool warmed up by the first forward pass)."""
+
+
+def _estimate_bytes(
+    model: LoadedModel, block, halo, batch: int, n_classes: int, *, itemsize: int = 4,
+    chunks=None, probabilities: bool = False,
+) -> int:
+    """Working set of one block task in bytes (what each extra block running at once adds).
+
+    Region (block + halo, at least one window per axis): the raw read and its decoded
+    input chunks, the float32 normalised copy, the (C, region) float32 probability sum
+    and the weight sum; per block voxel the uint8 labels, the argmax's running maximum
+    and the float16 probabilities; the network's activations of one batch (about 12
+    float32 maps of ``base_filters`` channels per window voxel for a U-Net, plus the
+    softmax outputs). Calibrated against measured peak RSS (benchmarks/predict.py).
+    """
+    win = [1, *model.window] if model.mode != "3d" else list(model.window)
+    side = [max(b + 2 * h, w) for b, h, w in zip(block, halo, win, strict=True)]
+    region = int(np.prod(side))
+    chunk = list(chunks) if chunks is not None else [1, 1, 1]
+    read = int(np.prod([s + c - 1 for s, c in zip(side, chunk[-3:], strict=False)]))
+    nblock = int(np.prod(block))
+    nwin = int(np.prod(model.window))
     filters = int(model.card["architecture"].get("base_filters", 32))
-    return region * (4 * (n_classes + 3) + 1) + batch * win * filters * 4 * 12
+    act = batch * nwin * model.context * 4 + batch * nwin * (filters * 12 + n_classes * 3) * 4
+    per_block = nblock * (1 + 4 + (2 * n_classes if probabilities else 0))
+    return region * (itemsize + 4 * (n_classes + 2)) + 2 * read * itemsize + per_block + act
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:  # pragma: no cover - not glibc
+        return None
+
+
+def _limit_malloc() -> None:
+    """Stop glibc's malloc from keeping freed block buffers (a memory budget is set).
+
+    At most 2 arenas (threads otherwise get their own, each keeping its freed memory),
+    and allocations of 4 MiB or more mapped on their own, so that they go back to the
+    system when freed (glibc otherwise raises that threshold as large buffers are freed).
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
+
+
+def _malloc_trim() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process now, in MiB (VmRSS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return _peak_rss_mb()
 
 
 def _ngff_label_attrs(name: str, classes: list[str], scale: list[float], ndim: int) -> dict:
@@ -264,11 +384,15 @@ def _peak_rss_mb() -> float:
 
 
 def _run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]:
+    """Dask's threaded scheduler, ``workers`` blocks at once, in waves of tasks.
+
+    The graph is built one wave (``max(32, 8 * workers)`` blocks) at a time, so that the
+    scheduler's memory does not grow with the number of blocks (the volume's size).
+    """
     import dask
     from dask.callbacks import Callback
     from tqdm.auto import tqdm
 
-    tasks = [dask.delayed(predict_block, pure=False)(job, idx) for idx in todo]
     bar = tqdm(total=len(todo), desc="predict", unit="block", disable=None if progress else True)
 
     class _Bar(Callback):
@@ -276,9 +400,15 @@ def _run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]
             if isinstance(result, dict) and "windows" in result:
                 bar.update(1)
 
+    wave = max(32, 8 * workers)
+    results: list[dict] = []
     try:
         with _Bar():
-            return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+            for i in range(0, len(todo), wave):
+                tasks = [dask.delayed(predict_block, pure=False)(job, idx)
+                         for idx in todo[i:i + wave]]
+                results.extend(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+        return results
     finally:
         bar.close()
 
@@ -302,6 +432,33 @@ def _run_distributed(job: Job, todo: list, address: str, progress: bool) -> list
         return results
     finally:
         client.close()
+
+
+def _workers_in_budget(budget_mb: float, est: int, workers: int) -> int:
+    """Blocks that may run at once so that the process's total RSS stays under the budget.
+
+    Raises
+    ------
+    UserError
+        The budget is below what the process already holds plus the run's overhead plus
+        one block.
+    """
+    in_use = _rss_mb()
+    block_mb = est / 2**20
+    need = in_use + RUN_OVERHEAD_MB + block_mb
+    if budget_mb < need:
+        extra = ", MLflow" if "mlflow" in sys.modules else ""
+        raise UserError(
+            f"predict.memory_budget_mb {budget_mb:.0f} MiB is below the ~{need:.0f} MiB the "
+            f"process needs ({in_use:.0f} MiB in use by Python, torch{extra} and the model, "
+            f"~{RUN_OVERHEAD_MB:.0f} MiB to start the run, ~{block_mb:.0f} MiB per block); the "
+            "budget is the total peak RSS: raise it, or use a smaller predict.block or batch_size"
+        )
+    fit = int((budget_mb - in_use - RUN_OVERHEAD_MB) // block_mb)
+    if fit < workers:
+        log.warning("predict: %d threads would exceed the memory budget; using %d",
+                    workers, fit)
+    return max(1, min(workers, fit))
 
 
 def predict_volume(
@@ -339,8 +496,9 @@ def predict_volume(
     Returns
     -------
     dict
-        Summary: blocks, blocks_done_before, voxels, seconds, voxels_per_s, windows,
-        peak_rss_mb, complete.
+        Summary: blocks, blocks_done_before, blocks_predicted, voxels, seconds,
+        voxels_per_s, windows, forward_passes (batches of windows times TTA elements),
+        tta_elements, peak_rss_mb (VmHWM), estimated_block_mb, workers, complete.
     """
     p = dict(DEFAULTS) | dict(params or {})
     t0 = time.perf_counter()
@@ -349,7 +507,8 @@ def predict_volume(
     block = tuple(int(b) for b in p["block"])
     if len(block) != 3 or min(block) < 1:
         raise UserError(f"predict.block must be three positive sides (z, y, x), got {list(block)}")
-    halo = tuple(int(h) for h in p["halo"]) if p["halo"] is not None else _auto_halo(model)
+    halo = (tuple(int(h) for h in p["halo"]) if p["halo"] is not None
+            else _auto_halo(model, float(p["overlap"])))
     if model.mode != "3d":
         halo = (model.context // 2, *halo[1:])
     job = Job(str(Path(model_dir)), str(Path(volume)), p["level"], str(Path(out)),
@@ -376,18 +535,18 @@ def predict_volume(
         grid = []
     todo = [i for i in grid if block_name(i) not in done]
     workers = max(1, int(p["threads"]))
-    est = _estimate_bytes(model, block, halo, job.batch_size, len(model.classes))
-    if p["memory_budget_mb"]:
-        budget = float(p["memory_budget_mb"]) * 2**20
-        fit = int(budget // est)
-        if fit < 1:
-            raise UserError(
-                f"one block needs about {est / 2**20:.0f} MiB, over predict.memory_budget_mb "
-                f"({p['memory_budget_mb']}); use a smaller predict.block or batch_size")
-        if fit < workers:
-            log.warning("predict: %d threads would exceed the memory budget; using %d",
-                        workers, fit)
-            workers = fit
+    arr0 = zarr.open_group(info.path, mode="r")[info.level]
+    chunks = (1, *arr0.chunks) if info.squeeze_z else tuple(arr0.chunks)
+    est = _estimate_bytes(model, block, halo, job.batch_size, len(model.classes),
+                          itemsize=np.dtype(info.dtype).itemsize, chunks=chunks,
+                          probabilities=job.probabilities)
+    budget = float(p["memory_budget_mb"]) if p["memory_budget_mb"] else None
+    if budget is not None and not scheduler:
+        workers = _workers_in_budget(budget, est, workers)
+        _limit_malloc()
+        job = replace(job, trim_memory=True)
+    if not scheduler:
+        _resources(job, model)  # the workers use this model: one copy of the weights
     log.info("predict: %d of %d blocks to do (%d done before), block %s, halo %s, window %s",
              len(todo), len(grid), len(grid) - len(todo), list(block), list(halo),
              list(model.window))
@@ -403,9 +562,15 @@ def predict_volume(
         "blocks": len(grid), "blocks_done_before": len(grid) - len(todo),
         "blocks_predicted": len(results), "voxels": voxels, "seconds": seconds,
         "voxels_per_s": voxels / seconds if seconds > 0 else 0.0,
-        "windows": sum(r["windows"] for r in results), "peak_rss_mb": _peak_rss_mb(),
+        "windows": sum(r["windows"] for r in results),
+        "forward_passes": sum(r["forward_passes"] for r in results),
+        "tta_elements": len(tta_ops(model.mode, model.window, job.tta)),
+        "peak_rss_mb": _peak_rss_mb(),
         "estimated_block_mb": est / 2**20, "workers": workers, "complete": all_done,
     }
+    if budget is not None and summary["peak_rss_mb"] > budget:
+        log.warning("predict: peak RSS %.0f MiB passed predict.memory_budget_mb %.0f MiB",
+                    summary["peak_rss_mb"], budget)
     return summary
 
 
