@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from dlpipe._io import atomic_path
-from dlpipe.annotations.convert import COLUMNS, MARKER, TABLE
+from dlpipe.annotations.convert import MARKER
+from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
 
 
@@ -31,6 +31,7 @@ def write_instance_dataset(
     overwrite: bool = False,
     chunk: int = 1024,
     dtype: Any = np.uint8,
+    table_format: str = "parquet",
 ) -> dict[str, Any]:
     """Write images with semantic and instance maps as a dataset Zarr, atomically.
 
@@ -39,8 +40,9 @@ def write_instance_dataset(
     (0 background), ``instances`` (N, H, W) uint32 (0 background, 1..K per image),
     attributes ``classes`` (with ``classes[0] == "background"``), ``image_names``,
     ``image_sizes`` ([[h, w], ...]: images of different sizes are padded with zeros at the
-    bottom and right to the largest H and W), ``source``; ``objects.csv`` (one row per
-    object) and the marker ``.dlpipe_complete`` last.
+    bottom and right to the largest H and W), ``source``; the objects table
+    ``objects.parquet`` (or ``objects.csv``, ``table_format``; one row per object, the
+    columns of ``dlpipe cvat``'s) and the marker ``.dlpipe_complete`` last.
 
     Parameters
     ----------
@@ -79,39 +81,40 @@ def write_instance_dataset(
                                  fill_value=0, dimension_names=dims)
         inst = group.create_array("instances", shape=(n, h, w), chunks=ch, dtype="uint32",
                                   fill_value=0, dimension_names=dims)
-        with open(tmp / TABLE, "w", newline="") as f:
-            table = csv.DictWriter(f, fieldnames=COLUMNS)
-            table.writeheader()
-            for i, (name, img, s, lab) in enumerate(frames):
-                hh, ww = sizes[i]
-                if img.shape[:2] != (hh, ww) or s.shape != (hh, ww) or lab.shape != (hh, ww):
-                    raise UserError(
-                        f"image {name!r}: image {img.shape}, semantic {s.shape} and instances "
-                        f"{lab.shape} must all be {hh}x{ww}"
-                    )
-                images[i, :hh, :ww] = img
-                sem[i, :hh, :ww] = s
-                inst[i, :hh, :ww] = lab
-                names.append(name)
-                for k in np.unique(lab[lab > 0]):
-                    m = lab == k
-                    cls = int(s[m][0])
-                    x1, y1, x2, y2 = _box(m)
-                    table.writerow({
-                        "image": i, "image_name": name, "subset": "", "instance_id": int(k),
-                        "kind": kind, "label": classes[cls], "class_id": cls,
-                        "x1": x1, "y1": y1, "x2": x2, "y2": y2, "area": int(m.sum()),
-                        "occluded": 0, "z_order": 0, "group_id": 0, "source": source,
-                        "track_id": -1, "attributes": "{}",
-                    })
-                    objects += 1
+        table = ObjectsTable(tmp, table_format)
+        for i, (name, img, s, lab) in enumerate(frames):
+            hh, ww = sizes[i]
+            if img.shape[:2] != (hh, ww) or s.shape != (hh, ww) or lab.shape != (hh, ww):
+                raise UserError(
+                    f"image {name!r}: image {img.shape}, semantic {s.shape} and instances "
+                    f"{lab.shape} must all be {hh}x{ww}"
+                )
+            images[i, :hh, :ww] = img
+            sem[i, :hh, :ww] = s
+            inst[i, :hh, :ww] = lab
+            names.append(name)
+            rows = []
+            for k in np.unique(lab[lab > 0]):
+                m = lab == k
+                cls = int(s[m][0])
+                x1, y1, x2, y2 = _box(m)
+                rows.append({
+                    "image": i, "image_name": name, "subset": "", "instance_id": int(k),
+                    "kind": kind, "label": classes[cls], "class_id": cls,
+                    "x1": x1, "y1": y1, "x2": x2, "y2": y2, "area": int(m.sum()),
+                    "occluded": 0, "z_order": 0, "group_id": 0, "source": source,
+                    "track_id": -1, "attributes": {},
+                })
+            table.add(rows)
+            objects += len(rows)
+        table.close()
         if len(names) != n:
             raise UserError(f"expected {n} images, got {len(names)}")
         group.attrs.update({
             "classes": list(classes),
             "image_names": names,
             "image_sizes": [[int(a), int(b)] for a, b in sizes],
-            "objects_table": TABLE,
+            "objects_table": table.path.name,
             "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
             "padding": "images smaller than (H, W) are padded with 0 at the bottom and right",
             "source": source,
