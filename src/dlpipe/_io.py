@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from dlpipe.errors import UserError
 
@@ -47,6 +52,24 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and rename."""
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(text)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as strict JSON: NaN and infinite floats become None, NumPy scalars Python ones."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented strict JSON (see :func:`json_safe`), atomically."""
+    write_text_atomic(path, json.dumps(json_safe(obj), indent=2) + "\n")
 
 
 @contextlib.contextmanager

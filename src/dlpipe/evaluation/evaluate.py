@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -65,22 +64,12 @@ def evaluate_arrays(
     return result
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path, Path]:
     """Write ``metrics.json`` (NaN as null) and a CSV beside it (one row per class)."""
-    from dlpipe._io import write_text_atomic
+    from dlpipe._io import write_json_atomic, write_text_atomic
 
     out_json = Path(out_json)
-    write_text_atomic(out_json, json.dumps(_json_safe(dict(result)), indent=2) + "\n")
+    write_json_atomic(out_json, dict(result))
     out_csv = out_json.with_suffix(".csv")
     rows = list(result["per_class"].items())
     cols = sorted(

@@ -24,7 +24,6 @@ Conventions (documented in docs/instances.md)
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -329,16 +328,6 @@ def _pred_table(path: Path) -> dict[int, dict[int, tuple[int, float]]] | None:
     return out
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def evaluate_instances(
     pred_path: str | Path,
     truth_path: str | Path,
@@ -370,7 +359,7 @@ def evaluate_instances(
     """
     from tqdm.auto import tqdm
 
-    from dlpipe._io import write_text_atomic
+    from dlpipe._io import write_json_atomic, write_text_atomic
 
     p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(
         params or {})
@@ -415,7 +404,7 @@ def evaluate_instances(
         ev.add_image(p_inst, t_inst, t_cls, p_cls, scores)
     result = ev.result()
     result["prediction"], result["truth"] = str(pred_path), str(truth_path)
-    write_text_atomic(out_json, json.dumps(_json_safe(result), indent=2) + "\n")
+    write_json_atomic(out_json, result)
     keys = ["n_true", "n_pred", "n_matched", "precision", "recall", "f1", "ap", "ap50", "ap75",
             "mean_matched_iou"]
     lines = [",".join(["class", *keys])]

@@ -289,16 +289,12 @@ def load_maskrcnn(model_dir: str | Path) -> MaskRCNNModel:
     import torch
 
     from dlpipe.models import maskrcnn_from_card
+    from dlpipe.prediction.model import read_card
 
     model_dir = Path(model_dir)
     path = model_dir / "card.json"
-    if not path.is_file():
-        raise UserError("no card.json: not a model folder from `dlpipe train`", path=model_dir)
-    try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"card.json is not valid JSON ({exc.msg})", path=path) from None
-    if not isinstance(card, dict) or card.get("model") != "maskrcnn":
+    card = read_card(model_dir)
+    if card.get("model") != "maskrcnn":
         raise UserError("model card is not a Mask R-CNN card (model != 'maskrcnn')", path=path)
     for key in ("architecture", "classes"):
         if key not in card:

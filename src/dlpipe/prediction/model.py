@@ -33,7 +33,9 @@ class LoadedModel:
     digest: str
 
 
-def _card(model_dir: Path) -> dict[str, Any]:
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """``MODEL_DIR/card.json`` as a dict (any model family); UserError if missing or invalid."""
+    model_dir = Path(model_dir)
     path = model_dir / "card.json"
     if not path.is_file():
         raise UserError("no card.json: not a model folder from `dlpipe train`", path=model_dir)
@@ -41,6 +43,14 @@ def _card(model_dir: Path) -> dict[str, Any]:
         card = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"card.json is not valid JSON ({exc.msg})", path=path) from None
+    if not isinstance(card, dict):
+        raise UserError("card.json is not a JSON object", path=path)
+    return card
+
+
+def _card(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "card.json"
+    card = read_card(model_dir)
     for key in ("model", "architecture", "input", "classes"):
         if key not in card:
             raise UserError(f"model card has no {key!r}", path=path)

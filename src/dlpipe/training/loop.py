@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlpipe import __version__
-from dlpipe._io import atomic_path, write_text_atomic
+from dlpipe._io import atomic_path, json_safe, write_json_atomic, write_text_atomic
 from dlpipe.errors import UserError
 from dlpipe.models import count_parameters
 
@@ -168,19 +168,6 @@ def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(path, out.getvalue())
-
-
-def finite(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats replaced by None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _comparable(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -382,8 +369,8 @@ def _fit(
         dlpipe_version=__version__,
         params=p,
     )
-    card = finite(card)
-    write_text_atomic(out / "card.json", json.dumps(card, indent=2) + "\n")
+    card = json_safe(card)
+    write_json_atomic(out / "card.json", card)
     if run is not None:
         run.log_metrics({"parameters": n_params, "best_epoch": best_epoch})
         run.log_artifact(out / "metrics.csv")
