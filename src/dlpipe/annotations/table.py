@@ -33,22 +33,9 @@ COLUMNS = [
     "track_id",
     "attributes",
 ]
-INT_COLUMNS = frozenset(
-    {
-        "image",
-        "instance_id",
-        "class_id",
-        "x1",
-        "y1",
-        "x2",
-        "y2",
-        "area",
-        "occluded",
-        "z_order",
-        "group_id",
-        "track_id",
-    }
-)
+# Every column but these text ones holds integers.
+TEXT_COLUMNS = frozenset({"image_name", "subset", "kind", "label", "source", "attributes"})
+INT_COLUMNS = frozenset(COLUMNS) - TEXT_COLUMNS
 _BATCH_ROWS = 16384
 
 
