@@ -8,6 +8,11 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 host=$(hostname)
+# The node's hardware as slurmd sees it (CPUs, sockets, cores, memory). Not `nproc`: that
+# honours OMP_NUM_THREADS and CPU affinity, and a node declared with fewer CPUs than jobs
+# ask for leaves those jobs pending forever.
+node=$(slurmd -C | head -1)
+case "$node" in NodeName=*) ;; *) echo "slurmd -C gave no node line: $node" >&2; exit 1 ;; esac
 mkdir -p /etc/munge /var/log/munge /run/munge /var/lib/munge
 [ -s /etc/munge/munge.key ] || mungekey -c -k /etc/munge/munge.key
 chown -R munge:munge /etc/munge /var/log/munge /run/munge /var/lib/munge
@@ -31,7 +36,7 @@ StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=${host} CPUs=$(nproc) RealMemory=16000 State=UNKNOWN
+${node} State=UNKNOWN
 PartitionName=main Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 CONF
 pgrep -x slurmctld >/dev/null || slurmctld

@@ -25,10 +25,18 @@ MODEL = "f4-d2-ce-2d-s3"
 # The whole demo chain (synth, tile, cvat, train, predict, postprocess, evaluate, summary) on
 # a short configuration: one small U-Net, a few training steps, short enough for CI on 2 cores.
 TARGETS = ("results/summary/models.csv",)
+# Each run takes 2-4 minutes on 2 cores; a stuck queue fails well inside CI's 30 minutes.
+TIMEOUT = 600
 SHORT = {
     "synth": {"shape": [24, 64, 64], "annotated_slices": 5},
-    "train": {"epochs": 2, "steps_per_epoch": 4, "batch_size": 2, "patch_size": [32, 32],
-              "workers": 0, "val_max_patches": 4},
+    "train": {
+        "epochs": 2,
+        "steps_per_epoch": 4,
+        "batch_size": 2,
+        "patch_size": [32, 32],
+        "workers": 0,
+        "val_max_patches": 4,
+    },
     "sweep": {"base_filters": [4], "depth": [2], "loss": ["ce"], "annotated_slices": [3]},
     "predict": {"block": [8, 64, 64]},
     "evaluation": {"overlays": 1},
@@ -45,9 +53,38 @@ def slurm_cluster() -> None:
         pytest.skip("neither SLURM nor apt-get is available")
     out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
+    # A node smaller than what the profile asks for leaves jobs pending forever: say so now.
+    node = subprocess.run(["scontrol", "show", "node"], capture_output=True, text=True).stdout
+    cpus = int(re.search(r"CPUTot=(\d+)", node).group(1))
+    memory = int(re.search(r"RealMemory=(\d+)", node).group(1))
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    wanted_cpus = profile["default-resources"]["cpus_per_task"]
+    wanted_mem = max(r.get("mem_mb", 0) for r in profile["set-resources"].values())
+    assert cpus >= wanted_cpus and memory >= wanted_mem, (
+        f"the SLURM node has {cpus} CPUs and {memory} MB; the profile asks for "
+        f"{wanted_cpus} CPUs and up to {wanted_mem} MB\n{node}"
+    )
+
+
+def _slurm_state() -> str:
+    """What SLURM says about its queue and node, for a failure message."""
+    parts = []
+    for cmd in (["squeue", "-o", "%i %j %T %r %C %m"], ["sinfo", "-N", "-l"]):
+        got = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        parts.append(f"$ {' '.join(cmd)}\n{got.stdout}{got.stderr}")
+    return "\n".join(parts)
 
 
 def _run(workdir: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    try:
+        return _snakemake(workdir, env, *extra)
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stderr or b"")[-3000:]
+        text = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        pytest.fail(f"snakemake ran past {TIMEOUT} s in {workdir}\n{text}\n{_slurm_state()}")
+
+
+def _snakemake(workdir: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             "snakemake",
@@ -63,7 +100,7 @@ def _run(workdir: Path, env: dict[str, str], *extra: str) -> subprocess.Complete
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=TIMEOUT,
         check=False,
     )
 
@@ -87,21 +124,35 @@ def test_demo_workflow_runs_under_slurm(
         ("local", ("--cores", "2")),
         # The first status check after 2 s instead of the profile's 40 (short jobs).
         # The test cluster has no GPU: train asks for none here.
-        ("slurm", ("--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
-                   "--slurm-init-seconds-before-status-checks", "2",
-                   "--set-resources", "train:gpu=0")),
+        (
+            "slurm",
+            (
+                "--workflow-profile",
+                str(ROOT / "workflow/profiles/slurm"),
+                "--slurm-init-seconds-before-status-checks",
+                "2",
+                "--set-resources",
+                "train:gpu=0",
+            ),
+        ),
     ):
         work = tmp_path / name
         work.mkdir()
         (work / "config.yaml").write_text(yaml.safe_dump(cfg))
         out = _run(work, cli_env, *TARGETS, *extra)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + _slurm_state()
         runs[name] = work
 
     logs = sorted((runs["slurm"] / "logs").glob("*.log"))
     assert {p.stem for p in logs} == {
-        "synth", "tile", "cvat", f"train_{MODEL}", f"predict_{MODEL}",
-        f"postprocess_unet_{MODEL}", f"evaluate_unet_{MODEL}", "summary",
+        "synth",
+        "tile",
+        "cvat",
+        f"train_{MODEL}",
+        f"predict_{MODEL}",
+        f"postprocess_unet_{MODEL}",
+        f"evaluate_unet_{MODEL}",
+        "summary",
     }
     for log in logs:
         found = re.search(r"SLURM job (\d+)", log.read_text())
@@ -134,19 +185,26 @@ def test_demo_workflow_runs_under_slurm(
     import zarr
 
     res = {n: runs[n] / "results" for n in runs}
-    weights = [torch.load(res[n] / "models" / MODEL / "weights.pt", weights_only=True)
-               for n in ("local", "slurm")]
+    weights = [
+        torch.load(res[n] / "models" / MODEL / "weights.pt", weights_only=True)
+        for n in ("local", "slurm")
+    ]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     for store in ("prediction.zarr", "clean.zarr"):
-        a, b = (zarr.open_group(res[n] / "unet" / MODEL / store, mode="r")["labels/phases/0"][:]
-                for n in ("local", "slurm"))
+        a, b = (
+            zarr.open_group(res[n] / "unet" / MODEL / store, mode="r")["labels/phases/0"][:]
+            for n in ("local", "slurm")
+        )
         assert np.array_equal(a, b), store
     for table in ("clean.blobs.csv", "clean_metrics.csv"):
         assert (res["local"] / "unet" / MODEL / table).read_bytes() == (
-            res["slurm"] / "unet" / MODEL / table).read_bytes(), table
-    scores = [json.loads((res[n] / "unet" / MODEL / "clean_metrics.json").read_text())
-              for n in ("local", "slurm")]
+            res["slurm"] / "unet" / MODEL / table
+        ).read_bytes(), table
+    scores = [
+        json.loads((res[n] / "unet" / MODEL / "clean_metrics.json").read_text())
+        for n in ("local", "slurm")
+    ]
     assert scores[0]["per_class"] == scores[1]["per_class"]
     # One MLflow parent per invocation: every SLURM job's run is a child of the same one.
     from mlflow import MlflowClient
