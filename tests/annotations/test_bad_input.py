@@ -181,13 +181,27 @@ def test_entity_bomb_refused_quickly(tmp_path: Path, run_cli) -> None:
     assert no_leftovers(tmp_path, "o.zarr")
 
 
-def test_entity_bomb_in_attribute_before_any_element_ends(tmp_path: Path) -> None:
+def test_entity_bomb_in_the_root_tag_refused_from_the_prolog(tmp_path: Path) -> None:
+    # The bomb is used in the root element's own attribute: the refusal comes from the
+    # prolog, before the parser sees (and would expand) anything.
     body = '<annotations a="&h;&h;&h;"><version>&h;</version></annotations>'
     p = write(tmp_path, HEAD + BOMB + body)
     t0 = time.perf_counter()
-    with pytest.raises(UserError, match="entity expansion refused at line 12"):
+    with pytest.raises(UserError, match="declares entities in its DOCTYPE; refused"):
         list(CvatReader(str(p)).frames())
     assert time.perf_counter() - t0 < 1.0
+    # hidden behind a comment that looks like an element, or in UTF-16: still refused
+    for head, enc in ((HEAD + "<!-- <image> -->\n", "utf-8"), ("", "utf-16")):
+        p.write_bytes((head + BOMB + body).encode(enc))
+        with pytest.raises(UserError, match="declares entities"):
+            list(CvatReader(str(p)).frames())
+
+
+def test_doctype_without_entities_and_prolog_comments_are_fine(tmp_path: Path) -> None:
+    head = HEAD + "<!-- a <comment> --><!DOCTYPE annotations [ <!ELEMENT annotations ANY> ]>\n"
+    p = write(tmp_path, xml(img(shapes='<tag label="ok"/>'), head=head))
+    frames = list(CvatReader(str(p)).frames())
+    assert [f.n_shapes for f in frames] == [1]
 
 
 def test_external_entities_never_resolved(tmp_path: Path) -> None:

@@ -1,25 +1,31 @@
 """Streaming, hardened reader of "CVAT for images 1.1" and "CVAT for video 1.1" XML.
 
-The file is read with :func:`lxml.etree.iterparse`; each ``<image>`` is turned into a
-:class:`Frame` and cleared as soon as it ends, so memory does not grow with the number
-of images. Tracks (video exports) are gathered per frame and yielded after the document.
+The file is fed in 1 MiB pieces to an :class:`lxml.etree.XMLParser` with a parser target
+(libxml2's SAX events, no tree): each ``<image>``'s shapes arrive as attribute dicts and
+are turned into a :class:`Frame` when the image ends, so memory does not grow with the
+number of images, and no element object is built per shape. ``<meta>`` and each
+``<track>`` are small and are built as elements. Tracks (video exports) are gathered per
+frame and yielded after the document.
 
 Security: entities are never resolved (``resolve_entities=False``), no DTD is loaded,
 nothing is fetched from the network (``no_network=True``), ``huge_tree=False`` keeps
-libxml2's size limits, and a DOCTYPE that declares any entity is refused at the first
-element, before anything is expanded.
+libxml2's size limits, and a DOCTYPE that declares any entity is refused from the
+document's prolog, before the parser sees a byte of it.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+import operator
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from lxml import etree
 
 from dlpipe.annotations._model import COLUMN_KINDS, Frame, Meta, Shape, ShapeColumns
@@ -32,6 +38,7 @@ SHAPE_TAGS = frozenset(
 _CODE = {k: i for i, k in enumerate(COLUMN_KINDS)}  # kinds of the columnar fast path
 _TRUE = frozenset({"1", "true", "True"})
 _PARAM_KEYS = (("cx", "cy", "rx", "ry"), ("xtl", "ytl", "xbr", "ybr"))
+_PARAM_GET = tuple(operator.itemgetter(*keys) for keys in _PARAM_KEYS)
 
 
 @dataclass
@@ -82,8 +89,8 @@ def _floats(text: str | None, what: str) -> np.ndarray:
     return values
 
 
-def _num(el: etree._Element, key: str) -> float:
-    text = el.get(key)
+def _num(a: Any, key: str) -> float:
+    text = a.get(key)
     if text is None:
         raise InvalidShape(f"no {key}")
     try:
@@ -114,19 +121,15 @@ def _float_or_nan(text: str) -> float:
 def _floats_csv(text: str) -> np.ndarray:
     """Comma-separated numbers to float64 (NaN where a field is unreadable).
 
-    NumPy's C text parser; a string it cannot read to the end (empty or junk fields)
-    is read again field by field. In the reader's loop it is as fast as Arrow's
-    string-to-double cast (measured) without importing pyarrow.
+    Arrow's string split and string-to-double cast (one C pass, about 4x NumPy's
+    ``fromstring`` on CVAT's numbers); a string it cannot read (empty or junk fields,
+    spaces) is read again field by field.
     """
     try:
-        with warnings.catch_warnings():  # older NumPy warns and stops at the bad field
-            warnings.simplefilter("ignore", DeprecationWarning)
-            values = np.fromstring(text, sep=",")
-        if len(values) == text.count(",") + 1:
-            return values
-    except ValueError:  # NumPy >= 2.3: "could not be read to its end"
-        pass
-    return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
+        fields = pc.split_pattern(pa.array([text]), ",").flatten()
+        return pc.cast(fields, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
 
 
 def decode_rle(
@@ -172,40 +175,49 @@ def _attributes(el: etree._Element) -> dict[str, str]:
     return {a.get("name", ""): (a.text or "") for a in el.iterfind("attribute")}
 
 
-def _shape(el: etree._Element, order: int, *, lenient: bool, where: str, counts: Counts) -> Shape:
-    """Build one shape (raises InvalidShape for bad coordinates)."""
-    kind = el.tag
+def _shape(
+    kind: str,
+    a: Any,
+    custom: dict[str, str],
+    order: int,
+    *,
+    lenient: bool,
+    where: str,
+    counts: Counts,
+) -> Shape:
+    """Build one shape from its tag and attribute mapping (raises InvalidShape for bad
+    coordinates)."""
     shape = Shape(
         kind=kind,
-        label=el.get("label", ""),
+        label=a.get("label", ""),
         order=order,
-        occluded=el.get("occluded", "0") in ("1", "true", "True"),
-        z_order=_int(el.get("z_order")),
-        group_id=_int(el.get("group_id")),
-        source=el.get("source", ""),
-        attributes=_attributes(el),
+        occluded=a.get("occluded", "0") in _TRUE,
+        z_order=_int(a.get("z_order")),
+        group_id=_int(a.get("group_id")),
+        source=a.get("source", ""),
+        attributes=custom,
     )
     if kind in ("polygon", "polyline", "points"):
-        xy = _floats(el.get("points"), "points")
+        xy = _floats(a.get("points"), "points")
         if len(xy) % 2:
             raise InvalidShape("odd number of point coordinates")
         shape.points = xy.reshape(-1, 2)
         if kind == "polygon" and len(shape.points) < 3:
             raise InvalidShape("polygon with fewer than 3 points")
     elif kind == "ellipse":
-        shape.params = tuple(_num(el, k) for k in ("cx", "cy", "rx", "ry"))
-        shape.rotation = _num(el, "rotation") if el.get("rotation") else 0.0
+        shape.params = tuple(_num(a, k) for k in ("cx", "cy", "rx", "ry"))
+        shape.rotation = _num(a, "rotation") if a.get("rotation") else 0.0
         if shape.params[2] <= 0 or shape.params[3] <= 0:
             raise InvalidShape("ellipse radius <= 0")
     elif kind == "box":
-        shape.params = tuple(_num(el, k) for k in ("xtl", "ytl", "xbr", "ybr"))
-        shape.rotation = _num(el, "rotation") if el.get("rotation") else 0.0
+        shape.params = tuple(_num(a, k) for k in ("xtl", "ytl", "xbr", "ybr"))
+        shape.rotation = _num(a, "rotation") if a.get("rotation") else 0.0
     elif kind == "mask":
-        left, top = int(_num(el, "left")), int(_num(el, "top"))
-        width, height = int(_num(el, "width")), int(_num(el, "height"))
+        left, top = int(_num(a, "left")), int(_num(a, "top"))
+        width, height = int(_num(a, "width")), int(_num(a, "height"))
         shape.left, shape.top = left, top
         shape.mask, padded = decode_rle(
-            el.get("rle", ""),
+            a.get("rle", ""),
             width,
             height,
             lenient=lenient,
@@ -256,14 +268,120 @@ def _meta(el: etree._Element) -> Meta:
     return meta
 
 
-def _check_doctype(el: etree._Element, name: str) -> None:
-    dtd = el.getroottree().docinfo.internalDTD
-    if dtd is not None and (any(True for _ in dtd.iterentities()) or dtd.entities()):
-        raise UserError(
-            "XML declares entities in its DOCTYPE; refused (CVAT never writes them, "
-            "and they are the vehicle of entity-expansion and external-entity attacks)",
-            path=name,
+_CHUNK = 1 << 20  # bytes fed to the parser at a time
+_PROLOG_LIMIT = 16 << 20  # longest prolog (declaration, DOCTYPE, comments) accepted
+_COMMENT = re.compile(rb"<!--.*?-->", re.S)
+_ROOT_START = re.compile(rb"<[^!?]")
+_ENTITIES_REFUSED = (
+    "XML declares entities in its DOCTYPE; refused (CVAT never writes them, "
+    "and they are the vehicle of entity-expansion and external-entity attacks)"
+)
+
+
+def _read_prolog(stream: IO[bytes], name: str) -> bytes:
+    """Read the document up to its root element's start tag (at least one chunk) and
+    refuse a DOCTYPE that declares entities, before any byte reaches the parser.
+
+    Returns the bytes read, which the caller feeds to the parser first.
+    """
+    head = b""
+    while True:
+        chunk = stream.read(_CHUNK)
+        head += chunk
+        text = head
+        if text.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: scan its ASCII view
+            text = head.decode("utf-16", errors="replace").encode("ascii", errors="replace")
+        text = _COMMENT.sub(b"", text)
+        root = _ROOT_START.search(text)
+        prolog = text if root is None else text[: root.start()]
+        if b"<!ENTITY" in prolog:
+            raise UserError(_ENTITIES_REFUSED, path=name)
+        if root is not None or not chunk:
+            return head
+        if len(head) > _PROLOG_LIMIT:
+            raise UserError(
+                f"no root element in the first {_PROLOG_LIMIT >> 20} MiB of the XML", path=name
+            )
+
+
+def _syntax_error(exc: etree.XMLSyntaxError, name: str) -> UserError:
+    line, col = exc.position if exc.position else (exc.lineno, 0)
+    msg = str(exc.msg if hasattr(exc, "msg") else exc).split(" (line")[0]
+    if "entity" in msg.lower():
+        return UserError(
+            f"XML entity expansion refused at line {line}, column {col}: {msg}", path=name
         )
+    return UserError(f"malformed XML at line {line}, column {col}: {msg}", path=name)
+
+
+#: One child of an ``<image>``: tag, attributes, position among the image's children,
+#: custom ``<attribute>`` values (None when it has none).
+_Record = list[Any]
+
+
+class _Target:
+    """lxml parser target: each ``<image>`` becomes (attributes, records of its children);
+    ``<meta>`` and ``<track>`` (direct children of the root) are built as elements.
+
+    Finished items queue in ``done`` as ("image", (attrib, records)), ("meta", element) or
+    ("track", element); nothing else is kept, so memory is one image (or track) at most.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.image: dict[str, str] | None = None
+        self.records: list[_Record] = []
+        self.attr_name: str | None = None  # the open <attribute> of a shape
+        self.text: list[str] = []
+        self.builder: etree.TreeBuilder | None = None
+        self.done: list[tuple[str, Any]] = []
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        self.depth += 1
+        depth = self.depth
+        if self.builder is not None:
+            self.builder.start(tag, attrib)
+        elif depth == 3 and self.image is not None:
+            self.records.append([tag, attrib, len(self.records), None])
+        elif depth == 4 and self.image is not None and tag == "attribute":
+            self.attr_name, self.text = attrib.get("name", ""), []
+        elif depth == 2:
+            if tag == "image":
+                self.image, self.records = attrib, []
+            elif tag in ("meta", "track"):
+                self.builder = etree.TreeBuilder()
+                self.builder.start(tag, attrib)
+
+    def data(self, text: str) -> None:
+        if self.builder is not None:
+            self.builder.data(text)
+        elif self.attr_name is not None:
+            self.text.append(text)
+
+    def end(self, tag: str) -> None:
+        depth = self.depth
+        self.depth -= 1
+        if self.builder is not None:
+            self.builder.end(tag)
+            if depth == 2:
+                self.done.append((tag, self.builder.close()))
+                self.builder = None
+        elif depth == 4 and self.attr_name is not None:
+            record = self.records[-1]
+            if record[3] is None:
+                record[3] = {}
+            record[3][self.attr_name] = "".join(self.text)
+            self.attr_name = None
+        elif depth == 2 and self.image is not None:
+            self.done.append(("image", (self.image, self.records)))
+            self.image, self.records = None, []
+
+    def close(self) -> None:
+        return None
+
+    def take(self) -> list[tuple[str, Any]]:
+        done, self.done = self.done, []
+        return done
 
 
 class CvatReader:
@@ -300,55 +418,49 @@ class CvatReader:
             malformed XML (with line and column), a DOCTYPE declaring entities, a bad RLE.
         """
         tracks: dict[int, list[Shape]] = defaultdict(list)
-        context = etree.iterparse(
-            self.source,
-            events=("end",),
-            tag=("meta", "image", "track"),
+        target = _Target()
+        parser = etree.XMLParser(
+            target=target,
             resolve_entities=False,
             no_network=True,
             huge_tree=False,
             load_dtd=False,
-            remove_comments=True,
-            remove_pis=True,
         )
-        first = True
+        owned = not hasattr(self.source, "read")
+        stream: IO[bytes] = open(self.source, "rb") if owned else self.source  # type: ignore[arg-type]
+        seen = False
         order = 0
         try:
-            for _, el in context:
-                if first:  # entities are never expanded, so this comes before any harm
-                    _check_doctype(el, self.name)
-                    first = False
-                parent = el.getparent()
-                if parent is None or parent.getparent() is not None:
-                    continue  # only direct children of <annotations> are acted upon
-                tag = el.tag
-                if tag == "meta":
-                    self.meta = _meta(el)
-                elif tag == "image":
-                    if tracks:
-                        raise UserError("tracks before images are not supported", path=self.name)
-                    frame = self._image(el)
-                    self.n_images += 1
-                    _free(el)
-                    yield frame
-                    continue
-                elif tag == "track":
-                    order = self._track(el, tracks, order)
-                _free(el)
-        except etree.XMLSyntaxError as exc:
-            line, col = exc.position if exc.position else (exc.lineno, 0)
-            msg = str(exc.msg if hasattr(exc, "msg") else exc).split(" (line")[0]
-            if "entity" in msg.lower():
-                raise UserError(
-                    f"XML entity expansion refused at line {line}, column {col}: {msg}",
-                    path=self.name,
-                ) from None
-            raise UserError(
-                f"malformed XML at line {line}, column {col}: {msg}", path=self.name
-            ) from None
-        if first:
-            if context.root is not None:
-                _check_doctype(context.root, self.name)
+            chunk = _read_prolog(stream, self.name)
+            while True:
+                try:
+                    if chunk:
+                        parser.feed(chunk)
+                    else:
+                        parser.close()
+                except etree.XMLSyntaxError as exc:
+                    raise _syntax_error(exc, self.name) from None
+                for kind, item in target.take():
+                    seen = True
+                    if kind == "meta":
+                        self.meta = _meta(item)
+                    elif kind == "track":
+                        order = self._track(item, tracks, order)
+                    else:
+                        if tracks:
+                            raise UserError(
+                                "tracks before images are not supported", path=self.name
+                            )
+                        frame = self._image(*item)
+                        self.n_images += 1
+                        yield frame
+                if not chunk:
+                    break
+                chunk = stream.read(_CHUNK)
+        finally:
+            if owned:
+                stream.close()
+        if not seen:
             raise UserError("no <meta>, <image> or <track> in the XML", path=self.name)
         if tracks:
             if self.n_images:
@@ -357,16 +469,16 @@ class CvatReader:
                 )
             yield from self._video_frames(tracks)
 
-    def _image(self, el: etree._Element) -> Frame:
-        name = el.get("name", "")
+    def _image(self, attrib: dict[str, str], records: list[_Record]) -> Frame:
+        name = attrib.get("name", "")
         try:
             frame = Frame(
-                id=int(el.get("id", self.n_images)),
+                id=int(attrib.get("id", self.n_images)),
                 name=name,
-                width=int(el.get("width", "0")),
-                height=int(el.get("height", "0")),
-                subset=el.get("subset", ""),
-                task_id=el.get("task_id", ""),
+                width=int(attrib.get("width", "0")),
+                height=int(attrib.get("height", "0")),
+                subset=attrib.get("subset", ""),
+                task_id=attrib.get("task_id", ""),
             )
         except ValueError as exc:
             raise UserError(
@@ -374,23 +486,21 @@ class CvatReader:
             ) from None
         if frame.width <= 0 or frame.height <= 0:
             raise UserError(f"image {name!r}: width and height must be > 0", path=self.name)
-        columns = self._columns(el)
+        columns = self._columns(records)
         if columns is not None:
             frame.columns = columns
             return frame
         shapes: list[Shape | None] = []
         line_idx: list[int] = []
         line_txt: list[str] = []
-        for order, child in enumerate(el):
-            tag = child.tag
+        for tag, a, order, custom in records:
             if tag not in SHAPE_TAGS:
                 continue
             if tag in ("skeleton", "cuboid"):
                 self.counts.bump(self.counts.counted, tag)
                 continue
             if tag in ("polygon", "polyline", "points"):
-                # hot path: coordinates of all such shapes are converted in one go below
-                a = child.attrib
+                # coordinates of all such shapes are converted in one go below
                 txt = a.get("points")
                 if not txt or txt.count(",") != txt.count(";") + 1:
                     self.counts.invalid += 1
@@ -402,46 +512,20 @@ class CvatReader:
                         kind=tag,
                         label=a.get("label", ""),
                         order=order,
-                        occluded=a.get("occluded", "0") in ("1", "true", "True"),
+                        occluded=a.get("occluded", "0") in _TRUE,
                         z_order=_int(a.get("z_order")),
                         group_id=_int(a.get("group_id")),
                         source=a.get("source", ""),
-                        attributes=_attributes(child) if len(child) else {},
-                    )
-                )
-                continue
-            if tag == "ellipse" or tag == "box":  # hot path, same checks as _shape
-                a = child.attrib
-                try:
-                    vals = tuple(float(a[k]) for k in _PARAMS[tag])
-                    rot = float(a.get("rotation") or 0.0)
-                except (KeyError, ValueError):
-                    self.counts.invalid += 1
-                    continue
-                if not math.isfinite(math.fsum(vals) + rot) or (
-                    tag == "ellipse" and (vals[2] <= 0 or vals[3] <= 0)
-                ):
-                    self.counts.invalid += 1
-                    continue
-                shapes.append(
-                    Shape(
-                        kind=tag,
-                        label=a.get("label", ""),
-                        order=order,
-                        params=vals,
-                        rotation=rot,
-                        occluded=a.get("occluded", "0") in ("1", "true", "True"),
-                        z_order=_int(a.get("z_order")),
-                        group_id=_int(a.get("group_id")),
-                        source=a.get("source", ""),
-                        attributes=_attributes(child) if len(child) else {},
+                        attributes=custom or {},
                     )
                 )
                 continue
             try:
                 shapes.append(
                     _shape(
-                        child,
+                        tag,
+                        a,
+                        custom or {},
                         order,
                         lenient=self.lenient,
                         where=f"image {name!r}",
@@ -455,23 +539,22 @@ class CvatReader:
         frame.shapes = [sh for sh in shapes if sh is not None]
         return frame
 
-    def _columns(self, el: etree._Element) -> ShapeColumns | None:
+    def _columns(self, records: list[_Record]) -> ShapeColumns | None:
         """The fast path: an image with only polygons, ellipses, boxes, polylines and points
         becomes :class:`ShapeColumns` (None when it holds any other shape kind)."""
         codes: list[int] = []
-        orders: list[int] = []
-        attrs: list[dict[str, str]] = []
-        custom: list[dict[str, str]] = []
-        for order, child in enumerate(el):
-            code = _CODE.get(child.tag)
+        kept: list[_Record] = []
+        for record in records:
+            code = _CODE.get(record[0])
             if code is None:
-                if child.tag in SHAPE_TAGS:
+                if record[0] in SHAPE_TAGS:
                     return None  # mask, tag, skeleton, cuboid: the general path
                 continue
             codes.append(code)
-            orders.append(order)
-            attrs.append(dict(child.items()))
-            custom.append(_attributes(child) if len(child) else {})
+            kept.append(record)
+        attrs: list[dict[str, str]] = [r[1] for r in kept]
+        orders = [r[2] for r in kept]
+        custom = [r[3] or {} for r in kept]
         n = len(codes)
         kind = np.array(codes, np.int8)
         valid = np.ones(n, bool)
@@ -484,16 +567,20 @@ class CvatReader:
         area_rows = [k for k in range(n) if codes[k] in (1, 2)]
         for k in area_rows:
             a = attrs[k]
-            txt += [a.get(key) or "nan" for key in _PARAM_KEYS[codes[k] - 1]]
+            try:
+                txt += _PARAM_GET[codes[k] - 1](a)
+            except KeyError:  # a missing parameter: NaN, the shape is counted invalid
+                txt += [a.get(key) or "nan" for key in _PARAM_KEYS[codes[k] - 1]]
             txt.append(a.get("rotation") or "0")
         for k in range(n):
             if codes[k] not in (1, 2):
                 t = attrs[k].get("points")
-                if not t or t.count(",") != t.count(";") + 1:
+                semis = t.count(";") if t else -1
+                if semis < 0 or t.count(",") != semis + 1:  # type: ignore[union-attr]
                     valid[k] = False
                 else:
-                    txt.append(t)
-                    lengths[k] = t.count(";") + 1
+                    txt.append(t)  # type: ignore[arg-type]
+                    lengths[k] = semis + 1
         nums = _floats_csv(",".join(txt).replace(";", ",")) if txt else np.zeros(0)
         ints = np.nan_to_num(nums[: 2 * n], nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64)
         z_order, group_id = ints[:n], ints[n:]
@@ -583,7 +670,9 @@ class CvatReader:
             order += 1
             try:
                 shape = _shape(
-                    child,
+                    child.tag,
+                    child.attrib,
+                    _attributes(child),
                     order,
                     lenient=self.lenient,
                     where=f"track {track_id} frame {frame_no}",
@@ -615,12 +704,3 @@ class CvatReader:
             yield Frame(
                 id=number, name=f"frame_{number:06d}", width=width, height=height, shapes=shapes
             )
-
-
-def _free(el: etree._Element) -> None:
-    """Clear a finished element and drop earlier siblings (constant memory)."""
-    el.clear(keep_tail=False)
-    parent = el.getparent()
-    if parent is not None:
-        while el.getprevious() is not None:
-            del parent[0]
