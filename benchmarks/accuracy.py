@@ -58,8 +58,15 @@ def predict_slices(model_dir: Path, image: np.ndarray) -> np.ndarray:
 def params(minutes: float, **over) -> dict:
     p = defaults()["train"]
     p.update(
-        epochs=10_000, steps_per_epoch=25, batch_size=8, patch_size=[64, 64], workers=1,
-        device="cpu", max_minutes=minutes, schedule="constant", patience=10_000,
+        epochs=10_000,
+        steps_per_epoch=25,
+        batch_size=8,
+        patch_size=[64, 64],
+        workers=1,
+        device="cpu",
+        max_minutes=minutes,
+        schedule="constant",
+        patience=10_000,
         val_max_patches=16,
     )
     p["architecture"].update(depth=4, base_filters=16)
@@ -77,10 +84,20 @@ def demo(args: argparse.Namespace, work: Path) -> dict:
 
     exact = tifffile.imread(demo_dir / "labels.tif")
     nz = volume.shape[0]
-    split = {"train": [0, round(0.7 * nz)], "val": [round(0.7 * nz) + 2, round(0.8 * nz)],
-             "test": [round(0.8 * nz) + 2, nz], "gap": 2}
-    store = write_labelled_volume(work / "demo.zarr", volume, sparse, split=split,
-                                  classes=["matrix", "fibre", "pore"], chunks=(8, 64, 64))
+    split = {
+        "train": [0, round(0.7 * nz)],
+        "val": [round(0.7 * nz) + 2, round(0.8 * nz)],
+        "test": [round(0.8 * nz) + 2, nz],
+        "gap": 2,
+    }
+    store = write_labelled_volume(
+        work / "demo.zarr",
+        volume,
+        sparse,
+        split=split,
+        classes=["matrix", "fibre", "pore"],
+        chunks=(8, 64, 64),
+    )
     p = params(args.minutes, loss={"ce": 1.0, "dice": 1.0}, lr=2e-3)
     t0 = time.perf_counter()
     card = train_unet(store, work / "model", p)
@@ -100,8 +117,9 @@ def demo(args: argparse.Namespace, work: Path) -> dict:
         "test_slab": [z0, z1],
         "jaccard": dict(zip(card["classes"], j.tolist(), strict=True)),
         "targets": dict(zip(card["classes"], targets, strict=True)),
-        "ratio_to_target": {c: float(v / t) for c, v, t in zip(card["classes"], j, targets,
-                                                                strict=True)},
+        "ratio_to_target": {
+            c: float(v / t) for c, v, t in zip(card["classes"], j, targets, strict=True)
+        },
         "pixel_error": pixel_error(cm),
     }
     return res
@@ -115,10 +133,22 @@ def isbi(args: argparse.Namespace, work: Path) -> dict:
     raw = np.stack([np.asarray(Image.open(src / "label" / f"{i}.png")) for i in range(30)])
     labels = (raw < 128).astype(np.uint8)  # 1 = membrane (label 0), 0 = cell interior (255)
     split = {"train": [0, 20], "val": [20, 25], "test": [25, 30], "gap": 0}
-    store = write_labelled_volume(work / "isbi.zarr", image, labels, split=split,
-                                  classes=["cell", "membrane"], chunks=(1, 256, 256))
-    p = params(args.minutes, patch_size=[128, 128], batch_size=4, lr=1e-3,
-               loss={"ce": 1.0, "dice": 0.5}, oversample=0.0)
+    store = write_labelled_volume(
+        work / "isbi.zarr",
+        image,
+        labels,
+        split=split,
+        classes=["cell", "membrane"],
+        chunks=(1, 256, 256),
+    )
+    p = params(
+        args.minutes,
+        patch_size=[128, 128],
+        batch_size=4,
+        lr=1e-3,
+        loss={"ce": 1.0, "dice": 0.5},
+        oversample=0.0,
+    )
     t0 = time.perf_counter()
     card = train_unet(store, work / "model", p)
     train_s = time.perf_counter() - t0

@@ -29,11 +29,13 @@ def _isbi(data: Path, out: Path) -> tuple[Path, Path]:
     img = np.stack([iio.imread(data / "train/image" / f"{i}.png") for i in range(30)])
     lab = np.stack([iio.imread(data / "train/label" / f"{i}.png") for i in range(30)])
     lab = (lab > 127).astype(np.uint8)  # 0 membrane, 1 cell interior
-    vol = zarr.create_array(str(out / "isbi_image.zarr"), shape=img.shape, chunks=(1, 512, 512),
-                            dtype="uint8")
+    vol = zarr.create_array(
+        str(out / "isbi_image.zarr"), shape=img.shape, chunks=(1, 512, 512), dtype="uint8"
+    )
     vol[:] = img
-    truth = zarr.create_array(str(out / "isbi_labels.zarr"), shape=lab.shape,
-                              chunks=(1, 512, 512), dtype="uint8")
+    truth = zarr.create_array(
+        str(out / "isbi_labels.zarr"), shape=lab.shape, chunks=(1, 512, 512), dtype="uint8"
+    )
     truth[:] = lab
     return out / "isbi_image.zarr", out / "isbi_labels.zarr"
 
@@ -51,18 +53,33 @@ def main() -> None:
         make_demo(tmp / "demo", cfg["synth"])
         for method in ("otsu", "rf"):
             t0 = time.perf_counter()
-            r = baseline(tmp / "demo/volume.tif", tmp / "demo/labels.tif", tmp / f"d_{method}.zarr",
-                         tmp / f"d_{method}.json", cfg["baselines"], cfg["evaluation"],
-                         method=method, metadata=tmp / "demo/metadata.json")
+            r = baseline(
+                tmp / "demo/volume.tif",
+                tmp / "demo/labels.tif",
+                tmp / f"d_{method}.zarr",
+                tmp / f"d_{method}.json",
+                cfg["baselines"],
+                cfg["evaluation"],
+                method=method,
+                metadata=tmp / "demo/metadata.json",
+            )
             rows.append(("demo (64x128x128)", method, r, time.perf_counter() - t0))
         if args.data.is_dir():
             image, labels = _isbi(args.data, tmp)
             ev = cfg["evaluation"] | {"classes": ["membrane", "cell"], "error_blobs": False}
             for method in ("otsu", "rf"):
                 t0 = time.perf_counter()
-                r = baseline(image, labels, tmp / f"i_{method}.zarr", tmp / f"i_{method}.json",
-                             cfg["baselines"], ev, method=method, slices=list(range(20)),
-                             z_range=(25, 30))
+                r = baseline(
+                    image,
+                    labels,
+                    tmp / f"i_{method}.zarr",
+                    tmp / f"i_{method}.json",
+                    cfg["baselines"],
+                    ev,
+                    method=method,
+                    slices=list(range(20)),
+                    z_range=(25, 30),
+                )
                 rows.append(("ISBI 2012 (test z 25-29)", method, r, time.perf_counter() - t0))
         else:
             print(f"ISBI 2012 not found at {args.data}: skipped")

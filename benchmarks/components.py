@@ -59,10 +59,12 @@ def main() -> None:
         dt = time.perf_counter() - t0
         after = _peak_mib()
         nbytes = int(np.prod(z.shape))
-        print(f"Zarr {z.shape[0]}^3 ({nbytes / 2**20:.0f} MiB uint8), chunk {z.chunks[0]}^3: "
-              f"{comp.count} components in {dt:.1f} s; peak RSS {before:.0f} MiB after imports, "
-              f"{after:.0f} MiB after labelling (+{after - before:.0f} MiB; the volume is "
-              f"{nbytes / 2**20:.0f} MiB, its uint32 ids {4 * nbytes / 2**20:.0f} MiB)")
+        print(
+            f"Zarr {z.shape[0]}^3 ({nbytes / 2**20:.0f} MiB uint8), chunk {z.chunks[0]}^3: "
+            f"{comp.count} components in {dt:.1f} s; peak RSS {before:.0f} MiB after imports, "
+            f"{after:.0f} MiB after labelling (+{after - before:.0f} MiB; the volume is "
+            f"{nbytes / 2**20:.0f} MiB, its uint32 ids {4 * nbytes / 2**20:.0f} MiB)"
+        )
         return
     vol = _volume(args.size)
     if args.rss:
@@ -73,12 +75,22 @@ def main() -> None:
 
         root = Path(tempfile.mkdtemp())
         try:
-            z = zarr.create_array(str(root / "v.zarr"), shape=vol.shape,
-                                  chunks=(args.chunk,) * 3, dtype="uint8")
+            z = zarr.create_array(
+                str(root / "v.zarr"), shape=vol.shape, chunks=(args.chunk,) * 3, dtype="uint8"
+            )
             z[:] = vol
             del vol
-            subprocess.run([sys.executable, __file__, "--child", str(root / "v.zarr"),
-                            "--connectivity", str(args.connectivity)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(root / "v.zarr"),
+                    "--connectivity",
+                    str(args.connectivity),
+                ],
+                check=True,
+            )
         finally:
             shutil.rmtree(root, ignore_errors=True)
         return
@@ -89,13 +101,21 @@ def main() -> None:
         t_ref = time.perf_counter() - t0
         for sizes in (False, True):
             t0 = time.perf_counter()
-            comp = label_chunked(vol, [phase], connectivity=args.connectivity,
-                                 chunks=(args.chunk,) * 3, sizes=sizes, progress=False)
+            comp = label_chunked(
+                vol,
+                [phase],
+                connectivity=args.connectivity,
+                chunks=(args.chunk,) * 3,
+                sizes=sizes,
+                progress=False,
+            )
             t_ours = time.perf_counter() - t0
             assert comp.count == n_ref, (comp.count, n_ref)
-            print(f"phase {phase}: {n_ref} components; scipy.ndimage.label {t_ref:.2f} s, "
-                  f"chunked{' + sizes' if sizes else ''} {t_ours:.2f} s, "
-                  f"ratio {t_ours / t_ref:.2f} (target <= 2.5)")
+            print(
+                f"phase {phase}: {n_ref} components; scipy.ndimage.label {t_ref:.2f} s, "
+                f"chunked{' + sizes' if sizes else ''} {t_ours:.2f} s, "
+                f"ratio {t_ours / t_ref:.2f} (target <= 2.5)"
+            )
 
 
 if __name__ == "__main__":

@@ -71,12 +71,18 @@ def main() -> None:
         if not args.error_blobs:
             return
         t0 = time.perf_counter()
-        params = {"classes": ["a", "b", "c"], "ignore_index": 255, "error_blobs": True,
-                  "connectivity": 26}
+        params = {
+            "classes": ["a", "b", "c"],
+            "ignore_index": 255,
+            "error_blobs": True,
+            "connectivity": 26,
+        }
         res = evaluate_arrays(pred, truth, params, progress=False)
         t_full = time.perf_counter() - t0
-        print(f"with error blobs : {t_full:7.2f} s  (ratio {t_read / t_full:.2f}); "
-              f"mean Jaccard {res['mean_jaccard']:.4f}")
+        print(
+            f"with error blobs : {t_full:7.2f} s  (ratio {t_read / t_full:.2f}); "
+            f"mean Jaccard {res['mean_jaccard']:.4f}"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -41,17 +41,27 @@ DSB = DATA / "dsb2018" / "stage1_train"
 # CPU settings: ResNet-18-FPN, 128 px crops, light heads, one torch thread (the machine
 # is shared), no validation split (every image trains; the best epoch follows the loss).
 TRAIN_SETS = {
-    "val_fraction": 0, "steps_per_epoch": 10, "batch_size": 4, "lr": 0.0003,
-    "schedule": "constant", "patience": 1000, "workers": 0, "torch_threads": 1,
-    "maskrcnn.backbone": "resnet18", "maskrcnn.tile_size": 128,
-    "maskrcnn.box_batch_size_per_image": 64, "maskrcnn.rpn_proposals_train": 300,
-    "maskrcnn.mask_head_layers": 2, "maskrcnn.anchor_sizes": [8, 16, 32, 64, 128],
+    "val_fraction": 0,
+    "steps_per_epoch": 10,
+    "batch_size": 4,
+    "lr": 0.0003,
+    "schedule": "constant",
+    "patience": 1000,
+    "workers": 0,
+    "torch_threads": 1,
+    "maskrcnn.backbone": "resnet18",
+    "maskrcnn.tile_size": 128,
+    "maskrcnn.box_batch_size_per_image": 64,
+    "maskrcnn.rpn_proposals_train": 300,
+    "maskrcnn.mask_head_layers": 2,
+    "maskrcnn.anchor_sizes": [8, 16, 32, 64, 128],
 }
 
 
 def dlpipe(out: Path, *args: str) -> None:
-    config = json.dumps({"results": str(out / "results"),
-                         "predict": {"device": "cpu", "torch_threads": 1}})
+    config = json.dumps(
+        {"results": str(out / "results"), "predict": {"device": "cpu", "torch_threads": 1}}
+    )
     cmd = [sys.executable, "-m", "dlpipe", "--config-json", config, *map(str, args)]
     print("$", " ".join(cmd[2:]), flush=True)
     # one torch thread per process: on a shared CPU, oversubscribed threads are much slower
@@ -67,8 +77,23 @@ def train(out: Path, name: str, store: Path, minutes: float, reuse: bool, steps:
     sets = []
     for k, v in (TRAIN_SETS | {"steps_per_epoch": steps}).items():
         sets += ["--set", f"{k}={json.dumps(v)}"]
-    dlpipe(out, "train", "--model", "maskrcnn", store, "--out", model, "--overwrite",
-           "--device", "cpu", "--epochs", "1000", "--set", f"max_minutes={minutes}", *sets)
+    dlpipe(
+        out,
+        "train",
+        "--model",
+        "maskrcnn",
+        store,
+        "--out",
+        model,
+        "--overwrite",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1000",
+        "--set",
+        f"max_minutes={minutes}",
+        *sets,
+    )
     return model
 
 
@@ -104,8 +129,15 @@ def classical(test: Path) -> dict:
             fg = ~fg
         fg[h:], fg[:, w:] = False, False
         inst = label(fg, connectivity=2).astype(np.uint32)
-        items.append((inst, (inst > 0).astype(np.uint8), np.asarray(g["instances"][i]),
-                      np.asarray(g["semantic"][i]), None))
+        items.append(
+            (
+                inst,
+                (inst > 0).astype(np.uint8),
+                np.asarray(g["instances"][i]),
+                np.asarray(g["semantic"][i]),
+                None,
+            )
+        )
     return evaluate_instance_images(items, list(g.attrs["classes"]))
 
 
@@ -126,13 +158,18 @@ def creme_test_dataset(out: Path, scale: float = 1.0) -> Path:
     img = iio.imread(CREME / "test" / "imgs" / "3.png")
     mask = iio.imread(CREME / "test" / "masks1" / "3.png") > 0
     if scale != 1:
-        img = (rescale(img, scale, anti_aliasing=True, preserve_range=True) + 0.5).astype(
-            np.uint8)
+        img = (rescale(img, scale, anti_aliasing=True, preserve_range=True) + 0.5).astype(np.uint8)
         mask = rescale(mask.astype(np.float32), scale, anti_aliasing=True) > 0.5
     inst = label(mask, connectivity=2).astype(np.uint32)
-    write_instance_dataset(path, [("3.png", img, mask.astype(np.uint8), inst)],
-                           classes=["background", "hcloop"], sizes=[img.shape], channels=1,
-                           source=str(CREME / "test"), overwrite=True)
+    write_instance_dataset(
+        path,
+        [("3.png", img, mask.astype(np.uint8), inst)],
+        classes=["background", "hcloop"],
+        sizes=[img.shape],
+        channels=1,
+        source=str(CREME / "test"),
+        overwrite=True,
+    )
     return path
 
 
@@ -157,32 +194,48 @@ def pooled(results: list[dict]) -> dict:
     n_pred = sum(r["overall"]["n_pred"] for r in results)
     n_true = sum(r["overall"]["n_true"] for r in results)
     p, r = tp / max(n_pred, 1), tp / max(n_true, 1)
-    return {"overall": {"n_true": n_true, "n_pred": n_pred, "n_matched": tp, "precision": p,
-                        "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
-                        "ap50": float(np.mean([x["overall"]["ap50"] for x in results]))}}
+    return {
+        "overall": {
+            "n_true": n_true,
+            "n_pred": n_pred,
+            "n_matched": tp,
+            "precision": p,
+            "recall": r,
+            "f1": 2 * p * r / (p + r) if p + r else 0.0,
+            "ap50": float(np.mean([x["overall"]["ap50"] for x in results])),
+        }
+    }
 
 
 def line(name: str, ours: dict, floor: dict, extra: str = "") -> str:
     o, f = ours["overall"], floor["overall"]
     ratio = o["f1"] / f["f1"] if f["f1"] else float("inf")
-    return (f"{name}: Mask R-CNN AP50 {o['ap50']:.3f}, F1@0.5 {o['f1']:.3f} "
-            f"(P {o['precision']:.3f}, R {o['recall']:.3f}; {o['n_pred']} predicted / "
-            f"{o['n_true']} true) | Otsu+CC AP50 {f['ap50']:.3f}, "
-            f"F1 {f['f1']:.3f} | F1 ratio {ratio:.2f}{extra}")
+    return (
+        f"{name}: Mask R-CNN AP50 {o['ap50']:.3f}, F1@0.5 {o['f1']:.3f} "
+        f"(P {o['precision']:.3f}, R {o['recall']:.3f}; {o['n_pred']} predicted / "
+        f"{o['n_true']} true) | Otsu+CC AP50 {f['ap50']:.3f}, "
+        f"F1 {f['f1']:.3f} | F1 ratio {ratio:.2f}{extra}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-mrcnn"))
-    ap.add_argument("--datasets", nargs="+", default=["creme", "dsb2018"],
-                    choices=["creme", "dsb2018"])
+    ap.add_argument(
+        "--datasets", nargs="+", default=["creme", "dsb2018"], choices=["creme", "dsb2018"]
+    )
     ap.add_argument("--minutes", type=float, default=30.0, help="CPU training budget each")
     ap.add_argument("--reuse", action="store_true", help="keep finished model folders")
     ap.add_argument("--steps-per-epoch", type=int, default=10, help="(a quick check: 1)")
-    ap.add_argument("--creme-scales", type=float, nargs="+", default=[1.0],
-                    help="test image scales: 1 = as given (the issue's figure); its loops are "
-                    "smaller than the training images' (median area 45 px vs 560), so a "
-                    "scale of 2-3 would bring them nearer (4-9x the prediction time)")
+    ap.add_argument(
+        "--creme-scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="test image scales: 1 = as given (the issue's figure); its loops are "
+        "smaller than the training images' (median area 45 px vs 560), so a "
+        "scale of 2-3 would bring them nearer (4-9x the prediction time)",
+    )
     args = ap.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -191,21 +244,40 @@ def main() -> None:
     if "creme" in args.datasets:
         train_zarr = out / "creme_train.zarr"
         if not (train_zarr / ".dlpipe_complete").is_file():
-            dlpipe(out, "import", "coco", CREME / "fov200nm" / "clean.json", "--images",
-                   CREME / "fov200nm" / "imgs", "--out", train_zarr, "--overwrite")
-        model = train(out, "creme", train_zarr, args.minutes, args.reuse,
-                      args.steps_per_epoch)
+            dlpipe(
+                out,
+                "import",
+                "coco",
+                CREME / "fov200nm" / "clean.json",
+                "--images",
+                CREME / "fov200nm" / "imgs",
+                "--out",
+                train_zarr,
+                "--overwrite",
+            )
+        model = train(out, "creme", train_zarr, args.minutes, args.reuse, args.steps_per_epoch)
         for scale in args.creme_scales:
             test = creme_test_dataset(out, scale)
             name = "creme" if scale == 1 else f"creme_x{scale:g}"
             ours = predict_evaluate(out, name, model, test)
             floor = classical(test)
             jac = jaccard_union(out / f"{name}_pred.zarr", test)
-            report[name] = {"maskrcnn": ours, "otsu_cc": floor, "semantic_jaccard": jac,
-                            "train_minutes": minutes_trained(model), "test_scale": scale}
-            lines.append(line(f"creme (test image 3.png, scale {scale:g})", ours, floor,
-                              f" | semantic Jaccard of the union {jac:.3f}, trained "
-                              f"{minutes_trained(model):.1f} min"))
+            report[name] = {
+                "maskrcnn": ours,
+                "otsu_cc": floor,
+                "semantic_jaccard": jac,
+                "train_minutes": minutes_trained(model),
+                "test_scale": scale,
+            }
+            lines.append(
+                line(
+                    f"creme (test image 3.png, scale {scale:g})",
+                    ours,
+                    floor,
+                    f" | semantic Jaccard of the union {jac:.3f}, trained "
+                    f"{minutes_trained(model):.1f} min",
+                )
+            )
     if "dsb2018" in args.datasets:
         # Each test image is its own dataset Zarr: a dataset of images of different sizes is
         # zero-padded, and the padding edge draws false detections at prediction.
@@ -214,20 +286,42 @@ def main() -> None:
         tests = [(out / f"dsb_test_{i}.zarr", [sid]) for i, sid in enumerate(ids[5:])]
         for path, chosen in ((train_zarr, ids[:5]), *tests):
             if not (path / ".dlpipe_complete").is_file():
-                dlpipe(out, "import", "dsb2018", DSB, "--ids", ",".join(chosen), "--out", path,
-                       "--overwrite", "--rgb")  # the training set has a colour image
+                dlpipe(
+                    out,
+                    "import",
+                    "dsb2018",
+                    DSB,
+                    "--ids",
+                    ",".join(chosen),
+                    "--out",
+                    path,
+                    "--overwrite",
+                    "--rgb",
+                )  # the training set has a colour image
         model = train(out, "dsb", train_zarr, args.minutes, args.reuse, args.steps_per_epoch)
         per_image = {}
         for i, (test, (sid,)) in enumerate(tests):
-            per_image[sid] = {"maskrcnn": predict_evaluate(out, f"dsb_{i}", model, test),
-                              "otsu_cc": classical(test)}
-        ours, floor = (pooled([v[k] for v in per_image.values()]) for k in ("maskrcnn",
-                                                                            "otsu_cc"))
-        report["dsb2018"] = {"maskrcnn": ours, "otsu_cc": floor, "per_image": per_image,
-                             "train_minutes": minutes_trained(model),
-                             "train_ids": ids[:5], "test_ids": ids[5:]}
-        lines.append(line("DSB2018 (2 test images, counts pooled; AP50 = mean of the two)",
-                          ours, floor, f" | trained {minutes_trained(model):.1f} min"))
+            per_image[sid] = {
+                "maskrcnn": predict_evaluate(out, f"dsb_{i}", model, test),
+                "otsu_cc": classical(test),
+            }
+        ours, floor = (pooled([v[k] for v in per_image.values()]) for k in ("maskrcnn", "otsu_cc"))
+        report["dsb2018"] = {
+            "maskrcnn": ours,
+            "otsu_cc": floor,
+            "per_image": per_image,
+            "train_minutes": minutes_trained(model),
+            "train_ids": ids[:5],
+            "test_ids": ids[5:],
+        }
+        lines.append(
+            line(
+                "DSB2018 (2 test images, counts pooled; AP50 = mean of the two)",
+                ours,
+                floor,
+                f" | trained {minutes_trained(model):.1f} min",
+            )
+        )
     results = out / "instances_results.json"
     old = json.loads(results.read_text()) if results.is_file() else {}
     results.write_text(json.dumps(old | report, indent=2, default=str))

@@ -43,7 +43,7 @@ def make_inputs(work: Path, nz: int) -> tuple[Path, Path]:
     if tif.exists() and raw.exists() and raw.stat().st_size == nz * SHAPE_YX[0] * SHAPE_YX[1]:
         return tif, raw
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:SHAPE_YX[0], 0:SHAPE_YX[1]].astype(np.float32)
+    yy, xx = np.mgrid[0 : SHAPE_YX[0], 0 : SHAPE_YX[1]].astype(np.float32)
     base = 100 + 40 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
     with tifffile.TiffWriter(tif, bigtiff=True) as tw, open(raw, "wb") as fr:
         for z0 in range(0, nz, 64):
@@ -78,8 +78,14 @@ def _child(name: str, work: Path, nz: int) -> dict:
     if name == "ceiling":
         vol = np.fromfile(work / "vol.raw", dtype=np.uint8).reshape(shape)
         t0 = time.perf_counter()  # loading is not timed
-        arr = zarr.create_array(out, shape=shape, chunks=CHUNKS, dtype=np.uint8,
-                                compressors=ZstdCodec(level=CLEVEL), fill_value=0)
+        arr = zarr.create_array(
+            out,
+            shape=shape,
+            chunks=CHUNKS,
+            dtype=np.uint8,
+            compressors=ZstdCodec(level=CLEVEL),
+            fill_value=0,
+        )
         arr[:] = vol
     elif name == "dask":
         import dask.array as da
@@ -93,9 +99,20 @@ def _child(name: str, work: Path, nz: int) -> dict:
         kind, levels = name.split("_")[1], int(name.split("_")[2][1:])
         src = work / ("vol.tif" if kind == "tiff" else "vol.raw")
         raw = {"shape": shape, "dtype": "uint8"} if kind == "raw" else None
-        tile_volume(src, out, raw=raw, overwrite=True, progress=False,
-                    params={"chunks": list(CHUNKS), "levels": levels, "clevel": CLEVEL,
-                            "codec": "zstd", "memory_budget_mb": 1024})
+        tile_volume(
+            src,
+            out,
+            raw=raw,
+            overwrite=True,
+            progress=False,
+            params={
+                "chunks": list(CHUNKS),
+                "levels": levels,
+                "clevel": CLEVEL,
+                "codec": "zstd",
+                "memory_budget_mb": 1024,
+            },
+        )
     seconds = time.perf_counter() - t0
     rss_mb = _peak_rss_mb()
     size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
@@ -118,26 +135,44 @@ def main() -> None:
     t = time.perf_counter()
     make_inputs(args.workdir, args.z)
     gib = args.z * SHAPE_YX[0] * SHAPE_YX[1] / 2**30
-    print(f"input: {args.z}x{SHAPE_YX[0]}x{SHAPE_YX[1]} uint8 = {gib:.2f} GiB "
-          f"(made in {time.perf_counter() - t:.0f} s); chunks {CHUNKS}, zstd level {CLEVEL}")
+    print(
+        f"input: {args.z}x{SHAPE_YX[0]}x{SHAPE_YX[1]} uint8 = {gib:.2f} GiB "
+        f"(made in {time.perf_counter() - t:.0f} s); chunks {CHUNKS}, zstd level {CLEVEL}"
+    )
     names = args.only or ["ceiling", "dask", "tile_tiff_L1", "tile_raw_L1", "tile_tiff_L3"]
     results = {}
     for name in names:
-        proc = subprocess.run([sys.executable, __file__, "--child", name, "--z", str(args.z),
-                               "--workdir", str(args.workdir)], capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--z",
+                str(args.z),
+                "--workdir",
+                str(args.workdir),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}")
             continue
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     ceiling = results.get("ceiling")
-    print(f"{'contender':<14} {'seconds':>8} {'MiB/s':>8} {'vs ceiling':>10} "
-          f"{'peak RSS MiB':>12} {'out MiB':>8}")
+    print(
+        f"{'contender':<14} {'seconds':>8} {'MiB/s':>8} {'vs ceiling':>10} "
+        f"{'peak RSS MiB':>12} {'out MiB':>8}"
+    )
     for name, r in results.items():
         mbs = gib * 1024 / r["seconds"]
         ratio = f"{ceiling['seconds'] / r['seconds']:.2f}x" if ceiling else "-"
-        print(f"{name:<14} {r['seconds']:>8.1f} {mbs:>8.0f} {ratio:>10} "
-              f"{r['peak_rss_mb']:>12.0f} {r['out_mb']:>8.0f}")
+        print(
+            f"{name:<14} {r['seconds']:>8.1f} {mbs:>8.0f} {ratio:>10} "
+            f"{r['peak_rss_mb']:>12.0f} {r['out_mb']:>8.0f}"
+        )
     if not args.keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
 

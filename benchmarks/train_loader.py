@@ -77,22 +77,27 @@ def main() -> None:
 
         volume = tifffile.imread(work / "demo" / "volume.tif")
         labels = tifffile.imread(work / "demo" / "labels.tif")
-        store = write_labelled_volume(work / "v.zarr", volume, labels,
-                                      classes=meta["phases"], chunks=(8, 64, 64))
+        store = write_labelled_volume(
+            work / "v.zarr", volume, labels, classes=meta["phases"], chunks=(8, 64, 64)
+        )
         src = open_source(store)
         _, lab = src.open()
-        sampler = PatchSampler(scan_labels(lab, 3), src.shape, "2d", (args.patch, args.patch),
-                               0.3, [2])
+        sampler = PatchSampler(
+            scan_labels(lab, 3), src.shape, "2d", (args.patch, args.patch), 0.3, [2]
+        )
         specs = sampler.epoch(args.steps * args.batch, src.train, np.random.default_rng(0))
         aug = Augment(shift=0.05, noise=0.02, contrast=0.1, gamma=1.2)
         ds = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug)
-        ds_nocache = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug,
-                                  cache_mb=0)
+        ds_nocache = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug, cache_mb=0)
         memory = list(DataLoader(ds, batch_size=args.batch, num_workers=0))  # pre-read
 
         def zarr_batches(dataset):
-            return DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
-                              prefetch_factor=4 if args.workers else None)
+            return DataLoader(
+                dataset,
+                batch_size=args.batch,
+                num_workers=args.workers,
+                prefetch_factor=4 if args.workers else None,
+            )
 
         torch.manual_seed(0)
         model = UNet(2, 1, 3, depth=4, base_filters=16)
@@ -102,8 +107,15 @@ def main() -> None:
         if args.cpu_time:
             cpu = {True: [], False: []}
             for cached in (True, False, True, False):
-                d = PatchDataset(src, specs, "2d", (args.patch, args.patch), 1, aug,
-                                 cache_mb=128 if cached else 0)
+                d = PatchDataset(
+                    src,
+                    specs,
+                    "2d",
+                    (args.patch, args.patch),
+                    1,
+                    aug,
+                    cache_mb=128 if cached else 0,
+                )
                 c0 = time.process_time()
                 n = len(list(DataLoader(d, batch_size=args.batch, num_workers=0)))
                 cpu[cached].append((time.process_time() - c0) / n * 1e3)
@@ -112,9 +124,11 @@ def main() -> None:
             step = (time.process_time() - c0) / n * 1e3
             for cached, name in ((True, "with"), (False, "without")):
                 v = min(cpu[cached])
-                print(f"CPU time {name} the chunk cache: loader {v:.1f} ms per batch "
-                      f"(runs {[round(c, 1) for c in cpu[cached]]}), training step {step:.0f} ms "
-                      f"-> step / (step + loader) = {step / (step + v):.3f}")
+                print(
+                    f"CPU time {name} the chunk cache: loader {v:.1f} ms per batch "
+                    f"(runs {[round(c, 1) for c in cpu[cached]]}), training step {step:.0f} ms "
+                    f"-> step / (step + loader) = {step / (step + v):.3f}"
+                )
         rates = {"zarr": [], "zarr_nocache": [], "memory": []}
         for _ in range(args.repeats):
             n, s = run_steps(model, opt, loss_fn, zarr_batches(ds))
@@ -125,15 +139,18 @@ def main() -> None:
             rates["zarr_nocache"].append(n / s)
     z, m = float(np.median(rates["zarr"])), float(np.median(rates["memory"]))
     z0 = float(np.median(rates["zarr_nocache"]))
-    print(f"volume {tuple(volume.shape)}, chunks (8, 64, 64), patch {args.patch}^2, "
-          f"batch {args.batch}, {args.steps} steps x {args.repeats} rounds, "
-          f"workers {args.workers}, torch threads {args.threads}")
+    print(
+        f"volume {tuple(volume.shape)}, chunks (8, 64, 64), patch {args.patch}^2, "
+        f"batch {args.batch}, {args.steps} steps x {args.repeats} rounds, "
+        f"workers {args.workers}, torch threads {args.threads}"
+    )
     print(f"zarr   : {z:.2f} steps/s  (rounds {[round(r, 2) for r in rates['zarr']]})")
-    print(f"zarr, no cache : {z0:.2f} steps/s  "
-          f"(rounds {[round(r, 2) for r in rates['zarr_nocache']]})")
+    print(
+        f"zarr, no cache : {z0:.2f} steps/s  "
+        f"(rounds {[round(r, 2) for r in rates['zarr_nocache']]})"
+    )
     print(f"memory : {m:.2f} steps/s  (rounds {[round(r, 2) for r in rates['memory']]})")
-    print(f"ratio zarr/memory: {z / m:.3f} (target >= 0.9); without the chunk cache "
-          f"{z0 / m:.3f}")
+    print(f"ratio zarr/memory: {z / m:.3f} (target >= 0.9); without the chunk cache {z0 / m:.3f}")
 
 
 if __name__ == "__main__":

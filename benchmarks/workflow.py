@@ -48,8 +48,7 @@ def _bench(folder: Path) -> list[tuple[str, float, float, float]]:
     rows = []
     for tsv in sorted(folder.glob("*.tsv")):
         rec = list(csv.DictReader(tsv.read_text().splitlines(), delimiter="\t"))[-1]
-        rows.append((tsv.stem, _num(rec["s"]), _num(rec.get("cpu_time")),
-                     _num(rec.get("max_rss"))))
+        rows.append((tsv.stem, _num(rec["s"]), _num(rec.get("cpu_time")), _num(rec.get("max_rss"))))
     return rows
 
 
@@ -61,8 +60,10 @@ def tabulate(out: Path, wall: float, cores: int) -> None:
     print(f"demo wall time: {wall:.1f} s ({wall / 60:.1f} min) for {len(rows)} jobs")
     print(f"ratio wall / 10-minute budget: {wall / BUDGET_S:.2f}")
     print(f"sum of job times / wall time (parallelism): {total / wall:.2f}")
-    print(f"CPU time of all jobs: {cpu:.0f} s; / {cores} cores = {cpu / cores:.0f} s "
-          f"(ratio to the budget {cpu / cores / BUDGET_S:.2f})\n")
+    print(
+        f"CPU time of all jobs: {cpu:.0f} s; / {cores} cores = {cpu / cores:.0f} s "
+        f"(ratio to the budget {cpu / cores / BUDGET_S:.2f})\n"
+    )
     print("| job | wall s | CPU s | max RSS MB |\n| --- | ---: | ---: | ---: |")
     for name, secs, cpu_s, rss in rows:
         print(f"| {name} | {secs:.1f} | {cpu_s:.1f} | {rss:.0f} |")
@@ -91,20 +92,34 @@ def main() -> None:
     env.pop("DLPIPE_PARENT_RUN_ID", None)
     load = os.getloadavg()
     t0 = time.perf_counter()
-    first = subprocess.run(["snakemake", "--cores", str(args.cores)], cwd=args.out, env=env,
-                           capture_output=True, text=True, check=False)
+    first = subprocess.run(
+        ["snakemake", "--cores", str(args.cores)],
+        cwd=args.out,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     (args.out / "run.log").write_text(first.stdout + first.stderr)
     (args.out / "wall.json").write_text(json.dumps({"wall_s": wall}) + "\n")
     if first.returncode != 0:
         sys.exit(f"demo failed (see {args.out / 'run.log'})")
     t1 = time.perf_counter()
-    second = subprocess.run(["snakemake", "--cores", str(args.cores)], cwd=args.out, env=env,
-                            capture_output=True, text=True, check=False)
+    second = subprocess.run(
+        ["snakemake", "--cores", str(args.cores)],
+        cwd=args.out,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     again = time.perf_counter() - t1
     nothing = "Nothing to be done" in second.stdout + second.stderr
-    print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
-          f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(
+        f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+        f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+    )
     print(f"second run: {again:.1f} s, nothing to do: {nothing}")
     tabulate(args.out, wall, args.machine_cores)
 

@@ -18,9 +18,26 @@ def _dry_run(tmp_path: Path, env: dict[str, str], enabled: bool, *targets: str) 
     cfg["instances"] = {"enabled": enabled}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     out = subprocess.run(
-        ["snakemake", "--snakefile", str(ROOT / "Snakefile"), "-n", "-p", *targets,
-         "--cores", "2", "--configfile", "c.yaml", "--directory", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=300,
+        [
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "-n",
+            "-p",
+            *targets,
+            "--cores",
+            "2",
+            "--configfile",
+            "c.yaml",
+            "--directory",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout

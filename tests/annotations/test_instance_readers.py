@@ -33,8 +33,9 @@ def dsb(shared_data: Path) -> Path:
 def test_coco_creme_real_files(creme, tmp_path, run_cli):
     out = tmp_path / "creme.zarr"
     fov = creme / "fov200nm"
-    code, err = run_cli("import", "coco", fov / "clean.json", "--images", fov / "imgs",
-                        "--out", out)
+    code, err = run_cli(
+        "import", "coco", fov / "clean.json", "--images", fov / "imgs", "--out", out
+    )
     assert code == 0, err
     g = zarr.open_group(str(out), mode="r")
     assert g["images"].shape == (16, 512, 512) and g["images"].dtype == np.uint8
@@ -66,8 +67,10 @@ def test_coco_creme_real_files(creme, tmp_path, run_cli):
 
 
 def test_dsb2018_real_files_padded(dsb, tmp_path, run_cli):
-    ids = ["0bf4b144167694b6846d584cf52c458f34f28fcae75328a2a096c8214e01c0d0",
-           "0402a81e75262469925ea893b6706183832e85324f7b1e08e634129f5d522cdd"]
+    ids = [
+        "0bf4b144167694b6846d584cf52c458f34f28fcae75328a2a096c8214e01c0d0",
+        "0402a81e75262469925ea893b6706183832e85324f7b1e08e634129f5d522cdd",
+    ]
     out = tmp_path / "dsb.zarr"
     code, err = run_cli("import", "dsb2018", dsb, "--ids", ",".join(ids), "--out", out)
     assert code == 0, err
@@ -104,11 +107,23 @@ def _coco(tmp_path: Path, annotations=None, categories=None, name="a.png") -> Pa
     iio.imwrite(img_dir / "a.png", np.zeros((8, 10), np.uint8))
     doc = {
         "images": [{"id": 1, "file_name": name, "width": 10, "height": 8}],
-        "annotations": annotations if annotations is not None else [
-            {"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0,
-             "segmentation": [[1, 1, 5, 1, 5, 4, 1, 4]]},
-            {"id": 2, "image_id": 1, "category_id": 3, "iscrowd": 1,
-             "segmentation": {"counts": [80], "size": [8, 10]}},
+        "annotations": annotations
+        if annotations is not None
+        else [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 3,
+                "iscrowd": 0,
+                "segmentation": [[1, 1, 5, 1, 5, 4, 1, 4]],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 3,
+                "iscrowd": 1,
+                "segmentation": {"counts": [80], "size": [8, 10]},
+            },
         ],
         "categories": categories or [{"id": 3, "name": "loop"}],
     }
@@ -131,15 +146,17 @@ def test_coco_polygon_pixel_centres_and_crowd(tmp_path):
 
 def test_bad_input_exit_2(tmp_path, run_cli):
     out = tmp_path / "o.zarr"
-    code, err = run_cli("import", "coco", tmp_path / "none.json", "--images", tmp_path,
-                        "--out", out)
+    code, err = run_cli(
+        "import", "coco", tmp_path / "none.json", "--images", tmp_path, "--out", out
+    )
     assert code == 2 and "COCO annotations file not found" in err
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     code, err = run_cli("import", "coco", bad, "--images", tmp_path, "--out", out)
     assert code == 2 and "not a JSON file" in err
-    wrong = _coco(tmp_path, annotations=[{"id": 7, "image_id": 1, "category_id": 9,
-                                          "segmentation": []}])
+    wrong = _coco(
+        tmp_path, annotations=[{"id": 7, "image_id": 1, "category_id": 9, "segmentation": []}]
+    )
     code, err = run_cli("import", "coco", wrong, "--images", tmp_path / "imgs", "--out", out)
     assert code == 2 and "annotation 7 has unknown category 9" in err
     missing = _coco(tmp_path, name="b.png")

@@ -214,16 +214,25 @@ def test_cli_evaluate_instances_hand_values(tmp_path, capsys) -> None:
     inst[0, 2:10, 2:10], sem[0, 2:10, 2:10] = 1, 1
     inst[0, 20:28, 20:28], sem[0, 20:28, 20:28] = 2, 2
     inst[1, 4:12, 4:12], sem[1, 4:12, 4:12] = 1, 2
-    truth = _store(tmp_path / "gt.zarr", inst, sem, CLASSES,
-                   images=np.full((2, 32, 32), 100, np.uint8))
+    truth = _store(
+        tmp_path / "gt.zarr", inst, sem, CLASSES, images=np.full((2, 32, 32), 100, np.uint8)
+    )
     p_inst, p_sem = inst.copy(), sem.copy()
     p_inst[1], p_sem[1] = 0, 0
     p_inst[1, 20:28, 4:12], p_sem[1, 20:28, 4:12] = 1, 2
-    pred = _store(tmp_path / "pred.zarr", p_inst, p_sem, CLASSES,
-                  table=[(0, 1, 1, 0.9), (0, 2, 2, 0.8), (1, 1, 2, 0.95)])
+    pred = _store(
+        tmp_path / "pred.zarr",
+        p_inst,
+        p_sem,
+        CLASSES,
+        table=[(0, 1, 1, 0.9), (0, 2, 2, 0.8), (1, 1, 2, 0.95)],
+    )
     out = tmp_path / "m" / "metrics.json"
-    code = _cli(["evaluate", "--instances", str(pred), str(truth), "--out", str(out)],
-                tmp_path, tracking=True)
+    code = _cli(
+        ["evaluate", "--instances", str(pred), str(truth), "--out", str(out)],
+        tmp_path,
+        tracking=True,
+    )
     assert code == 0, capsys.readouterr().err
     r = _json.loads(out.read_text())
     pore, fibre, o = r["per_class"]["pore"], r["per_class"]["fibre"], r["overall"]
@@ -254,12 +263,21 @@ def test_cli_evaluate_instances_bad_input(tmp_path, capsys) -> None:
 
     zarr.open_group(str(tmp_path / "nosem.zarr"), mode="w").create_array("instances", data=inst)
     out = str(tmp_path / "m.json")
-    assert _cli(["evaluate", "--instances", str(tmp_path / "nosem.zarr"), str(truth), "--out",
-                 out], tmp_path) == 2
+    assert (
+        _cli(
+            ["evaluate", "--instances", str(tmp_path / "nosem.zarr"), str(truth), "--out", out],
+            tmp_path,
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no `semantic` array" in err and len(err.strip().splitlines()) == 1
-    other = _store(tmp_path / "big.zarr", np.zeros((2, 16, 16), np.uint32),
-                   np.zeros((2, 16, 16), np.uint8), CLASSES)
+    other = _store(
+        tmp_path / "big.zarr",
+        np.zeros((2, 16, 16), np.uint32),
+        np.zeros((2, 16, 16), np.uint8),
+        CLASSES,
+    )
     assert _cli(["evaluate", "--instances", str(other), str(truth), "--out", out], tmp_path) == 2
     assert "differs" in capsys.readouterr().err
     alien = _store(tmp_path / "alien.zarr", inst, sem, ["background", "bubble"])

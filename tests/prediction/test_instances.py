@@ -28,9 +28,11 @@ def _disc(shape: tuple[int, int], cy: float, cx: float, r: float) -> np.ndarray:
 
 
 def _tiles(shape: tuple[int, int], overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
-    return [(y0, x0, min(y0 + TILE, shape[0]), min(x0 + TILE, shape[1]))
-            for y0 in tile_starts(shape[0], TILE, overlap)
-            for x0 in tile_starts(shape[1], TILE, overlap)]
+    return [
+        (y0, x0, min(y0 + TILE, shape[0]), min(x0 + TILE, shape[1]))
+        for y0 in tile_starts(shape[0], TILE, overlap)
+        for x0 in tile_starts(shape[1], TILE, overlap)
+    ]
 
 
 def _seen(mask: np.ndarray, tile, label: int, score: float) -> Detection | None:
@@ -158,12 +160,25 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("maskrcnn")
-    arch = {"num_classes": 3, "backbone": "resnet18", "tile_size": TILE,
-            "anchor_sizes": [8, 16, 32, 64, 128], "detections_per_image": 5}
+    arch = {
+        "num_classes": 3,
+        "backbone": "resnet18",
+        "tile_size": TILE,
+        "anchor_sizes": [8, 16, 32, 64, 128],
+        "detections_per_image": 5,
+    }
     torch.save(build_maskrcnn(**arch).state_dict(), out / "weights.pt")
-    (out / "card.json").write_text(json.dumps({
-        "model": "maskrcnn", "architecture": arch, "input": "2d", "classes": CLASSES,
-        "normalisation": {"p0_1": 0.0, "p99_9": 255.0}}))
+    (out / "card.json").write_text(
+        json.dumps(
+            {
+                "model": "maskrcnn",
+                "architecture": arch,
+                "input": "2d",
+                "classes": CLASSES,
+                "normalisation": {"p0_1": 0.0, "p99_9": 255.0},
+            }
+        )
+    )
     return out
 
 
@@ -190,8 +205,21 @@ def test_tiled_predict_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> No
         img[k][_disc((128, 60), 64, 30, 14)] = 220
     ds = _dataset(tmp_path / "ds.zarr", img)
     out = tmp_path / "pred.zarr"
-    code = _run(["predict", str(model_dir), str(ds), "--out", str(out),
-                 "--score-threshold", "0", "--device", "cpu"], tmp_path, tracking=True)
+    code = _run(
+        [
+            "predict",
+            str(model_dir),
+            str(ds),
+            "--out",
+            str(out),
+            "--score-threshold",
+            "0",
+            "--device",
+            "cpu",
+        ],
+        tmp_path,
+        tracking=True,
+    )
     assert code == 0, capsys.readouterr().err
     assert (out / ".dlpipe_complete").is_file()
     root = zarr.open_group(str(out), mode="r")
@@ -224,7 +252,11 @@ def test_tiled_predict_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> No
             assert m.sum() == r["area"]
             ys, xs = np.nonzero(m)
             assert (r["x1"], r["y1"], r["x2"], r["y2"]) == (
-                xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+                xs.min(),
+                ys.min(),
+                xs.max() + 1,
+                ys.max() + 1,
+            )
             assert (sem[i][m] == r["class_id"]).all()
             assert CLASSES[r["class_id"]] == r["class_name"]
         assert ((sem[i] > 0) == (inst[i] > 0)).all()
@@ -242,8 +274,7 @@ def test_tiled_predict_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> No
 
 def test_bad_inputs_exit_2(model_dir: Path, tmp_path: Path, capsys) -> None:
     rgba = _dataset(tmp_path / "rgba.zarr", np.zeros((1, 32, 32, 4), np.uint8))
-    assert _run(["predict", str(model_dir), str(rgba), "--out", str(tmp_path / "o")],
-                tmp_path) == 2
+    assert _run(["predict", str(model_dir), str(rgba), "--out", str(tmp_path / "o")], tmp_path) == 2
     assert "channels do not fit" in capsys.readouterr().err
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -275,10 +306,17 @@ def test_volume_test_slices(model_dir: Path, tmp_path: Path, capsys) -> None:
     vol = write_volume(tmp_path / "vol.zarr", rng.integers(0, 255, (6, 64, 40), dtype=np.uint8))
     root = zarr.open_group(str(vol), mode="r+")
     root.attrs["dlpipe"] = dict(root.attrs["dlpipe"]) | {
-        "split": {"train": [0, 3], "val": [3, 4], "test": [4, 6], "gap": 0}}
+        "split": {"train": [0, 3], "val": [3, 4], "test": [4, 6], "gap": 0}
+    }
     out = tmp_path / "pred.zarr"
-    s = predict_instances(model_dir, vol, out, {"score_threshold": 0.0, "slices": "test"},
-                          device="cpu", progress=False)
+    s = predict_instances(
+        model_dir,
+        vol,
+        out,
+        {"score_threshold": 0.0, "slices": "test"},
+        device="cpu",
+        progress=False,
+    )
     assert s["images"] == 2 and s["tiles"] == 2
     pred = zarr.open_group(str(out), mode="r")
     assert pred["instances"].shape == (2, 64, 40)
@@ -286,8 +324,7 @@ def test_volume_test_slices(model_dir: Path, tmp_path: Path, capsys) -> None:
     table = pq.read_table(out / "instances.parquet").to_pydict()
     assert set(table["z"]) <= {4, 5} and len(table["z"]) == s["instances"]
     chan = write_volume(tmp_path / "c.zarr", np.zeros((2, 8, 8), np.uint8), axes=["c", "y", "x"])
-    assert _run(["predict", str(model_dir), str(chan), "--out", str(tmp_path / "o")],
-                tmp_path) == 2
+    assert _run(["predict", str(model_dir), str(chan), "--out", str(tmp_path / "o")], tmp_path) == 2
     assert "channel" in capsys.readouterr().err
 
 
@@ -322,8 +359,9 @@ def test_oracle_tiles_on_real_nuclei_give_back_every_object(shared_data: Path, r
     merged = merge_detections(dets, rule=rule)
     assert len(merged) == len(ids)
     inst, sem, _ = paint_instances(merged, shape)
-    r = evaluate_instance_images([(inst, sem, truth, (truth > 0).astype(np.uint8), None)],
-                                 ["background", "nucleus"])
+    r = evaluate_instance_images(
+        [(inst, sem, truth, (truth > 0).astype(np.uint8), None)], ["background", "nucleus"]
+    )
     assert r["overall"]["f1"] == 1 and r["overall"]["ap"] == 1
     assert np.array_equal(inst > 0, truth > 0)
 
@@ -344,8 +382,9 @@ def test_padded_dataset_images_are_predicted_at_their_real_size(
     alone = _dataset(tmp_path / "alone.zarr", small[None])
     args = ["--score-threshold", "0", "--device", "cpu"]
     for src, out in ((ds, "p.zarr"), (alone, "a.zarr")):
-        code = _run(["predict", str(model_dir), str(src), "--out", str(tmp_path / out), *args],
-                    tmp_path)
+        code = _run(
+            ["predict", str(model_dir), str(src), "--out", str(tmp_path / out), *args], tmp_path
+        )
         assert code == 0, capsys.readouterr().err
     inst = np.asarray(zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["instances"])
     ref = np.asarray(zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["instances"])[0]
@@ -354,6 +393,7 @@ def test_padded_dataset_images_are_predicted_at_their_real_size(
     np.testing.assert_array_equal(inst[1, :70, :50], ref)
     # a size that does not fit the array is refused
     zarr.open_group(str(ds), mode="r+").attrs["image_sizes"] = [[128, 90], [70, 91]]
-    code = _run(["predict", str(model_dir), str(ds), "--out", str(tmp_path / "x.zarr"), *args],
-                tmp_path)
+    code = _run(
+        ["predict", str(model_dir), str(ds), "--out", str(tmp_path / "x.zarr"), *args], tmp_path
+    )
     assert code == 2 and "image_sizes" in capsys.readouterr().err

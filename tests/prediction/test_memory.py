@@ -31,12 +31,24 @@ def test_workers_fit_the_budget_above_what_the_process_holds() -> None:
 def test_budget_below_the_process_baseline_is_refused(models, volume, tmp_path, capsys) -> None:
     cfg = json.dumps({"tracking": {"enabled": False}, "predict": {"memory_budget_mb": 300}})
     with pytest.raises(SystemExit) as exc:
-        main(["--config-json", cfg, "predict", str(models["2d"]), str(volume),
-              "--out", str(tmp_path / "p.zarr")])
+        main(
+            [
+                "--config-json",
+                cfg,
+                "predict",
+                str(models["2d"]),
+                str(volume),
+                "--out",
+                str(tmp_path / "p.zarr"),
+            ]
+        )
     err = capsys.readouterr().err
     assert exc.value.code == 2
-    m = re.search(r"memory_budget_mb 300 MiB is below the ~(\d+) MiB the process needs "
-                  r"\((\d+) MiB in use by Python, torch(?:, MLflow)? and the model", err)
+    m = re.search(
+        r"memory_budget_mb 300 MiB is below the ~(\d+) MiB the process needs "
+        r"\((\d+) MiB in use by Python, torch(?:, MLflow)? and the model",
+        err,
+    )
     assert m, err
     assert int(m.group(1)) > int(m.group(2)) > 300  # torch alone is far above 300 MiB
     assert "total peak RSS" in err and len(err.strip().splitlines()) == 1
@@ -47,12 +59,32 @@ def test_total_peak_rss_stays_under_the_budget(models, volume, tmp_path, cli_env
     env = cli_env | {
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), cli_env.get("PYTHONPATH", "")])
     }
-    cfg = json.dumps({"tracking": {"enabled": False},
-                      "predict": {"memory_budget_mb": 800, "device": "cpu", "threads": 2}})
+    cfg = json.dumps(
+        {
+            "tracking": {"enabled": False},
+            "predict": {"memory_budget_mb": 800, "device": "cpu", "threads": 2},
+        }
+    )
     r = subprocess.run(
-        [sys.executable, "-m", "dlpipe", "--config-json", cfg, "predict", str(models["2d"]),
-         str(volume), "--out", str(tmp_path / "p.zarr"), "--block", "4", "36", "40"],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dlpipe",
+            "--config-json",
+            cfg,
+            "predict",
+            str(models["2d"]),
+            str(volume),
+            "--out",
+            str(tmp_path / "p.zarr"),
+            "--block",
+            "4",
+            "36",
+            "40",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     peak = float(re.search(r"peak RSS (\d+) MiB", r.stdout).group(1))

@@ -29,9 +29,7 @@ def _labels(out: Path) -> np.ndarray:
     return zarr.open_group(out, mode="r")["labels/phases/0"][:]
 
 
-def _one_pass_probs(
-    model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]
-) -> np.ndarray:
+def _one_pass_probs(model_dir: Path, image: np.ndarray, pad: tuple[int, int, int]) -> np.ndarray:
     """Probabilities (C, z, y, x) of ONE forward pass over the whole volume reflect-padded
     by ``pad`` per axis (the halo mirrored past the border, and the 2.5D slices mirrored at
     the first and last slice, as the tiled run does), cropped back to the volume."""
@@ -190,16 +188,19 @@ def test_resume_after_kill_is_bit_identical(models, volume, tmp_path, cli_env) -
     cmd = [sys.executable, "-m", "dlpipe", *PINNED, "predict", *args]
 
     def run(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*cmd, *extra], env=env, capture_output=True, text=True,
-                              timeout=300, check=False)
+        return subprocess.run(
+            [*cmd, *extra], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
 
     done = run("--out", str(ref))
     assert done.returncode == 0, done.stderr
     total = len(list((ref / ".dlpipe_blocks").iterdir()))
     assert total == 6 * 3 * 4
     proc = subprocess.Popen(
-        [*cmd, "--out", str(out)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*cmd, "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     t0 = time.time()
     markers = out / ".dlpipe_blocks"

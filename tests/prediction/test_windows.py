@@ -61,16 +61,24 @@ def test_read_region_mirrors_like_numpy_reflect(tmp_path) -> None:
     arr = root.create_array("0", data=vol, chunks=(2, 4, 4))
     pad = 9  # wider than the volume: the mirror repeats, as numpy's does
     ref = np.pad(vol, pad, mode="reflect")
-    for lo, hi in [((-2, -3, -4), (3, 4, 5)), ((2, 3, 4), (8, 9, 10)), ((-9, -1, 0), (9, 7, 16)),
-                   ((1, 1, 1), (4, 5, 6))]:
+    for lo, hi in [
+        ((-2, -3, -4), (3, 4, 5)),
+        ((2, 3, 4), (8, 9, 10)),
+        ((-9, -1, 0), (9, 7, 16)),
+        ((1, 1, 1), (4, 5, 6)),
+    ]:
         got = read_region(arr, lo, hi, where=tmp_path, squeeze=False)
         want = ref[tuple(slice(a + pad, b + pad) for a, b in zip(lo, hi, strict=True))]
         assert np.array_equal(got, want), (lo, hi)
     # a border block gets its halo on every side (mirrored there), along z of 2D only k//2
     assert region_bounds(((0, 4), (4, 6), (0, 7)), (5, 6, 7), (2, 3, 3), "3d", (4, 4, 4), 1) == (
-        [-2, 1, -3], [6, 9, 10])
+        [-2, 1, -3],
+        [6, 9, 10],
+    )
     assert region_bounds(((0, 2), (0, 6), (0, 7)), (5, 6, 7), (1, 3, 3), "2.5d", (8, 16), 3) == (
-        [-1, -3, -4], [3, 9, 12])  # x: 13 voxels widened to the 16-wide window
+        [-1, -3, -4],
+        [3, 9, 12],
+    )  # x: 13 voxels widened to the 16-wide window
 
 
 class _SymmetricNet(torch.nn.Module):
@@ -99,8 +107,9 @@ def _count_calls(net: torch.nn.Module) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize(("window", "usable"), [((12, 12, 12), 48), ((8, 12, 12), 16),
-                                                 ((8, 12, 16), 8)])
+@pytest.mark.parametrize(
+    ("window", "usable"), [((12, 12, 12), 48), ((8, 12, 12), 16), ((8, 12, 16), 8)]
+)
 def test_tta_3d_equivariant_model_and_forward_pass_count(window, usable) -> None:
     from dlpipe.prediction.engine import tta_ops
 
@@ -131,8 +140,9 @@ def test_tta_3d_equivariant_model_and_forward_pass_count(window, usable) -> None
 def test_tta_2d_uses_eight_elements_and_inverts_each() -> None:
     net = torch.nn.Conv2d(3, 2, 3, padding=1)  # 2.5D: 3 slices as channels
     with torch.no_grad():
-        net.weight.copy_(net.weight + net.weight.flip(2) + net.weight.flip(3)
-                         + net.weight.flip(2, 3))
+        net.weight.copy_(
+            net.weight + net.weight.flip(2) + net.weight.flip(3) + net.weight.flip(2, 3)
+        )
         net.weight.copy_(net.weight + net.weight.transpose(2, 3))  # symmetric kernel
     net.eval()
     calls = _count_calls(net)

@@ -16,9 +16,14 @@ def _model(root: Path, name: str, slices: int | None, params_count: int, jac: li
     folder = root / "models" / name
     folder.mkdir(parents=True)
     card = {
-        "input": "2d", "architecture": {"base_filters": 8, "depth": 3}, "parameters": params_count,
-        "loss": {"ce": 1.0, "dice": 1.0}, "split": {"train": [0, 8], "val": [8, 10]},
-        "val_mean_jaccard": 0.5, "epochs_run": 4, "params": {"max_images": slices},
+        "input": "2d",
+        "architecture": {"base_filters": 8, "depth": 3},
+        "parameters": params_count,
+        "loss": {"ce": 1.0, "dice": 1.0},
+        "split": {"train": [0, 8], "val": [8, 10]},
+        "val_mean_jaccard": 0.5,
+        "epochs_run": 4,
+        "params": {"max_images": slices},
     }
     (folder / "card.json").write_text(json.dumps(card))
     ev = root / "unet" / name
@@ -29,7 +34,8 @@ def _model(root: Path, name: str, slices: int | None, params_count: int, jac: li
     bench = root / "bench"
     bench.mkdir(exist_ok=True)
     (bench / f"train_{name}.tsv").write_text(
-        "s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t300.1\t900.0\n")
+        "s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t300.1\t900.0\n"
+    )
     return ev / "clean_metrics.json"
 
 
@@ -45,19 +51,31 @@ def test_rows_and_files(tmp_path: Path) -> None:
     assert row["annotated_slices"] == 2 and row["train_s"] is None
     assert row["jaccard_pore"] is None and row["mean_jaccard"] == pytest.approx(0.7)
     models = {
-        p.parent.name: (tmp_path / "models" / p.parent.name / "card.json", p,
-                        tmp_path / "bench" / f"train_{p.parent.name}.tsv")
+        p.parent.name: (
+            tmp_path / "models" / p.parent.name / "card.json",
+            p,
+            tmp_path / "bench" / f"train_{p.parent.name}.tsv",
+        )
         for p in (a, b)
     }
     rows = summarise(models, tmp_path / "summary")
     assert [r["model"] for r in rows] == ["f8-d3-ce+dice-2d-s2", "f8-d3-ce+dice-2d-sall"]
     table = list(csv.DictReader((tmp_path / "summary/models.csv").read_text().splitlines()))
     assert table[1] == {
-        "model": "f8-d3-ce+dice-2d-sall", "input": "2d", "base_filters": "8", "depth": "3",
-        "loss": "ce+dice", "annotated_slices": "8",  # null max_images: every training image
-        "parameters": "1000", "jaccard_matrix": "0.95", "jaccard_fibre": "0.7",
-        "jaccard_pore": "0.25", "mean_jaccard": str((0.95 + 0.7 + 0.25) / 3),
-        "val_mean_jaccard": "0.5", "epochs_run": "4", "train_s": "12.5",
+        "model": "f8-d3-ce+dice-2d-sall",
+        "input": "2d",
+        "base_filters": "8",
+        "depth": "3",
+        "loss": "ce+dice",
+        "annotated_slices": "8",  # null max_images: every training image
+        "parameters": "1000",
+        "jaccard_matrix": "0.95",
+        "jaccard_fibre": "0.7",
+        "jaccard_pore": "0.25",
+        "mean_jaccard": str((0.95 + 0.7 + 0.25) / 3),
+        "val_mean_jaccard": "0.5",
+        "epochs_run": "4",
+        "train_s": "12.5",
     }
     assert table[0]["jaccard_pore"] == ""
     for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
@@ -66,10 +84,21 @@ def test_rows_and_files(tmp_path: Path) -> None:
 
 def test_cli_and_missing_card(tmp_path: Path, cli_env: dict[str, str]) -> None:
     m = _model(tmp_path, "m1", 4, 10, [0.9, 0.8, 0.7])
-    args = ["dlpipe", "--log-level", "warning", "--config-json",
-            '{"tracking": {"enabled": false}}', "summary", str(m), "--models",
-            str(tmp_path / "models"), "--bench", str(tmp_path / "bench"), "--out",
-            str(tmp_path / "s")]
+    args = [
+        "dlpipe",
+        "--log-level",
+        "warning",
+        "--config-json",
+        '{"tracking": {"enabled": false}}',
+        "summary",
+        str(m),
+        "--models",
+        str(tmp_path / "models"),
+        "--bench",
+        str(tmp_path / "bench"),
+        "--out",
+        str(tmp_path / "s"),
+    ]
     out = subprocess.run(args, env=cli_env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "summarised 1 models" in out.stdout

@@ -112,8 +112,11 @@ def discs(n=6, size=64, k=4, seed=0, empty=()):
 def write_discs(path: Path, **kw) -> Path:
     frames = discs(**kw)
     write_instance_dataset(
-        path, frames, classes=["background", "disc", "square"],
-        sizes=[f[1].shape for f in frames], channels=1,
+        path,
+        frames,
+        classes=["background", "disc", "square"],
+        sizes=[f[1].shape for f in frames],
+        channels=1,
     )
     return path
 
@@ -123,12 +126,27 @@ def light_params(**over):
     from dlpipe.config import defaults
 
     p = defaults()["train"]
-    p.update(model="maskrcnn", epochs=2, steps_per_epoch=2, batch_size=2, workers=0,
-             device="cpu", val_fraction=0.34, val_max_patches=2, lr=2e-4, torch_threads=1)
-    p["maskrcnn"].update(tile_size=64, anchor_sizes=[8, 16, 32, 64, 128],
-                         rpn_proposals_train=100, rpn_proposals_test=100,
-                         box_batch_size_per_image=32, mask_head_layers=1,
-                         detections_per_image=20)
+    p.update(
+        model="maskrcnn",
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=2,
+        workers=0,
+        device="cpu",
+        val_fraction=0.34,
+        val_max_patches=2,
+        lr=2e-4,
+        torch_threads=1,
+    )
+    p["maskrcnn"].update(
+        tile_size=64,
+        anchor_sizes=[8, 16, 32, 64, 128],
+        rpn_proposals_train=100,
+        rpn_proposals_test=100,
+        box_batch_size_per_image=32,
+        mask_head_layers=1,
+        detections_per_image=20,
+    )
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(p.get(key), dict):
             p[key].update(value)

@@ -10,9 +10,7 @@ from dlpipe.training.data import ChunkCache
 
 def _array(tmp_path, shape=(10, 20, 24), chunks=(4, 8, 8)):
     data = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
-    arr = zarr.open_group(tmp_path / "a.zarr", mode="w").create_array(
-        "0", data=data, chunks=chunks
-    )
+    arr = zarr.open_group(tmp_path / "a.zarr", mode="w").create_array("0", data=data, chunks=chunks)
     return data, arr
 
 
@@ -44,8 +42,9 @@ def test_hits_misses_and_eviction_by_hand(tmp_path) -> None:
     assert np.array_equal(cache.read("img", arr, sel), data[sel])
     assert (cache.misses, cache.hits) == (5, 3)
     # another array never sees these chunks
-    assert np.array_equal(cache.read("lab", arr, (slice(0, 1), slice(0, 8), slice(0, 8))),
-                          data[:1, :8, :8])
+    assert np.array_equal(
+        cache.read("lab", arr, (slice(0, 1), slice(0, 8), slice(0, 8))), data[:1, :8, :8]
+    )
     assert cache.misses == 6
     off = ChunkCache(0)
     assert np.array_equal(off.read("img", arr, sel), data[sel]) and off.nbytes == 0
@@ -66,8 +65,9 @@ def test_patch_dataset_gives_the_same_items_with_and_without_cache(tmp_path) -> 
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, size=(12, 40, 48), dtype=np.uint8)
     labels = rng.integers(0, 3, size=image.shape, dtype=np.uint8)
-    store = write_labelled_volume(tmp_path / "v.zarr", image, labels,
-                                  classes=["a", "b", "c"], chunks=(4, 16, 16))
+    store = write_labelled_volume(
+        tmp_path / "v.zarr", image, labels, classes=["a", "b", "c"], chunks=(4, 16, 16)
+    )
     src = open_source(store)
     _, lab = src.open()
     for mode, patch in (("2.5d", (16, 24)), ("3d", (4, 16, 16))):

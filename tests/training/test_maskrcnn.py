@@ -112,8 +112,10 @@ def test_short_run_loss_decreases_and_writes_the_card(instance_store, tmp_path, 
     assert card["model"] == "maskrcnn" and card["input"] == "2d"
     assert card["classes"] == ["background", "disc", "square"]
     assert card["architecture"]["num_classes"] == 3 and card["architecture"]["tile_size"] == 64
-    assert card["split"] == {"train": ["img0.png", "img1.png", "img2.png", "img3.png"],
-                             "val": ["img4.png", "img5.png"]}
+    assert card["split"] == {
+        "train": ["img0.png", "img1.png", "img2.png", "img3.png"],
+        "val": ["img4.png", "img5.png"],
+    }
     assert card["monitor"] == "val_loss" and card["val_f1"] is not None
     assert card["val_loss"] == pytest.approx(float(rows[card["best_epoch"] - 1]["val_loss"]))
     for name in ("plots/loss_terms.png", "plots/val_overlay.png", "checkpoints/best.pt"):
@@ -125,19 +127,51 @@ def test_short_run_loss_decreases_and_writes_the_card(instance_store, tmp_path, 
 def test_resume_after_a_stop_is_identical(instance_store, tmp_path, mrcnn_params, capsys):
     store = instance_store(n=4)
     # the step schedule does not depend on `epochs` (cosine's T_max does)
-    params = mrcnn_params(epochs=2, steps_per_epoch=1, val_fraction=0.25, schedule="step",
-                          step_size=1)
+    params = mrcnn_params(
+        epochs=2, steps_per_epoch=1, val_fraction=0.25, schedule="step", step_size=1
+    )
     train(store, tmp_path / "straight", params, progress=False)
     train(store, tmp_path / "split", dict(params, epochs=1), progress=False)
-    args = ["--set", "steps_per_epoch=1", "--set", "batch_size=2", "--set", "workers=0",
-            "--set", "val_fraction=0.25", "--set", "val_max_patches=2", "--set",
-            f"lr={params['lr']}", "--set", "torch_threads=1", "--set", "schedule=step",
-            "--set", "step_size=1"]
+    args = [
+        "--set",
+        "steps_per_epoch=1",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "workers=0",
+        "--set",
+        "val_fraction=0.25",
+        "--set",
+        "val_max_patches=2",
+        "--set",
+        f"lr={params['lr']}",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "schedule=step",
+        "--set",
+        "step_size=1",
+    ]
     for key, value in params["maskrcnn"].items():
         args += ["--set", f"maskrcnn.{key}={json.dumps(value)}"]
     with pytest.raises(SystemExit) as exc:
-        main([*NO_TRACKING, "train", "--model", "maskrcnn", str(store), "--out",
-              str(tmp_path / "split"), "--resume", "--epochs", "2", "--device", "cpu", *args])
+        main(
+            [
+                *NO_TRACKING,
+                "train",
+                "--model",
+                "maskrcnn",
+                str(store),
+                "--out",
+                str(tmp_path / "split"),
+                "--resume",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                *args,
+            ]
+        )
     assert exc.value.code == 0, capsys.readouterr().err
     a = torch.load(tmp_path / "straight" / "weights.pt", weights_only=True)
     b = torch.load(tmp_path / "split" / "weights.pt", weights_only=True)
@@ -154,8 +188,17 @@ def _cli(args, capsys):
 
 def test_pretrained_missing_or_mismatching_exit_2(instance_store, tmp_path, capsys):
     store = instance_store(n=3)
-    base = [store, "--out", tmp_path / "m", "--set", "maskrcnn.tile_size=64", "--set",
-            "steps_per_epoch=1", "--device", "cpu"]
+    base = [
+        store,
+        "--out",
+        tmp_path / "m",
+        "--set",
+        "maskrcnn.tile_size=64",
+        "--set",
+        "steps_per_epoch=1",
+        "--device",
+        "cpu",
+    ]
     code, err = _cli([*base, "--set", f"maskrcnn.pretrained={tmp_path / 'none.pt'}"], capsys)
     assert code == 2 and "pretrained weights file not found" in err and "none.pt" in err
     other = tmp_path / "mobilenet.pt"
@@ -180,18 +223,22 @@ def test_pretrained_fits_other_classes_and_backbone_only(tmp_path):
     model = build_maskrcnn(2, tile_size=64)
     loaded = load_pretrained(model, tmp_path / "donor.pt")
     own, ref = model.state_dict(), donor.state_dict()
-    assert torch.equal(own["backbone.body.layer1.0.conv1.weight"],
-                       ref["backbone.body.layer1.0.conv1.weight"])
-    assert torch.equal(own["roi_heads.mask_predictor.conv5_mask.weight"],
-                       ref["roi_heads.mask_predictor.conv5_mask.weight"])
+    assert torch.equal(
+        own["backbone.body.layer1.0.conv1.weight"], ref["backbone.body.layer1.0.conv1.weight"]
+    )
+    assert torch.equal(
+        own["roi_heads.mask_predictor.conv5_mask.weight"],
+        ref["roi_heads.mask_predictor.conv5_mask.weight"],
+    )
     assert own["roi_heads.box_predictor.cls_score.weight"].shape[0] == 2
     assert loaded == len(own) - 6  # cls_score, bbox_pred, mask_fcn_logits: weight + bias
     resnet = torchvision.models.resnet18(weights=None)
     torch.save(resnet.state_dict(), tmp_path / "resnet18.pt")
     model = build_maskrcnn(2, tile_size=64)
     n = load_pretrained(model, tmp_path / "resnet18.pt", "backbone")
-    assert torch.equal(model.state_dict()["backbone.body.conv1.weight"],
-                       resnet.state_dict()["conv1.weight"])
+    assert torch.equal(
+        model.state_dict()["backbone.body.conv1.weight"], resnet.state_dict()["conv1.weight"]
+    )
     assert n == sum(1 for k in model.state_dict() if k.startswith("backbone.body."))
 
 
@@ -212,14 +259,24 @@ def test_crops_pad_small_images_and_stay_in_the_image(tmp_path):
     inst = np.zeros((40, 50), np.uint32)
     inst[10:20, 10:20] = 1
     b = np.full((80, 30), 100, np.uint8)
-    frames = [("a", a, (inst > 0).astype(np.uint8), inst),
-              ("b", b, np.zeros((80, 30), np.uint8), np.zeros((80, 30), np.uint32))]
-    write_instance_dataset(tmp_path / "d.zarr", frames, classes=["background", "x"],
-                           sizes=[(40, 50), (80, 30)], channels=1)
+    frames = [
+        ("a", a, (inst > 0).astype(np.uint8), inst),
+        ("b", b, np.zeros((80, 30), np.uint8), np.zeros((80, 30), np.uint32)),
+    ]
+    write_instance_dataset(
+        tmp_path / "d.zarr",
+        frames,
+        classes=["background", "x"],
+        sizes=[(40, 50), (80, 30)],
+        channels=1,
+    )
     src = open_instances(tmp_path / "d.zarr", val_fraction=0)
     assert src.sizes == [(40, 50), (80, 30)]
-    assert grid_crops(src, [0, 1], 64) == [CropSpec(0, 0, 0, 0), CropSpec(1, 0, 0, 0),
-                                           CropSpec(1, 16, 0, 0)]
+    assert grid_crops(src, [0, 1], 64) == [
+        CropSpec(0, 0, 0, 0),
+        CropSpec(1, 0, 0, 0),
+        CropSpec(1, 16, 0, 0),
+    ]
     for spec in random_crops(src, 50, 64, np.random.default_rng(0)):
         h, w = src.sizes[spec.image]
         assert 0 <= spec.y0 <= max(h - 64, 0) and 0 <= spec.x0 <= max(w - 64, 0)

@@ -63,8 +63,20 @@ def test_too_many_images_exits_2(tmp_path, make_volume, capsys) -> None:
 
     store = _cvat(tmp_path, make_volume)
     with pytest.raises(SystemExit) as exc:
-        main(["--log-level", "warning", "train", str(store), "--out", str(tmp_path / "m"),
-              "--set", "max_images=9", "--set", "device=\"cpu\""])
+        main(
+            [
+                "--log-level",
+                "warning",
+                "train",
+                str(store),
+                "--out",
+                str(tmp_path / "m"),
+                "--set",
+                "max_images=9",
+                "--set",
+                'device="cpu"',
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "train.max_images is 9 but the training range z [0, 8] has only 8 annotated" in err
@@ -72,8 +84,7 @@ def test_too_many_images_exits_2(tmp_path, make_volume, capsys) -> None:
 
 def test_training_uses_only_the_kept_images(tmp_path, make_volume, tiny_params) -> None:
     store = _cvat(tmp_path, make_volume)
-    card = train_unet(store, tmp_path / "m", tiny_params(epochs=1, max_images=2),
-                      progress=False)
+    card = train_unet(store, tmp_path / "m", tiny_params(epochs=1, max_images=2), progress=False)
     assert card["params"]["max_images"] == 2
     # Class counts of 2 of the 8 training images (16 x 16 pixels each).
     assert sum(card["train_class_counts"]) == 2 * 16 * 16
@@ -114,9 +125,18 @@ def test_cli_resume_or_start(tiny_store, tmp_path, capsys, tiny_params) -> None:
     (out / "card.json").unlink()  # as Snakemake leaves a killed job's folder
 
     def run(*extra: str) -> str:
-        args = ["--log-level", "info", "--config-json",
-                json.dumps({"train": tiny_params(epochs=2), "tracking": {"enabled": False}}),
-                "train", str(store), "--out", str(out), "--resume-or-start", *extra]
+        args = [
+            "--log-level",
+            "info",
+            "--config-json",
+            json.dumps({"train": tiny_params(epochs=2), "tracking": {"enabled": False}}),
+            "train",
+            str(store),
+            "--out",
+            str(out),
+            "--resume-or-start",
+            *extra,
+        ]
         with pytest.raises(SystemExit) as exc:
             main(args)
         assert exc.value.code == 0

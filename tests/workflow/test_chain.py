@@ -30,8 +30,12 @@ CONFIG = {
     "synth": {"shape": [16, 64, 64], "annotated_slices": 5},
     "tile": {"chunks": [8, 32, 32], "levels": 2},
     "train": {
-        "epochs": 3, "steps_per_epoch": 6, "batch_size": 2, "patch_size": [32, 32],
-        "workers": 0, "val_max_patches": 4,
+        "epochs": 3,
+        "steps_per_epoch": 6,
+        "batch_size": 2,
+        "patch_size": [32, 32],
+        "workers": 0,
+        "val_max_patches": 4,
     },
     "sweep": {"base_filters": [4], "depth": [2], "loss": ["ce"], "annotated_slices": [3]},
     "predict": {"block": [2, 32, 32], "tta": 8, "batch_size": 2, "torch_threads": 1},
@@ -52,13 +56,28 @@ def _env() -> dict[str, str]:
 
 def _cmd(work: Path, *args: str, config: str = "config.yaml") -> list[str]:
     # --configfile takes several values: it goes last.
-    return ["snakemake", *args, "--snakefile", str(ROOT / "Snakefile"), "--directory",
-            str(work), "--configfile", str(work / config)]
+    return [
+        "snakemake",
+        *args,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / config),
+    ]
 
 
 def smk(work: Path, *args: str, config: str = "config.yaml") -> subprocess.CompletedProcess:
-    return subprocess.run(_cmd(work, *args, config=config), cwd=work, env=_env(),
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        _cmd(work, *args, config=config),
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def planned(work: Path, *args: str, config: str = "config.yaml") -> dict[str, int]:
@@ -69,9 +88,10 @@ def planned(work: Path, *args: str, config: str = "config.yaml") -> dict[str, in
     if "Job stats" not in text:
         assert "Nothing to be done" in text, text[-2000:]
         return {}
-    stats = text[text.index("Job stats"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)
-            if m[1] != "total"}
+    stats = text[text.index("Job stats") :]
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"
+    }
 
 
 def _kill_group_when(work: Path, ready: Callable[[], bool], timeout: float = 400) -> bool:
@@ -79,8 +99,14 @@ def _kill_group_when(work: Path, ready: Callable[[], bool], timeout: float = 400
 
     Returns False if the run ended before (nothing was killed)."""
     log = (work / "run.log").open("a")
-    proc = subprocess.Popen(_cmd(work, TARGET, "--cores", "2"), cwd=work, env=_env(),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(work, TARGET, "--cores", "2"),
+        cwd=work,
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     t0 = time.monotonic()
     try:
         while time.monotonic() - t0 < timeout:
@@ -113,13 +139,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     model = work / R / "models" / MODEL
     # 1. Killed during train, after the first epoch's checkpoint.
     seen["train_killed"] = _kill_group_when(
-        work, lambda: (model / "checkpoints" / "last.pt").is_file())
+        work, lambda: (model / "checkpoints" / "last.pt").is_file()
+    )
     seen["card_after_kill"] = (model / "card.json").exists()
     assert smk(work, "--unlock").returncode == 0
     seen["plan_after_train_kill"] = planned(work, TARGET)
     # 2. Killed during predict, once some blocks are written.
     seen["predict_killed"] = _kill_group_when(
-        work, lambda: _blocks_done(work) >= 2 and not (work / PRED / ".dlpipe_complete").exists())
+        work, lambda: _blocks_done(work) >= 2 and not (work / PRED / ".dlpipe_complete").exists()
+    )
     seen["blocks_after_kill"] = _blocks_done(work)
     seen["pred_marker_after_kill"] = (work / PRED / ".dlpipe_complete").exists()
     assert smk(work, "--unlock").returncode == 0
@@ -167,8 +195,16 @@ def test_every_stage_wrote_its_outputs(run: dict) -> None:
     assert set(metrics["per_class"]) == {"matrix", "fibre", "pore"}
     for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
         assert (work / R / "summary" / png).read_bytes()[:4] == b"\x89PNG"
-    for rule in ("synth", "tile", "cvat", f"train_{MODEL}", f"predict_{MODEL}",
-                 f"postprocess_unet_{MODEL}", f"evaluate_unet_{MODEL}", "summary"):
+    for rule in (
+        "synth",
+        "tile",
+        "cvat",
+        f"train_{MODEL}",
+        f"predict_{MODEL}",
+        f"postprocess_unet_{MODEL}",
+        f"evaluate_unet_{MODEL}",
+        "summary",
+    ):
         assert (work / "benchmarks" / "out" / f"{rule}.tsv").is_file(), rule
 
 
@@ -194,8 +230,9 @@ def test_postprocess_change_reruns_only_postprocess_and_evaluate(run: dict) -> N
 
 
 def test_sweep_expands_into_one_chain_per_model(run: dict) -> None:
-    name = _with(run["work"], "sweep.yaml",
-                 sweep={"annotated_slices": [2, 3], "input": ["2d", "2.5d"]})
+    name = _with(
+        run["work"], "sweep.yaml", sweep={"annotated_slices": [2, 3], "input": ["2d", "2.5d"]}
+    )
     out = smk(run["work"], "-n", "--cores", "2", TARGET, config=name)
     assert out.returncode == 0, out.stderr[-2000:]
     plan = planned(run["work"], TARGET, config=name)
@@ -250,7 +287,8 @@ def test_report(run: dict, tmp_path: Path) -> None:
     embedded = {
         name: base64.b64decode(data)
         for name, data in re.findall(
-            r"data:text/csv;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html)
+            r"data:text/csv;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
+        )
     }
     work = run["work"]
     assert embedded["models.csv"] == (work / TARGET).read_bytes()
@@ -264,8 +302,9 @@ def test_one_parent_run_per_invocation(run: dict) -> None:
     client = MlflowClient(f"sqlite:///{run['work'] / R / 'mlflow.db'}")
     exp = client.get_experiment_by_name("wf-test")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = sorted((r for r in runs if r.data.tags.get("stage") == "workflow"),
-                     key=lambda r: r.info.start_time)
+    parents = sorted(
+        (r for r in runs if r.data.tags.get("stage") == "workflow"), key=lambda r: r.info.start_time
+    )
     children = [r for r in runs if r.data.tags.get("stage") != "workflow"]
     # Three invocations (two killed) that ran jobs, each with its own parent.
     assert len(parents) >= 3
@@ -273,14 +312,16 @@ def test_one_parent_run_per_invocation(run: dict) -> None:
     assert all(c.data.tags.get("mlflow.parentRunId") in ids for c in children)
     last = parents[-1].info.run_id
     assert parents[-1].info.status == "FINISHED"
-    stages = sorted(c.data.tags["stage"] for c in children
-                    if c.data.tags["mlflow.parentRunId"] == last)
+    stages = sorted(
+        c.data.tags["stage"] for c in children if c.data.tags["mlflow.parentRunId"] == last
+    )
     # The last run finished predict (killed before) and what follows.
     assert stages == ["evaluate", "postprocess", "predict", "summary"]
 
     def stages_of(parent: str) -> set[str]:
-        return {c.data.tags["stage"] for c in children
-                if c.data.tags["mlflow.parentRunId"] == parent}
+        return {
+            c.data.tags["stage"] for c in children if c.data.tags["mlflow.parentRunId"] == parent
+        }
 
     assert stages_of(parents[0].info.run_id) == {"synth", "tile", "cvat", "train"}
     assert stages_of(parents[1].info.run_id) == {"train", "predict"}

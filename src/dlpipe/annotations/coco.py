@@ -37,8 +37,10 @@ def read_image(path: Path) -> np.ndarray:
         img = img[..., :-1]
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
-    if img.ndim == 3 and img.shape[-1] == 3 and (
-        np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
+    if (
+        img.ndim == 3
+        and img.shape[-1] == 3
+        and (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]))
     ):
         img = img[..., 0]
     if img.ndim not in (2, 3):
@@ -144,10 +146,12 @@ def read_coco(
         doc = json.loads(annotations.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"not a JSON file ({exc})", path=annotations) from None
-    if not isinstance(doc, dict) or not all(k in doc for k in ("images", "annotations",
-                                                               "categories")):
-        raise UserError("not COCO instances: needs images, annotations and categories",
-                        path=annotations)
+    if not isinstance(doc, dict) or not all(
+        k in doc for k in ("images", "annotations", "categories")
+    ):
+        raise UserError(
+            "not COCO instances: needs images, annotations and categories", path=annotations
+        )
     cats = sorted(doc["categories"], key=lambda c: c["id"])
     class_of = {c["id"]: i + 1 for i, c in enumerate(cats)}
     classes = ["background", *(str(c["name"]) for c in cats)]
@@ -157,11 +161,15 @@ def read_coco(
     by_image: dict[Any, list[dict]] = {e["id"]: [] for e in entries}
     for a in sorted(doc["annotations"], key=lambda a: a.get("id", 0)):
         if a.get("image_id") not in by_image:
-            raise UserError(f"annotation {a.get('id')} refers to unknown image "
-                            f"{a.get('image_id')}", path=annotations)
+            raise UserError(
+                f"annotation {a.get('id')} refers to unknown image {a.get('image_id')}",
+                path=annotations,
+            )
         if a.get("category_id") not in class_of:
-            raise UserError(f"annotation {a.get('id')} has unknown category "
-                            f"{a.get('category_id')}", path=annotations)
+            raise UserError(
+                f"annotation {a.get('id')} has unknown category {a.get('category_id')}",
+                path=annotations,
+            )
         by_image[a["image_id"]].append(a)
     paths = []
     for e in entries:
@@ -181,8 +189,11 @@ def read_coco(
             img = read_image(p)
             h, w = int(e["height"]), int(e["width"])
             if img.shape[:2] != (h, w):
-                raise UserError(f"image {e['file_name']!r} is {img.shape[1]}x{img.shape[0]} "
-                                f"but the JSON says {w}x{h}", path=p)
+                raise UserError(
+                    f"image {e['file_name']!r} is {img.shape[1]}x{img.shape[0]} "
+                    f"but the JSON says {w}x{h}",
+                    path=p,
+                )
             if colour and img.ndim == 2:
                 img = np.repeat(img[..., None], 3, axis=2)
             inst = np.zeros((h, w), np.uint32)
@@ -204,10 +215,15 @@ def read_coco(
             yield e["file_name"], img.astype(dtype, copy=False), sem, inst
 
     summary = write_instance_dataset(
-        out, frames(), classes=classes,
+        out,
+        frames(),
+        classes=classes,
         sizes=[(int(e["height"]), int(e["width"])) for e in entries],
-        channels=3 if colour else 1, source=str(annotations), kind="polygon",
-        overwrite=overwrite, dtype=dtype,
+        channels=3 if colour else 1,
+        source=str(annotations),
+        kind="polygon",
+        overwrite=overwrite,
+        dtype=dtype,
     )
     summary.update(stats)
     log.info("import coco: %s", summary)

@@ -74,13 +74,30 @@ def write_instance_dataset(
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         ch = (1, min(h, chunk), min(w, chunk))
         dims = ("n", "y", "x")
-        images = group.create_array("images", shape=(n, h, w, *extra), chunks=(*ch, *extra),
-                                    dtype=np.dtype(dtype), fill_value=0,
-                                    dimension_names=(*dims, "c")[: 3 + len(extra)])
-        sem = group.create_array("semantic", shape=(n, h, w), chunks=ch, dtype="uint8",
-                                 fill_value=0, dimension_names=dims)
-        inst = group.create_array("instances", shape=(n, h, w), chunks=ch, dtype="uint32",
-                                  fill_value=0, dimension_names=dims)
+        images = group.create_array(
+            "images",
+            shape=(n, h, w, *extra),
+            chunks=(*ch, *extra),
+            dtype=np.dtype(dtype),
+            fill_value=0,
+            dimension_names=(*dims, "c")[: 3 + len(extra)],
+        )
+        sem = group.create_array(
+            "semantic",
+            shape=(n, h, w),
+            chunks=ch,
+            dtype="uint8",
+            fill_value=0,
+            dimension_names=dims,
+        )
+        inst = group.create_array(
+            "instances",
+            shape=(n, h, w),
+            chunks=ch,
+            dtype="uint32",
+            fill_value=0,
+            dimension_names=dims,
+        )
         table = ObjectsTable(tmp, table_format)
         for i, (name, img, s, lab) in enumerate(frames):
             hh, ww = sizes[i]
@@ -98,27 +115,49 @@ def write_instance_dataset(
                 m = lab == k
                 cls = int(s[m][0])
                 x1, y1, x2, y2 = _box(m)
-                rows.append({
-                    "image": i, "image_name": name, "subset": "", "instance_id": int(k),
-                    "kind": kind, "label": classes[cls], "class_id": cls,
-                    "x1": x1, "y1": y1, "x2": x2, "y2": y2, "area": int(m.sum()),
-                    "occluded": 0, "z_order": 0, "group_id": 0, "source": source,
-                    "track_id": -1, "attributes": {},
-                })
+                rows.append(
+                    {
+                        "image": i,
+                        "image_name": name,
+                        "subset": "",
+                        "instance_id": int(k),
+                        "kind": kind,
+                        "label": classes[cls],
+                        "class_id": cls,
+                        "x1": x1,
+                        "y1": y1,
+                        "x2": x2,
+                        "y2": y2,
+                        "area": int(m.sum()),
+                        "occluded": 0,
+                        "z_order": 0,
+                        "group_id": 0,
+                        "source": source,
+                        "track_id": -1,
+                        "attributes": {},
+                    }
+                )
             table.add(rows)
             objects += len(rows)
         table.close()
         if len(names) != n:
             raise UserError(f"expected {n} images, got {len(names)}")
-        group.attrs.update({
-            "classes": list(classes),
-            "image_names": names,
-            "image_sizes": [[int(a), int(b)] for a, b in sizes],
-            "objects_table": table.path.name,
-            "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
-            "padding": "images smaller than (H, W) are padded with 0 at the bottom and right",
-            "source": source,
-        })
+        group.attrs.update(
+            {
+                "classes": list(classes),
+                "image_names": names,
+                "image_sizes": [[int(a), int(b)] for a, b in sizes],
+                "objects_table": table.path.name,
+                "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
+                "padding": "images smaller than (H, W) are padded with 0 at the bottom and right",
+                "source": source,
+            }
+        )
         (tmp / MARKER).write_text("complete\n")
-    return {"images": n, "objects": objects, "classes": list(classes), "size": [h, w],
-            "padded": sum(1 for s in sizes if tuple(s) != (h, w))}
+    return {
+        "images": n,
+        "objects": objects,
+        "classes": list(classes),
+        "size": [h, w],
+        "padded": sum(1 for s in sizes if tuple(s) != (h, w)),
+    }

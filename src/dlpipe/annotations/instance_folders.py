@@ -67,8 +67,9 @@ def read_instance_folders(
             names = {p.name: p for p in found}
             missing = [i for i in ids if i not in names]
             if missing:
-                raise UserError(f"sample {missing[0]!r} not found (no {missing[0]}/images/)",
-                                path=root)
+                raise UserError(
+                    f"sample {missing[0]!r} not found (no {missing[0]}/images/)", path=root
+                )
             found = [names[i] for i in ids]
         samples = found
     if not samples:
@@ -77,8 +78,9 @@ def read_instance_folders(
     for s in samples:
         files = _files(s / "images")
         if len(files) != 1:
-            raise UserError(f"expected one image in {s.name}/images/, found {len(files)}",
-                            path=s / "images")
+            raise UserError(
+                f"expected one image in {s.name}/images/, found {len(files)}", path=s / "images"
+            )
         image_paths.append(files[0])
     heads = [read_image(p) for p in image_paths]  # small datasets: read once, keep
     colour = rgb or any(a.ndim == 3 for a in heads)
@@ -98,8 +100,9 @@ def read_instance_folders(
                 if m.ndim == 3:
                     m = m.max(axis=2)
                 if m.shape != (h, w):
-                    raise UserError(f"mask is {m.shape[1]}x{m.shape[0]}, its image {w}x{h}",
-                                    path=mp)
+                    raise UserError(
+                        f"mask is {m.shape[1]}x{m.shape[0]}, its image {w}x{h}", path=mp
+                    )
                 m = m > 0
                 if not m.any():
                     stats["empty_masks"] += 1
@@ -114,9 +117,15 @@ def read_instance_folders(
             yield s.name, img.astype(dtype, copy=False), (inst > 0).astype(np.uint8), inst
 
     summary = write_instance_dataset(
-        out, frames(), classes=["background", class_name],
-        sizes=[a.shape[:2] for a in heads], channels=3 if colour else 1,
-        source=str(root), kind="mask", overwrite=overwrite, dtype=dtype,
+        out,
+        frames(),
+        classes=["background", class_name],
+        sizes=[a.shape[:2] for a in heads],
+        channels=3 if colour else 1,
+        source=str(root),
+        kind="mask",
+        overwrite=overwrite,
+        dtype=dtype,
     )
     summary.update(stats)
     log.info("import instance folders: %s", summary)

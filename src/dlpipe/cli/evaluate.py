@@ -46,8 +46,11 @@ def evaluate(
     ] = None,
     instances: Annotated[
         bool,
-        typer.Option("--instances", help="Instance metrics: PRED is a Mask R-CNN prediction "
-                     "Zarr, TRUTH a dataset Zarr with `instances` + `semantic`."),
+        typer.Option(
+            "--instances",
+            help="Instance metrics: PRED is a Mask R-CNN prediction "
+            "Zarr, TRUTH a dataset Zarr with `instances` + `semantic`.",
+        ),
     ] = False,
 ) -> None:
     """Score a predicted label volume against the truth, chunk by chunk.
@@ -69,13 +72,20 @@ def evaluate(
         from dlpipe.evaluation.instances import evaluate_instances
 
         params = config["evaluation"]["instances"]
-        with stage_run(config, "evaluate", dataset=str(truth), model=str(pred),
-                       params=params | {"kind": "instances"}) as run:
+        with stage_run(
+            config,
+            "evaluate",
+            dataset=str(truth),
+            model=str(pred),
+            params=params | {"kind": "instances"},
+        ) as run:
             result = evaluate_instances(pred, truth, out, params, run=run)
         o = result["overall"]
-        typer.echo(f"AP {o['ap']:.3f}, AP50 {o['ap50']:.3f}, F1@{result['f1_iou']:g} "
-                   f"{o['f1']:.3f} ({o['n_matched']} of {o['n_true']} true matched, "
-                   f"{o['n_pred']} predicted): {out}")
+        typer.echo(
+            f"AP {o['ap']:.3f}, AP50 {o['ap50']:.3f}, F1@{result['f1_iou']:g} "
+            f"{o['f1']:.3f} ({o['n_matched']} of {o['n_true']} true matched, "
+            f"{o['n_pred']} predicted): {out}"
+        )
         return
     if classes is not None:
         config["evaluation"]["classes"] = _classes(classes)

@@ -68,7 +68,8 @@ def dsb2018(
     config = load()
     chosen = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
     with stage_run(config, "import", dataset=root.name, params={"format": "dsb2018"}) as run:
-        summary = read_instance_folders(root, out, ids=chosen, class_name=class_name,
-                                        rgb=rgb, overwrite=overwrite)
+        summary = read_instance_folders(
+            root, out, ids=chosen, class_name=class_name, rgb=rgb, overwrite=overwrite
+        )
         _log(run, summary)
     typer.echo(f"imported {summary['images']} images, {summary['objects']} objects: {out}")

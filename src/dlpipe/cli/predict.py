@@ -20,22 +20,27 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="PRED.zarr to write.")],
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Address of a dask.distributed scheduler, or local-cluster:N "
-                     "[config: predict.scheduler; default: local threads]."),
+        typer.Option(
+            help="Address of a dask.distributed scheduler, or local-cluster:N "
+            "[config: predict.scheduler; default: local threads]."
+        ),
     ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Blocks predicted at once [config: predict.threads].")
     ] = None,
     block: Annotated[
         tuple[int, int, int] | None,
-        typer.Option(help="Output block Z Y X = chunk [config: predict.block].",
-                     show_default=False),
+        typer.Option(
+            help="Output block Z Y X = chunk [config: predict.block].", show_default=False
+        ),
     ] = None,
     probabilities: Annotated[
         bool | None,
-        typer.Option("--probabilities/--no-probabilities",
-                     help="Also write float16 probabilities [config: predict.probabilities].",
-                     show_default=False),
+        typer.Option(
+            "--probabilities/--no-probabilities",
+            help="Also write float16 probabilities [config: predict.probabilities].",
+            show_default=False,
+        ),
     ] = None,
     tta: Annotated[
         int | None, typer.Option(help="Dihedral TTA elements, 1 = off [config: predict.tta].")
@@ -45,8 +50,11 @@ def predict(
     ] = None,
     slab: Annotated[
         tuple[int, int] | None,
-        typer.Option(help="I N: only the I-th of N z-slabs of blocks (one job of a split run; "
-                     "run --prepare first and --gather after).", show_default=False),
+        typer.Option(
+            help="I N: only the I-th of N z-slabs of blocks (one job of a split run; "
+            "run --prepare first and --gather after).",
+            show_default=False,
+        ),
     ] = None,
     prepare: Annotated[
         bool, typer.Option("--prepare", help="Only create OUT and its manifest (split runs).")
@@ -55,24 +63,36 @@ def predict(
         bool, typer.Option("--gather", help="Only mark OUT complete once all slabs are done.")
     ] = False,
     resume: Annotated[
-        bool, typer.Option(help="Finish an interrupted run (same model and layout); with "
-                           "--overwrite, start again when they differ.")
+        bool,
+        typer.Option(
+            help="Finish an interrupted run (same model and layout); with "
+            "--overwrite, start again when they differ."
+        ),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     score_threshold: Annotated[
         float | None,
-        typer.Option(help="Mask R-CNN: drop detections below this score "
-                     "[config: predict.maskrcnn.score_threshold].", show_default=False),
+        typer.Option(
+            help="Mask R-CNN: drop detections below this score "
+            "[config: predict.maskrcnn.score_threshold].",
+            show_default=False,
+        ),
     ] = None,
     tile_overlap: Annotated[
         float | None,
-        typer.Option(help="Mask R-CNN: overlap of neighbouring tiles, a fraction of the tile "
-                     "[config: predict.maskrcnn.overlap].", show_default=False),
+        typer.Option(
+            help="Mask R-CNN: overlap of neighbouring tiles, a fraction of the tile "
+            "[config: predict.maskrcnn.overlap].",
+            show_default=False,
+        ),
     ] = None,
     slices: Annotated[
         str | None,
-        typer.Option(help="Mask R-CNN on a volume: 'all' z-slices or the 'test' split "
-                     "[config: predict.maskrcnn.slices].", show_default=False),
+        typer.Option(
+            help="Mask R-CNN on a volume: 'all' z-slices or the 'test' split "
+            "[config: predict.maskrcnn.slices].",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Predict VOLUME with the model in MODEL_DIR into OUT.
@@ -103,13 +123,23 @@ def predict(
     from dlpipe.prediction.instances import is_maskrcnn_card
 
     if is_maskrcnn_card(model_dir):
-        _predict_instances(config, model_dir, volume, out, device, overwrite,
-                           {"score_threshold": score_threshold, "overlap": tile_overlap,
-                            "slices": slices})
+        _predict_instances(
+            config,
+            model_dir,
+            volume,
+            out,
+            device,
+            overwrite,
+            {"score_threshold": score_threshold, "overlap": tile_overlap, "slices": slices},
+        )
         return
     section = dict(config["predict"])
-    for key, value in (("threads", threads), ("tta", tta), ("device", device),
-                       ("probabilities", probabilities)):
+    for key, value in (
+        ("threads", threads),
+        ("tta", tta),
+        ("device", device),
+        ("probabilities", probabilities),
+    ):
         if value is not None:
             section[key] = value
     if block is not None:
@@ -119,16 +149,41 @@ def predict(
     params = config["predict"]
     card = model_dir / "card.json"
     model_name = json.loads(card.read_text()).get("model", "") if card.is_file() else ""
-    with stage_run(config, "predict", dataset=volume.name, model=model_name,
-                   params=params | {"model_dir": str(model_dir),
-                                    "scheduler": scheduler or params["scheduler"]}) as run:
+    with stage_run(
+        config,
+        "predict",
+        dataset=volume.name,
+        model=model_name,
+        params=params
+        | {"model_dir": str(model_dir), "scheduler": scheduler or params["scheduler"]},
+    ) as run:
         with dask_scheduler(scheduler or params["scheduler"]) as address:
-            summary = predict_volume(model_dir, volume, out, params, scheduler=address,
-                                     overwrite=overwrite, resume=resume,
-                                     slab=tuple(slab) if slab else None, prepare_only=prepare)
-        run.log_metrics({k: float(summary[k]) for k in (
-            "voxels_per_s", "seconds", "peak_rss_mb", "blocks", "blocks_predicted",
-            "blocks_done_before", "voxels", "windows")})
+            summary = predict_volume(
+                model_dir,
+                volume,
+                out,
+                params,
+                scheduler=address,
+                overwrite=overwrite,
+                resume=resume,
+                slab=tuple(slab) if slab else None,
+                prepare_only=prepare,
+            )
+        run.log_metrics(
+            {
+                k: float(summary[k])
+                for k in (
+                    "voxels_per_s",
+                    "seconds",
+                    "peak_rss_mb",
+                    "blocks",
+                    "blocks_predicted",
+                    "blocks_done_before",
+                    "voxels",
+                    "windows",
+                )
+            }
+        )
         if (out / ".dlpipe_manifest.json").is_file():
             run.log_artifact(out / ".dlpipe_manifest.json")
     typer.echo(
@@ -139,8 +194,15 @@ def predict(
     )
 
 
-def _predict_instances(config: dict, model_dir: Path, source: Path, out: Path,
-                       device: str | None, overwrite: bool, overrides: dict) -> None:
+def _predict_instances(
+    config: dict,
+    model_dir: Path,
+    source: Path,
+    out: Path,
+    device: str | None,
+    overwrite: bool,
+    overrides: dict,
+) -> None:
     """`dlpipe predict` with a Mask R-CNN model: instances of a dataset or volume slices."""
     from dlpipe.config import validate_config
     from dlpipe.prediction.instances import TABLE, predict_instances
@@ -148,21 +210,37 @@ def _predict_instances(config: dict, model_dir: Path, source: Path, out: Path,
 
     section = dict(config["predict"])
     section["maskrcnn"] = dict(section["maskrcnn"]) | {
-        k: v for k, v in overrides.items() if v is not None}
+        k: v for k, v in overrides.items() if v is not None
+    }
     if device is not None:
         section["device"] = device
     config["predict"] = section
     config = validate_config(config, source="command line")
     params = config["predict"]["maskrcnn"]
-    with stage_run(config, "predict", dataset=source.name, model="maskrcnn",
-                   params=params | {"model_dir": str(model_dir),
-                                    "device": config["predict"]["device"]}) as run:
-        summary = predict_instances(model_dir, source, out, params,
-                                    device=config["predict"]["device"],
-                                    torch_threads=config["predict"]["torch_threads"],
-                                    overwrite=overwrite)
-        run.log_metrics({k: float(summary[k]) for k in (
-            "images", "instances", "tiles", "seconds", "images_per_s")})
+    with stage_run(
+        config,
+        "predict",
+        dataset=source.name,
+        model="maskrcnn",
+        params=params | {"model_dir": str(model_dir), "device": config["predict"]["device"]},
+    ) as run:
+        summary = predict_instances(
+            model_dir,
+            source,
+            out,
+            params,
+            device=config["predict"]["device"],
+            torch_threads=config["predict"]["torch_threads"],
+            overwrite=overwrite,
+        )
+        run.log_metrics(
+            {
+                k: float(summary[k])
+                for k in ("images", "instances", "tiles", "seconds", "images_per_s")
+            }
+        )
         run.log_artifact(out / TABLE)
-    typer.echo(f"predicted {summary['instances']} instances in {summary['images']} images "
-               f"({summary['tiles']} tiles, {summary['seconds']:.1f} s): {out}")
+    typer.echo(
+        f"predicted {summary['instances']} instances in {summary['images']} images "
+        f"({summary['tiles']} tiles, {summary['seconds']:.1f} s): {out}"
+    )

@@ -49,5 +49,7 @@ def summary(
         for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
             run.log_artifact(out / png)
     best = max(rows, key=lambda r: r.get("mean_jaccard") or -1)
-    typer.echo(f"summarised {len(rows)} models (best mean Jaccard {best['mean_jaccard']}: "
-               f"{best['model']}): {out / 'models.csv'}")
+    typer.echo(
+        f"summarised {len(rows)} models (best mean Jaccard {best['mean_jaccard']}: "
+        f"{best['model']}): {out / 'models.csv'}"
+    )

@@ -63,8 +63,13 @@ def train(
 
     config = load()
     section = dict(config["train"])
-    for key, value in (("model", model), ("input", input_mode), ("epochs", epochs), ("seed", seed),
-                       ("device", device)):
+    for key, value in (
+        ("model", model),
+        ("input", input_mode),
+        ("epochs", epochs),
+        ("seed", seed),
+        ("device", device),
+    ):
         if value is not None:
             section[key] = value
     for item in set_ or []:
@@ -88,8 +93,9 @@ def train(
 
         resume = decide(out, params)
         overwrite = overwrite or not resume
-    with stage_run(config, "train", dataset=store.name, model=params["model"],
-                   params=params) as run:
+    with stage_run(
+        config, "train", dataset=store.name, model=params["model"], params=params
+    ) as run:
         card = train_model(store, out, params, run=run, resume=resume, overwrite=overwrite)
         if card["model"] == "maskrcnn":
             typer.echo(

@@ -23,9 +23,14 @@ def ap_f1_bars(result: dict[str, Any]) -> Any:
         vals = [r[key] for r in rows]
         bars = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=label)
         for b, v in zip(bars, vals, strict=True):
-            ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.01,
-                    "n/a" if math.isnan(v) else f"{v:.2f}", ha="center", va="bottom",
-                    fontsize=7)
+            ax.text(
+                b.get_x() + b.get_width() / 2,
+                b.get_height() + 0.01,
+                "n/a" if math.isnan(v) else f"{v:.2f}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.15)
     ax.legend(fontsize=8, ncols=3, loc="upper center")
@@ -35,8 +40,9 @@ def ap_f1_bars(result: dict[str, Any]) -> Any:
     return fig
 
 
-def outline_overlay(image: np.ndarray | None, true: np.ndarray, pred: np.ndarray,
-                    title: str = "") -> Any:
+def outline_overlay(
+    image: np.ndarray | None, true: np.ndarray, pred: np.ndarray, title: str = ""
+) -> Any:
     """The image with true instance outlines in green and predicted ones in red.
 
     Parameters
@@ -59,8 +65,11 @@ def outline_overlay(image: np.ndarray | None, true: np.ndarray, pred: np.ndarray
     rgb[find_boundaries(pred, mode="inner")] = [1.0, 0.0, 0.0]
     fig, ax = plt.subplots(figsize=(6, 6 * true.shape[0] / max(true.shape[1], 1) + 0.4))
     ax.imshow(rgb)
-    ax.set_title(f"{title} truth (green) {len(np.unique(true)) - 1}, "
-                 f"prediction (red) {len(np.unique(pred)) - 1}", fontsize=9)
+    ax.set_title(
+        f"{title} truth (green) {len(np.unique(true)) - 1}, "
+        f"prediction (red) {len(np.unique(pred)) - 1}",
+        fontsize=9,
+    )
     ax.axis("off")
     fig.tight_layout()
     return fig

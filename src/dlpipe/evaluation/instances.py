@@ -185,8 +185,7 @@ class InstanceEvaluator:
         p_ids, t_ids, iou = pair_iou(pred, true)
         pc = np.array([int(pred_classes[int(i)]) for i in p_ids], dtype=np.int64)
         tc = np.array([int(true_classes[int(i)]) for i in t_ids], dtype=np.int64)
-        sc = np.array([1.0 if pred_scores is None else float(pred_scores[int(i)])
-                       for i in p_ids])
+        sc = np.array([1.0 if pred_scores is None else float(pred_scores[int(i)]) for i in p_ids])
         for c in sorted(set(pc.tolist()) | set(tc.tolist())):
             if c == 0:
                 continue
@@ -216,11 +215,15 @@ class InstanceEvaluator:
             return math.nan
 
         return {
-            "n_true": n_true, "n_pred": n_pred, "n_matched": n_match,
-            "precision": _ratio(n_match, n_pred), "recall": _ratio(n_match, n_true),
+            "n_true": n_true,
+            "n_pred": n_pred,
+            "n_matched": n_match,
+            "precision": _ratio(n_match, n_pred),
+            "recall": _ratio(n_match, n_true),
             "f1": _ratio(2 * n_match, n_pred + n_true),
             "ap": math.nan if n_true == 0 else float(np.mean(aps)),
-            "ap50": at(0.5), "ap75": at(0.75),
+            "ap50": at(0.5),
+            "ap75": at(0.75),
             "mean_matched_iou": float(np.mean(acc.ious)) if acc.ious else math.nan,
         }
 
@@ -234,8 +237,7 @@ class InstanceEvaluator:
         extra = sorted(c for c in self._acc if c >= len(self.classes))
         for c in extra:
             per_class[f"class_{c}"] = self._class_metrics(self._acc[c])
-        tot = {k: sum(v[k] for v in per_class.values())
-               for k in ("n_true", "n_pred", "n_matched")}
+        tot = {k: sum(v[k] for v in per_class.values()) for k in ("n_true", "n_pred", "n_matched")}
 
         def mean(key: str) -> float:
             vals = [v[key] for v in per_class.values() if not math.isnan(v[key])]
@@ -245,18 +247,24 @@ class InstanceEvaluator:
             "precision": _ratio(tot["n_matched"], tot["n_pred"]),
             "recall": _ratio(tot["n_matched"], tot["n_true"]),
             "f1": _ratio(2 * tot["n_matched"], tot["n_pred"] + tot["n_true"]),
-            "ap": mean("ap"), "ap50": mean("ap50"), "ap75": mean("ap75"),
+            "ap": mean("ap"),
+            "ap50": mean("ap50"),
+            "ap75": mean("ap75"),
         }
         return {
-            "classes": list(per_class), "iou_thresholds": [float(t) for t in self.thresholds],
-            "f1_iou": float(self.f1_iou), "images": self.n_images,
-            "per_class": per_class, "overall": overall,
+            "classes": list(per_class),
+            "iou_thresholds": [float(t) for t in self.thresholds],
+            "f1_iou": float(self.f1_iou),
+            "images": self.n_images,
+            "per_class": per_class,
+            "overall": overall,
         }
 
 
 def evaluate_instance_images(
-    items: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Mapping[int, float]
-                          | None]],
+    items: Iterable[
+        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Mapping[int, float] | None]
+    ],
     classes: Sequence[str],
     *,
     thresholds: Sequence[float] = IOU_THRESHOLDS,
@@ -280,8 +288,13 @@ def evaluate_instance_images(
     """
     ev = InstanceEvaluator(classes, list(thresholds), f1_iou)
     for p_inst, p_sem, t_inst, t_sem, p_scores in items:
-        ev.add_image(p_inst, t_inst, instance_classes(t_inst, t_sem),
-                     instance_classes(p_inst, p_sem), p_scores)
+        ev.add_image(
+            p_inst,
+            t_inst,
+            instance_classes(t_inst, t_sem),
+            instance_classes(p_inst, p_sem),
+            p_scores,
+        )
     return ev.result()
 
 
@@ -299,11 +312,15 @@ def _open_instances(path: Path, what: str) -> Any:
         raise UserError(f"{what}: cannot open as a Zarr group ({exc})", path=path) from None
     for name in ("instances", "semantic"):
         if name not in root:
-            raise UserError(f"{what} has no `{name}` array (expected a dataset Zarr from "
-                            "`dlpipe cvat` or a Mask R-CNN prediction)", path=path)
+            raise UserError(
+                f"{what} has no `{name}` array (expected a dataset Zarr from "
+                "`dlpipe cvat` or a Mask R-CNN prediction)",
+                path=path,
+            )
     if root["instances"].ndim != 3 or root["instances"].shape != root["semantic"].shape:
-        raise UserError(f"{what}: `instances` and `semantic` must be (N, H, W) of one shape",
-                        path=path)
+        raise UserError(
+            f"{what}: `instances` and `semantic` must be (N, H, W) of one shape", path=path
+        )
     return root
 
 
@@ -324,7 +341,9 @@ def _pred_table(path: Path) -> dict[int, dict[int, tuple[int, float]]] | None:
     with open(table, newline="") as fh:
         for row in csv.DictReader(fh):
             out.setdefault(int(row["image"]), {})[int(row["instance_id"])] = (
-                int(row["class_id"]), float(row["score"]))
+                int(row["class_id"]),
+                float(row["score"]),
+            )
     return out
 
 
@@ -361,13 +380,15 @@ def evaluate_instances(
 
     from dlpipe._io import write_json_atomic, write_text_atomic
 
-    p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(
-        params or {})
+    p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(params or {})
     pred_path, truth_path, out_json = Path(pred_path), Path(truth_path), Path(out_json)
     pred, truth = _open_instances(pred_path, "prediction"), _open_instances(truth_path, "truth")
     if pred["instances"].shape != truth["instances"].shape:
-        raise UserError(f"prediction shape {pred['instances'].shape} differs from the truth's "
-                        f"{truth['instances'].shape}", path=pred_path)
+        raise UserError(
+            f"prediction shape {pred['instances'].shape} differs from the truth's "
+            f"{truth['instances'].shape}",
+            path=pred_path,
+        )
     t_classes = _classes_of(truth)
     p_classes = _classes_of(pred)
     classes = t_classes or p_classes
@@ -378,8 +399,11 @@ def evaluate_instances(
     if p_classes and t_classes and p_classes != t_classes:
         unknown = [c for c in p_classes[1:] if c not in t_classes]
         if unknown:
-            raise UserError(f"predicted classes {unknown} are not classes of the truth "
-                            f"({', '.join(t_classes[1:])})", path=pred_path)
+            raise UserError(
+                f"predicted classes {unknown} are not classes of the truth "
+                f"({', '.join(t_classes[1:])})",
+                path=pred_path,
+            )
         remap = {i: t_classes.index(c) for i, c in enumerate(p_classes) if i}
     table = _pred_table(pred_path)
     ev = InstanceEvaluator(classes, [float(t) for t in p["iou_thresholds"]], float(p["f1_iou"]))
@@ -392,8 +416,10 @@ def evaluate_instances(
             rows = table.get(i, {})
             missing = set(np.unique(p_inst).tolist()) - set(rows) - {0}
             if missing:
-                raise UserError(f"image {i}: instance ids {sorted(missing)[:5]} are not in "
-                                "instances.csv", path=pred_path)
+                raise UserError(
+                    f"image {i}: instance ids {sorted(missing)[:5]} are not in instances.csv",
+                    path=pred_path,
+                )
             p_cls = {k: v[0] for k, v in rows.items()}
             scores = {k: v[1] for k, v in rows.items()}
         else:
@@ -405,15 +431,30 @@ def evaluate_instances(
     result = ev.result()
     result["prediction"], result["truth"] = str(pred_path), str(truth_path)
     write_json_atomic(out_json, result)
-    keys = ["n_true", "n_pred", "n_matched", "precision", "recall", "f1", "ap", "ap50", "ap75",
-            "mean_matched_iou"]
+    keys = [
+        "n_true",
+        "n_pred",
+        "n_matched",
+        "precision",
+        "recall",
+        "f1",
+        "ap",
+        "ap50",
+        "ap75",
+        "mean_matched_iou",
+    ]
     lines = [",".join(["class", *keys])]
     for name, m in [*result["per_class"].items(), ("overall", result["overall"])]:
         cells = []
         for k in keys:
             v = m.get(k, math.nan)
-            cells.append("" if isinstance(v, float) and math.isnan(v)
-                         else f"{v:.6g}" if isinstance(v, float) else str(v))
+            cells.append(
+                ""
+                if isinstance(v, float) and math.isnan(v)
+                else f"{v:.6g}"
+                if isinstance(v, float)
+                else str(v)
+            )
         lines.append(",".join([name, *cells]))
     write_text_atomic(out_json.with_suffix(".csv"), "\n".join(lines) + "\n")
     figures = _figures(result, pred, truth, int(p["overlays"]))
@@ -450,5 +491,6 @@ def _figures(result: dict[str, Any], pred: Any, truth: Any, overlays: int) -> di
         img = None if images is None else np.asarray(images[i])
         title = names[i] if i < len(names) else f"image {i}"
         figs[f"outlines_{i:04d}.png"] = instance_plots.outline_overlay(
-            img, np.asarray(truth["instances"][i]), np.asarray(pred["instances"][i]), title)
+            img, np.asarray(truth["instances"][i]), np.asarray(pred["instances"][i]), title
+        )
     return figs

@@ -29,6 +29,7 @@ def __getattr__(name: str) -> Any:
         return getattr(maskrcnn, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "UNet",
     "build_maskrcnn",

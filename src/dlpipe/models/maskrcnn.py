@@ -90,13 +90,18 @@ def build_maskrcnn(
     norm_layer = _norm_layer(norm)
     if backbone.startswith("resnet"):
         body = resnet_fpn_backbone(
-            backbone_name=backbone, weights=None, norm_layer=norm_layer,
+            backbone_name=backbone,
+            weights=None,
+            norm_layer=norm_layer,
             trainable_layers=trainable_layers,
         )
         levels = 5
     else:
         body = mobilenet_backbone(
-            backbone_name=backbone, weights=None, fpn=True, norm_layer=norm_layer,
+            backbone_name=backbone,
+            weights=None,
+            fpn=True,
+            norm_layer=norm_layer,
             trainable_layers=min(trainable_layers, 6),
         )
         levels = 3

@@ -38,9 +38,11 @@ def dask_scheduler(spec: str | None) -> Iterator[str | None]:
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
         silence_logs=logging.WARNING,
     ) as cluster:
-        log.info("predict: LocalCluster of %d worker processes at %s", n,
-                 cluster.scheduler_address)
+        log.info("predict: LocalCluster of %d worker processes at %s", n, cluster.scheduler_address)
         yield cluster.scheduler_address

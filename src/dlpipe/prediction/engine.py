@@ -43,13 +43,11 @@ def tta_ops(mode: str, window: tuple[int, ...], tta: int) -> list:
     return keep[: max(1, int(tta))]
 
 
-def _forward(
-    net: torch.nn.Module, x: torch.Tensor, ops: list, amp: bool
-) -> torch.Tensor:
+def _forward(net: torch.nn.Module, x: torch.Tensor, ops: list, amp: bool) -> torch.Tensor:
     """Softmax probabilities of ``net`` on batch ``x`` (N, C, *S), averaged over ``ops``."""
     spatial = x.ndim - 2
     out = None
-    ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext())
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     for perm, flips in ops:
         axes = [2 + a for a in flips]
         order = (0, 1, *(2 + p for p in perm))
@@ -119,33 +117,41 @@ def predict_region(
     g = torch.from_numpy(gaussian_map(window)).to(device)
     src = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32)).to(device)
     if mode == "3d":
-        starts = list(itertools.product(
-            *(window_starts(n, w, overlap) for n, w in zip(region.shape, window, strict=True))))
+        starts = list(
+            itertools.product(
+                *(window_starts(n, w, overlap) for n, w in zip(region.shape, window, strict=True))
+            )
+        )
         out_z = nz
     else:
         zs = range(half, nz - half)
-        starts = [(z, y, x) for z in zs for y in window_starts(ny, window[0], overlap)
-                  for x in window_starts(nx, window[1], overlap)]
+        starts = [
+            (z, y, x)
+            for z in zs
+            for y in window_starts(ny, window[0], overlap)
+            for x in window_starts(nx, window[1], overlap)
+        ]
         out_z = nz - 2 * half
     acc = None
     wsum = torch.zeros((out_z, ny, nx), dtype=torch.float32, device=device)
     for group in _batches(starts, batch_size):
         if mode == "3d":
             wz, wy, wx = window
-            x = torch.stack([src[z:z + wz, y:y + wy, x:x + wx] for z, y, x in group])[:, None]
+            x = torch.stack([src[z : z + wz, y : y + wy, x : x + wx] for z, y, x in group])[:, None]
         else:
             wy, wx = window
-            x = torch.stack([src[z - half:z + half + 1, y:y + wy, x:x + wx]
-                             for z, y, x in group])
+            x = torch.stack(
+                [src[z - half : z + half + 1, y : y + wy, x : x + wx] for z, y, x in group]
+            )
         p = (forward or _forward)(net, x, ops, amp)
         if acc is None:
             acc = torch.zeros((p.shape[1], out_z, ny, nx), dtype=torch.float32, device=device)
         for (z, y, x0), pi in zip(group, p, strict=True):
             if mode == "3d":
-                acc[:, z:z + wz, y:y + wy, x0:x0 + wx] += pi * g
-                wsum[z:z + wz, y:y + wy, x0:x0 + wx] += g
+                acc[:, z : z + wz, y : y + wy, x0 : x0 + wx] += pi * g
+                wsum[z : z + wz, y : y + wy, x0 : x0 + wx] += g
             else:
-                acc[:, z - half, y:y + wy, x0:x0 + wx] += pi * g
-                wsum[z - half, y:y + wy, x0:x0 + wx] += g
+                acc[:, z - half, y : y + wy, x0 : x0 + wx] += pi * g
+                wsum[z - half, y : y + wy, x0 : x0 + wx] += g
     acc /= wsum
     return acc.cpu().numpy(), len(starts)

@@ -27,11 +27,30 @@ log = logging.getLogger("dlpipe.prediction")
 COMPLETE = ".dlpipe_complete"
 TABLE = "instances.csv"
 PARQUET = "instances.parquet"
-COLUMNS = ["image", "image_name", "z", "instance_id", "class_id", "class_name", "score",
-           "x1", "y1", "x2", "y2", "area"]
+COLUMNS = [
+    "image",
+    "image_name",
+    "z",
+    "instance_id",
+    "class_id",
+    "class_name",
+    "score",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "area",
+]
 DEFAULTS: dict[str, Any] = {
-    "overlap": 0.25, "score_threshold": 0.5, "mask_threshold": 0.5, "merge_rule": "iou",
-    "merge_threshold": 0.5, "nms_iou": 0.5, "min_area": 4, "batch_size": 2, "slices": "all",
+    "overlap": 0.25,
+    "score_threshold": 0.5,
+    "mask_threshold": 0.5,
+    "merge_rule": "iou",
+    "merge_threshold": 0.5,
+    "nms_iou": 0.5,
+    "min_area": 4,
+    "batch_size": 2,
+    "slices": "all",
 }
 MERGE_RULES = ("iou", "overlap_min")
 
@@ -65,14 +84,21 @@ class Detection:
         return int(self.mask.sum())
 
 
-def _crop_to_content(label: int, score: float, y0: int, x0: int, mask: np.ndarray,
-                     tile: tuple[int, int, int, int]) -> Detection | None:
+def _crop_to_content(
+    label: int, score: float, y0: int, x0: int, mask: np.ndarray, tile: tuple[int, int, int, int]
+) -> Detection | None:
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     if not len(rows):
         return None
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    return Detection(int(label), float(score), int(y0 + r0), int(x0 + c0),
-                     np.ascontiguousarray(mask[r0:r1, c0:c1]), tile)
+    return Detection(
+        int(label),
+        float(score),
+        int(y0 + r0),
+        int(x0 + c0),
+        np.ascontiguousarray(mask[r0:r1, c0:c1]),
+        tile,
+    )
 
 
 def _window(d: Detection, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -168,12 +194,18 @@ def merge_detections(
         tiles = np.array([d.tile for d in detections])
         for i in range(n):
             j = np.arange(i + 1, n)
-            cand = j[(labels[j] == labels[i]) & (boxes[j, 0] < boxes[i, 2])
-                     & (boxes[j, 2] > boxes[i, 0]) & (boxes[j, 1] < boxes[i, 3])
-                     & (boxes[j, 3] > boxes[i, 1]) & np.any(tiles[j] != tiles[i], axis=1)]
+            cand = j[
+                (labels[j] == labels[i])
+                & (boxes[j, 0] < boxes[i, 2])
+                & (boxes[j, 2] > boxes[i, 0])
+                & (boxes[j, 1] < boxes[i, 3])
+                & (boxes[j, 3] > boxes[i, 1])
+                & np.any(tiles[j] != tiles[i], axis=1)
+            ]
             for k in cand:
                 if find(i) != find(int(k)) and same_object(
-                        detections[i], detections[int(k)], rule=rule, threshold=threshold):
+                    detections[i], detections[int(k)], rule=rule, threshold=threshold
+                ):
                     parent[find(int(k))] = find(i)
     groups: dict[int, list[Detection]] = {}
     for i, d in enumerate(detections):
@@ -190,8 +222,9 @@ def merge_detections(
         mask = np.zeros((box[2] - box[0], box[3] - box[1]), dtype=bool)
         for m in members:
             mask |= _window(m, box)
-        merged.append(Detection(members[0].label, max(m.score for m in members),
-                                box[0], box[1], mask, tile))
+        merged.append(
+            Detection(members[0].label, max(m.score for m in members), box[0], box[1], mask, tile)
+        )
     merged.sort(key=lambda d: -d.score)
     kept: list[Detection] = []
     kboxes = np.zeros((len(merged), 4), dtype=np.int64)
@@ -199,9 +232,13 @@ def merge_detections(
     for d in merged:
         n_kept = len(kept)
         b = d.box
-        near = np.flatnonzero((klabels[:n_kept] == d.label) & (kboxes[:n_kept, 0] < b[2])
-                              & (kboxes[:n_kept, 2] > b[0]) & (kboxes[:n_kept, 1] < b[3])
-                              & (kboxes[:n_kept, 3] > b[1]))
+        near = np.flatnonzero(
+            (klabels[:n_kept] == d.label)
+            & (kboxes[:n_kept, 0] < b[2])
+            & (kboxes[:n_kept, 2] > b[0])
+            & (kboxes[:n_kept, 1] < b[3])
+            & (kboxes[:n_kept, 3] > b[1])
+        )
         if all(_mask_iou(kept[k], d) <= nms_iou for k in near):
             kboxes[n_kept], klabels[n_kept] = b, d.label
             kept.append(d)
@@ -248,9 +285,18 @@ def paint_instances(
     for new_id, r in enumerate(alive, start=1):
         d = detections[order[r - 1]]
         sy, sx = slices[r - 1]
-        rows.append({"instance_id": new_id, "class_id": int(d.label), "score": float(d.score),
-                     "x1": int(sx.start), "y1": int(sy.start), "x2": int(sx.stop),
-                     "y2": int(sy.stop), "area": int(areas[r])})
+        rows.append(
+            {
+                "instance_id": new_id,
+                "class_id": int(d.label),
+                "score": float(d.score),
+                "x1": int(sx.start),
+                "y1": int(sy.start),
+                "x2": int(sx.stop),
+                "y2": int(sy.stop),
+                "area": int(areas[r]),
+            }
+        )
     return instances, semantic, rows
 
 
@@ -301,16 +347,19 @@ def load_maskrcnn(model_dir: str | Path) -> MaskRCNNModel:
             raise UserError(f"Mask R-CNN card has no {key!r}", path=path)
     arch, classes = card["architecture"], card["classes"]
     if not isinstance(arch, dict) or not isinstance(classes, list) or len(classes) < 2:
-        raise UserError("Mask R-CNN card needs an architecture mapping and >= 2 classes",
-                        path=path)
+        raise UserError("Mask R-CNN card needs an architecture mapping and >= 2 classes", path=path)
     if int(arch.get("num_classes", -1)) != len(classes):
-        raise UserError(f"architecture.num_classes ({arch.get('num_classes')}) differs from the "
-                        f"{len(classes)} classes of the card", path=path)
+        raise UserError(
+            f"architecture.num_classes ({arch.get('num_classes')}) differs from the "
+            f"{len(classes)} classes of the card",
+            path=path,
+        )
     if len(classes) > 255:
         raise UserError(f"{len(classes)} classes do not fit uint8 labels", path=path)
     if card.get("input", "2d") != "2d":
-        raise UserError(f"a Mask R-CNN card must have input '2d', got {card.get('input')!r}",
-                        path=path)
+        raise UserError(
+            f"a Mask R-CNN card must have input '2d', got {card.get('input')!r}", path=path
+        )
     weights = model_dir / card.get("weights", "weights.pt")
     if not weights.is_file():
         raise UserError("weights file missing", path=weights)
@@ -323,13 +372,15 @@ def load_maskrcnn(model_dir: str | Path) -> MaskRCNNModel:
         net.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"weights do not fit the card's architecture: {first}",
-                        path=weights) from None
+        raise UserError(
+            f"weights do not fit the card's architecture: {first}", path=weights
+        ) from None
     net.eval()
     h = hashlib.sha256(weights.read_bytes())
     h.update(json.dumps({"architecture": arch, "classes": classes}, sort_keys=True).encode())
-    return MaskRCNNModel(card, net, [str(c) for c in classes], int(arch.get("tile_size", 512)),
-                         h.hexdigest())
+    return MaskRCNNModel(
+        card, net, [str(c) for c in classes], int(arch.get("tile_size", 512)), h.hexdigest()
+    )
 
 
 # --------------------------------------------------------------------------- inputs
@@ -369,8 +420,10 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
     import zarr
 
     if not path.is_dir() or not ((path / "zarr.json").is_file() or (path / ".zgroup").is_file()):
-        raise UserError("not a Zarr group (expected a dataset Zarr with `images` or a "
-                        "tiled VOL.zarr)", path=path)
+        raise UserError(
+            "not a Zarr group (expected a dataset Zarr with `images` or a tiled VOL.zarr)",
+            path=path,
+        )
     if not (path / COMPLETE).is_file():
         raise UserError("input is incomplete (no .dlpipe_complete marker)", path=path)
     root = zarr.open_group(str(path), mode="r")
@@ -379,17 +432,25 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
         if (arr.ndim == 4 and arr.shape[-1] not in (1, 3)) or arr.ndim not in (3, 4):
             raise UserError(
                 f"channels do not fit: images {tuple(arr.shape)} must be (N, H, W) or "
-                "(N, H, W, C) with C 1 or 3", path=path)
+                "(N, H, W, C) with C 1 or 3",
+                path=path,
+            )
         have = int(arr.shape[-1]) if arr.ndim == 4 else 1
         want = card.get("channels")
         if want is not None and int(want) != have:
-            raise UserError(f"channels do not fit: the model was trained on {want}-channel "
-                            f"images, these have {have}", path=path)
+            raise UserError(
+                f"channels do not fit: the model was trained on {want}-channel "
+                f"images, these have {have}",
+                path=path,
+            )
         norm = _norm_from_card(card)
         if norm is None:
             if arr.dtype.kind not in "ui":
-                raise UserError("missing normalisation: the card has no p0_1/p99_9 and the "
-                                f"images are {arr.dtype}", path=path)
+                raise UserError(
+                    "missing normalisation: the card has no p0_1/p99_9 and the "
+                    f"images are {arr.dtype}",
+                    path=path,
+                )
             info = np.iinfo(arr.dtype)
             norm = (0.0, float(info.max))
         n = int(arr.shape[0])
@@ -397,13 +458,27 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
         sizes = root.attrs.get("image_sizes")
         if sizes is not None:
             sizes = [(int(a), int(b)) for a, b in sizes]
-            bad = [i for i, (a, b) in enumerate(sizes)
-                   if not (0 < a <= arr.shape[1] and 0 < b <= arr.shape[2])]
+            bad = [
+                i
+                for i, (a, b) in enumerate(sizes)
+                if not (0 < a <= arr.shape[1] and 0 < b <= arr.shape[2])
+            ]
             if len(sizes) != n or bad:
-                raise UserError(f"attribute image_sizes does not fit images {tuple(arr.shape)}"
-                                f" (image {bad[0] if bad else len(sizes)})", path=path)
-        return _Input("dataset", arr, list(range(n)), names, None, *norm,
-                      (int(arr.shape[1]), int(arr.shape[2])), sizes=sizes)
+                raise UserError(
+                    f"attribute image_sizes does not fit images {tuple(arr.shape)}"
+                    f" (image {bad[0] if bad else len(sizes)})",
+                    path=path,
+                )
+        return _Input(
+            "dataset",
+            arr,
+            list(range(n)),
+            names,
+            None,
+            *norm,
+            (int(arr.shape[1]), int(arr.shape[2])),
+            sizes=sizes,
+        )
     if "0" in root:
         from dlpipe.prediction.volume import open_volume
 
@@ -413,13 +488,24 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
         if slices == "test" and not info.squeeze_z:
             split = ((root.attrs.get("dlpipe") or {}).get("split") or {}).get("test")
             if not split:
-                raise UserError("predict.maskrcnn.slices is 'test' but the volume has no "
-                                "test split", path=path)
+                raise UserError(
+                    "predict.maskrcnn.slices is 'test' but the volume has no test split", path=path
+                )
             zs = list(range(max(0, int(split[0])), min(depth, int(split[1]))))
-        return _Input("volume", root["0"], zs, [f"z{z:04d}" for z in zs], zs,
-                      info.p0_1, info.p99_9, (info.shape[1], info.shape[2]), info.squeeze_z)
-    raise UserError("no `images` array nor image level `0`: not a dataset Zarr or tiled "
-                    "volume", path=path)
+        return _Input(
+            "volume",
+            root["0"],
+            zs,
+            [f"z{z:04d}" for z in zs],
+            zs,
+            info.p0_1,
+            info.p99_9,
+            (info.shape[1], info.shape[2]),
+            info.squeeze_z,
+        )
+    raise UserError(
+        "no `images` array nor image level `0`: not a dataset Zarr or tiled volume", path=path
+    )
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -469,8 +555,11 @@ def detect_image(
     x = to_model_input(image, p0_1, p99_9)
     _, h, w = x.shape
     t = model.tile_size
-    tiles = [(y0, x0) for y0 in tile_starts(h, t, params["overlap"])
-             for x0 in tile_starts(w, t, params["overlap"])]
+    tiles = [
+        (y0, x0)
+        for y0 in tile_starts(h, t, params["overlap"])
+        for x0 in tile_starts(w, t, params["overlap"])
+    ]
     dets: list[Detection] = []
     bs = max(1, int(params["batch_size"]))
     for b in range(0, len(tiles), bs):
@@ -488,8 +577,9 @@ def detect_image(
             keep = out["scores"] >= float(params["score_threshold"])
             masks = (out["masks"][keep, 0] > float(params["mask_threshold"])).cpu().numpy()
             vh, vw = tile[2] - tile[0], tile[3] - tile[1]
-            for lab, sc, m in zip(out["labels"][keep].tolist(), out["scores"][keep].tolist(),
-                                  masks, strict=True):
+            for lab, sc, m in zip(
+                out["labels"][keep].tolist(), out["scores"][keep].tolist(), masks, strict=True
+            ):
                 m = m[:vh, :vw]
                 if m.sum() < int(params["min_area"]):
                     continue
@@ -525,8 +615,12 @@ def predict_image(
     """
     p = dict(DEFAULTS) | dict(params or {})
     dets, n_tiles = detect_image(model, image, p0_1, p99_9, p, device)
-    merged = merge_detections(dets, rule=p["merge_rule"], threshold=float(p["merge_threshold"]),
-                              nms_iou=float(p["nms_iou"]))
+    merged = merge_detections(
+        dets,
+        rule=p["merge_rule"],
+        threshold=float(p["merge_threshold"]),
+        nms_iou=float(p["nms_iou"]),
+    )
     inst, sem, rows = paint_instances(merged, tuple(np.asarray(image).shape[:2]))
     return inst, sem, rows, n_tiles
 
@@ -551,10 +645,20 @@ def _write_tables(rows: list[dict[str, Any]], folder: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = {"image": pa.int64(), "image_name": pa.string(), "z": pa.int64(),
-             "instance_id": pa.int64(), "class_id": pa.int64(), "class_name": pa.string(),
-             "score": pa.float64(), "x1": pa.int64(), "y1": pa.int64(), "x2": pa.int64(),
-             "y2": pa.int64(), "area": pa.int64()}
+    types = {
+        "image": pa.int64(),
+        "image_name": pa.string(),
+        "z": pa.int64(),
+        "instance_id": pa.int64(),
+        "class_id": pa.int64(),
+        "class_name": pa.string(),
+        "score": pa.float64(),
+        "x1": pa.int64(),
+        "y1": pa.int64(),
+        "x2": pa.int64(),
+        "y2": pa.int64(),
+        "area": pa.int64(),
+    }
     table = pa.table({c: pa.array([r[c] for r in rows], type=types[c]) for c in COLUMNS})
     pq.write_table(table, folder / PARQUET)
 
@@ -618,14 +722,24 @@ def predict_instances(
     with atomic_path(out, overwrite=overwrite) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         chunks = (1, min(h, 1024), min(w, 1024))
-        inst_arr = root.create_array("instances", shape=(n, h, w), chunks=chunks,
-                                     dtype="uint32", fill_value=0,
-                                     dimension_names=["n", "y", "x"])
-        sem_arr = root.create_array("semantic", shape=(n, h, w), chunks=chunks, dtype="uint8",
-                                    fill_value=0, dimension_names=["n", "y", "x"])
+        inst_arr = root.create_array(
+            "instances",
+            shape=(n, h, w),
+            chunks=chunks,
+            dtype="uint32",
+            fill_value=0,
+            dimension_names=["n", "y", "x"],
+        )
+        sem_arr = root.create_array(
+            "semantic",
+            shape=(n, h, w),
+            chunks=chunks,
+            dtype="uint8",
+            fill_value=0,
+            dimension_names=["n", "y", "x"],
+        )
         for i in tqdm(range(n), desc="predict", unit="image", disable=None if progress else True):
-            inst, sem, table, nt = predict_image(model, inp.image(i), inp.p0_1, inp.p99_9, p,
-                                                 dev)
+            inst, sem, table, nt = predict_image(model, inp.image(i), inp.p0_1, inp.p99_9, p, dev)
             n_tiles += nt
             if inst.shape != (h, w):  # a padded image: predicted at its real size
                 inst = np.pad(inst, [(0, h - inst.shape[0]), (0, w - inst.shape[1])])
@@ -633,22 +747,41 @@ def predict_instances(
             inst_arr[i] = inst
             sem_arr[i] = sem
             for r in table:
-                rows.append({"image": i, "image_name": inp.names[i],
-                             "z": inp.z[i] if inp.z is not None else -1,
-                             "class_name": model.classes[r["class_id"]], **r})
+                rows.append(
+                    {
+                        "image": i,
+                        "image_name": inp.names[i],
+                        "z": inp.z[i] if inp.z is not None else -1,
+                        "class_name": model.classes[r["class_id"]],
+                        **r,
+                    }
+                )
         _write_tables(rows, tmp)
-        root.attrs.update({"dlpipe": {
-            "kind": "instances", "classes": model.classes, "image_names": inp.names,
-            "z": inp.z, "source": str(source.resolve()), "source_kind": inp.kind,
-            "image_sizes": inp.sizes,
-            "ids": "unique within each image (1 = highest score)",
-            "model": {"dir": str(Path(model_dir).resolve()), "hash": model.digest},
-            "params": {k: p[k] for k in DEFAULTS}, "complete": True,
-        }})
+        root.attrs.update(
+            {
+                "dlpipe": {
+                    "kind": "instances",
+                    "classes": model.classes,
+                    "image_names": inp.names,
+                    "z": inp.z,
+                    "source": str(source.resolve()),
+                    "source_kind": inp.kind,
+                    "image_sizes": inp.sizes,
+                    "ids": "unique within each image (1 = highest score)",
+                    "model": {"dir": str(Path(model_dir).resolve()), "hash": model.digest},
+                    "params": {k: p[k] for k in DEFAULTS},
+                    "complete": True,
+                }
+            }
+        )
         seconds = time.perf_counter() - t0
-        summary = {"images": n, "instances": len(rows), "tiles": n_tiles, "seconds": seconds,
-                   "images_per_s": n / seconds if seconds > 0 else 0.0}
+        summary = {
+            "images": n,
+            "instances": len(rows),
+            "tiles": n_tiles,
+            "seconds": seconds,
+            "images_per_s": n / seconds if seconds > 0 else 0.0,
+        }
         (tmp / COMPLETE).write_text(json.dumps(summary) + "\n")
-    log.info("predict: %d images, %d tiles, %d instances in %.1f s", n, n_tiles, len(rows),
-             seconds)
+    log.info("predict: %d images, %d tiles, %d instances in %.1f s", n, n_tiles, len(rows), seconds)
     return summary

@@ -88,21 +88,24 @@ def load_model(model_dir: str | Path, window: list[int] | None = None) -> Loaded
     if int(arch.get("dim", 2)) != dim:
         raise UserError(
             f"model card input {mode!r} needs a {dim}D network, architecture has dim "
-            f"{arch.get('dim', 2)}", path=model_dir / "card.json",
+            f"{arch.get('dim', 2)}",
+            path=model_dir / "card.json",
         )
     in_ch = int(arch.get("in_channels", 1))
     if in_ch != context:
         raise UserError(
             f"channels do not fit: the network takes {in_ch} input channels but a {mode} "
             f"input of this volume gives {context} (one-channel volume"
-            + (f", {context} slices" if mode == "2.5d" else "") + ")",
+            + (f", {context} slices" if mode == "2.5d" else "")
+            + ")",
             path=model_dir / "card.json",
         )
     n_classes = int(arch.get("n_classes", 2))
     if n_classes != len(card["classes"]):
         raise UserError(
             f"the network has {n_classes} outputs but the card lists {len(card['classes'])} "
-            "classes", path=model_dir / "card.json",
+            "classes",
+            path=model_dir / "card.json",
         )
     if n_classes > 255:
         raise UserError(f"{n_classes} classes do not fit uint8 labels", path=model_dir)
@@ -130,8 +133,10 @@ def load_model(model_dir: str | Path, window: list[int] | None = None) -> Loaded
     net.eval()
     h = hashlib.sha256()
     h.update(weights.read_bytes())
-    h.update(json.dumps(
-        {k: card[k] for k in ("architecture", "input", "classes")} | {"context": context},
-        sort_keys=True).encode())
-    return LoadedModel(card, net, mode, context, tuple(patch), list(card["classes"]),
-                       h.hexdigest())
+    h.update(
+        json.dumps(
+            {k: card[k] for k in ("architecture", "input", "classes")} | {"context": context},
+            sort_keys=True,
+        ).encode()
+    )
+    return LoadedModel(card, net, mode, context, tuple(patch), list(card["classes"]), h.hexdigest())

@@ -32,9 +32,20 @@ MANIFEST = ".dlpipe_manifest.json"
 MARKERS = ".dlpipe_blocks"
 COMPLETE = ".dlpipe_complete"
 DEFAULTS: dict[str, Any] = {
-    "block": [32, 256, 256], "halo": None, "window": None, "overlap": 0.25, "batch_size": 8,
-    "tta": 1, "probabilities": False, "threads": 1, "torch_threads": None, "device": "auto",
-    "amp": True, "memory_budget_mb": None, "labels_name": "phases", "level": "0",
+    "block": [32, 256, 256],
+    "halo": None,
+    "window": None,
+    "overlap": 0.25,
+    "batch_size": 8,
+    "tta": 1,
+    "probabilities": False,
+    "threads": 1,
+    "torch_threads": None,
+    "device": "auto",
+    "amp": True,
+    "memory_budget_mb": None,
+    "labels_name": "phases",
+    "level": "0",
 }
 
 
@@ -156,21 +167,29 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     t0 = time.perf_counter()
     model, arr, info, out, device = _resources(job)
     bounds = block_bounds(index, info.shape, job.block)
-    lo, hi = region_bounds(bounds, info.shape, job.halo, model.mode, model.window,
-                           model.context)
+    lo, hi = region_bounds(bounds, info.shape, job.halo, model.mode, model.window, model.context)
     raw = read_region(arr, tuple(lo), tuple(hi), where=info.path, squeeze=info.squeeze_z)
     x = raw.astype(np.float32)  # normalised in place: one float32 copy of the region
     del raw
     x -= np.float32(info.p0_1)
     x /= np.float32(info.p99_9 - info.p0_1)
     probs, windows = predict_region(
-        model.net, x, model.mode, model.window, context=model.context, overlap=job.overlap,
-        batch_size=job.batch_size, tta=job.tta, device=device,
+        model.net,
+        x,
+        model.mode,
+        model.window,
+        context=model.context,
+        overlap=job.overlap,
+        batch_size=job.batch_size,
+        tta=job.tta,
+        device=device,
         amp=job.amp and device.type == "cuda",
     )
     zoff = 0 if model.mode == "3d" else model.context // 2
-    crop = tuple(slice(b0 - a - (zoff if ax == 0 else 0), b1 - a - (zoff if ax == 0 else 0))
-                 for ax, ((b0, b1), a) in enumerate(zip(bounds, lo, strict=True)))
+    crop = tuple(
+        slice(b0 - a - (zoff if ax == 0 else 0), b1 - a - (zoff if ax == 0 else 0))
+        for ax, ((b0, b1), a) in enumerate(zip(bounds, lo, strict=True))
+    )
     del x
     p = probs[(slice(None), *crop)]
     labels = _argmax_uint8(p)
@@ -191,8 +210,12 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
         _malloc_trim()
     (Path(job.out) / MARKERS / block_name(index)).write_text("")
     passes = -(-windows // job.batch_size) * len(tta_ops(model.mode, model.window, job.tta))
-    return {"voxels": float(labels.size), "windows": float(windows),
-            "forward_passes": float(passes), "seconds": time.perf_counter() - t0}
+    return {
+        "voxels": float(labels.size),
+        "windows": float(windows),
+        "forward_passes": float(passes),
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _auto_halo(model: LoadedModel, overlap: float) -> tuple[int, int, int]:
@@ -226,8 +249,15 @@ pool warmed up by the first forward pass)."""
 
 
 def _estimate_bytes(
-    model: LoadedModel, block, halo, batch: int, n_classes: int, *, itemsize: int = 4,
-    chunks=None, probabilities: bool = False,
+    model: LoadedModel,
+    block,
+    halo,
+    batch: int,
+    n_classes: int,
+    *,
+    itemsize: int = 4,
+    chunks=None,
+    probabilities: bool = False,
 ) -> int:
     """Working set of one block task in bytes (what each extra block running at once adds).
 
@@ -293,50 +323,101 @@ def _rss_mb() -> float:
 
 def _ngff_label_attrs(name: str, classes: list[str], scale: list[float], ndim: int) -> dict:
     axes = [{"name": a, "type": "space"} for a in ("z", "y", "x")][-ndim:]
-    palette = [[0, 0, 0, 0], [230, 25, 75, 255], [60, 180, 75, 255], [0, 130, 200, 255],
-               [255, 225, 25, 255], [145, 30, 180, 255], [70, 240, 240, 255]]
-    return {"ome": {
-        "version": "0.5",
-        "multiscales": [{"name": name, "axes": axes, "datasets": [{
-            "path": "0",
-            "coordinateTransformations": [{"type": "scale", "scale": scale[-ndim:]}]}]}],
-        "image-label": {
+    palette = [
+        [0, 0, 0, 0],
+        [230, 25, 75, 255],
+        [60, 180, 75, 255],
+        [0, 130, 200, 255],
+        [255, 225, 25, 255],
+        [145, 30, 180, 255],
+        [70, 240, 240, 255],
+    ]
+    return {
+        "ome": {
             "version": "0.5",
-            "colors": [{"label-value": i, "rgba": palette[i % len(palette)]}
-                       for i in range(len(classes))],
-            "properties": [{"label-value": i, "class": c} for i, c in enumerate(classes)],
-        },
-    }}
+            "multiscales": [
+                {
+                    "name": name,
+                    "axes": axes,
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [
+                                {"type": "scale", "scale": scale[-ndim:]}
+                            ],
+                        }
+                    ],
+                }
+            ],
+            "image-label": {
+                "version": "0.5",
+                "colors": [
+                    {"label-value": i, "rgba": palette[i % len(palette)]}
+                    for i in range(len(classes))
+                ],
+                "properties": [{"label-value": i, "class": c} for i, c in enumerate(classes)],
+            },
+        }
+    }
 
 
 def _manifest(model: LoadedModel, info: VolumeInfo, job: Job) -> dict[str, Any]:
     return {
         "model_hash": model.digest,
-        "layout": {"shape": list(info.shape), "block": list(job.block), "halo": list(job.halo),
-                   "window": list(model.window), "overlap": job.overlap, "tta": job.tta,
-                   "probabilities": job.probabilities, "labels": job.labels},
-        "volume": {"path": str(Path(info.path).resolve()), "level": info.level,
-                   "shape": list(info.shape), "dtype": info.dtype,
-                   "normalisation": [info.p0_1, info.p99_9]},
+        "layout": {
+            "shape": list(info.shape),
+            "block": list(job.block),
+            "halo": list(job.halo),
+            "window": list(model.window),
+            "overlap": job.overlap,
+            "tta": job.tta,
+            "probabilities": job.probabilities,
+            "labels": job.labels,
+        },
+        "volume": {
+            "path": str(Path(info.path).resolve()),
+            "level": info.level,
+            "shape": list(info.shape),
+            "dtype": info.dtype,
+            "normalisation": [info.p0_1, info.p99_9],
+        },
     }
 
 
-def _prepare_output(out: Path, model: LoadedModel, info: VolumeInfo, job: Job,
-                    manifest: dict, *, overwrite: bool, resume: bool) -> set[str]:
+def _prepare_output(
+    out: Path,
+    model: LoadedModel,
+    info: VolumeInfo,
+    job: Job,
+    manifest: dict,
+    *,
+    overwrite: bool,
+    resume: bool,
+) -> set[str]:
     """Create ``out`` (or check it for a resume); return the names of blocks already done."""
     if out.exists():
         if resume and (out / MANIFEST).is_file():
             old = json.loads((out / MANIFEST).read_text())
-            clash = next((what for key, what in (
-                ("model_hash", "another model"), ("layout", "another block layout"),
-                ("volume", "another volume")) if old.get(key) != manifest[key]), None)
+            clash = next(
+                (
+                    what
+                    for key, what in (
+                        ("model_hash", "another model"),
+                        ("layout", "another block layout"),
+                        ("volume", "another volume"),
+                    )
+                    if old.get(key) != manifest[key]
+                ),
+                None,
+            )
             if clash is None:
                 markers = out / MARKERS
                 return {m.name for m in markers.iterdir()} if markers.is_dir() else set()
             if not overwrite:
                 raise UserError(
                     f"refusing to resume: the output was started with {clash} "
-                    "(use --overwrite to start again)", path=out,
+                    "(use --overwrite to start again)",
+                    path=out,
                 )
             log.info("predict: %s: started with %s; starting again", out, clash)
         if not overwrite:
@@ -347,26 +428,56 @@ def _prepare_output(out: Path, model: LoadedModel, info: VolumeInfo, job: Job,
     shape = info.shape[1:] if info.squeeze_z else info.shape
     chunks = tuple(min(b, s) for b, s in zip(job.block[-ndim:], shape, strict=True))
     root = zarr.open_group(out, mode="w")
-    root.attrs.update({"dlpipe": {"prediction": manifest, "classes": model.classes,
-                                  "complete": False}})
+    root.attrs.update(
+        {"dlpipe": {"prediction": manifest, "classes": model.classes, "complete": False}}
+    )
     labels = root.create_group("labels")
     labels.attrs.update({"ome": {"version": "0.5", "labels": [job.labels]}})
     lab = labels.create_group(job.labels)
     lab.attrs.update(_ngff_label_attrs(job.labels, model.classes, info.scale, ndim))
-    lab.create_array("0", shape=shape, chunks=chunks, dtype="uint8", fill_value=0,
-                     dimension_names=["z", "y", "x"][-ndim:])
+    lab.create_array(
+        "0",
+        shape=shape,
+        chunks=chunks,
+        dtype="uint8",
+        fill_value=0,
+        dimension_names=["z", "y", "x"][-ndim:],
+    )
     if job.probabilities:
         n = len(model.classes)
         prob = root.create_group("probabilities")
         space = [{"name": a, "type": "space"} for a in ("z", "y", "x")][-ndim:]
         axes = [{"name": "c", "type": "channel"}, *space]
-        prob.attrs.update({"ome": {"version": "0.5", "multiscales": [{
-            "name": "probabilities", "axes": axes, "datasets": [{
-                "path": "0", "coordinateTransformations": [
-                    {"type": "scale", "scale": [1.0, *info.scale[-ndim:]]}]}]}]},
-            "dlpipe": {"classes": model.classes}})
-        prob.create_array("0", shape=(n, *shape), chunks=(n, *chunks), dtype="float16",
-                          fill_value=0, dimension_names=["c", *["z", "y", "x"][-ndim:]])
+        prob.attrs.update(
+            {
+                "ome": {
+                    "version": "0.5",
+                    "multiscales": [
+                        {
+                            "name": "probabilities",
+                            "axes": axes,
+                            "datasets": [
+                                {
+                                    "path": "0",
+                                    "coordinateTransformations": [
+                                        {"type": "scale", "scale": [1.0, *info.scale[-ndim:]]}
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+                "dlpipe": {"classes": model.classes},
+            }
+        )
+        prob.create_array(
+            "0",
+            shape=(n, *shape),
+            chunks=(n, *chunks),
+            dtype="float16",
+            fill_value=0,
+            dimension_names=["c", *["z", "y", "x"][-ndim:]],
+        )
     (out / MARKERS).mkdir()
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return set()
@@ -405,8 +516,9 @@ def _run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]
     try:
         with _Bar():
             for i in range(0, len(todo), wave):
-                tasks = [dask.delayed(predict_block, pure=False)(job, idx)
-                         for idx in todo[i:i + wave]]
+                tasks = [
+                    dask.delayed(predict_block, pure=False)(job, idx) for idx in todo[i : i + wave]
+                ]
                 results.extend(dask.compute(*tasks, scheduler="threads", num_workers=workers))
         return results
     finally:
@@ -424,8 +536,9 @@ def _run_distributed(job: Job, todo: list, address: str, progress: bool) -> list
     try:
         futures = [client.submit(predict_block, job, idx, pure=False) for idx in todo]
         results = []
-        with tqdm(total=len(todo), desc="predict", unit="block",
-                  disable=None if progress else True) as bar:
+        with tqdm(
+            total=len(todo), desc="predict", unit="block", disable=None if progress else True
+        ) as bar:
             for fut in as_completed(futures):
                 results.append(fut.result())
                 bar.update(1)
@@ -456,8 +569,7 @@ def _workers_in_budget(budget_mb: float, est: int, workers: int) -> int:
         )
     fit = int((budget_mb - in_use - RUN_OVERHEAD_MB) // block_mb)
     if fit < workers:
-        log.warning("predict: %d threads would exceed the memory budget; using %d",
-                    workers, fit)
+        log.warning("predict: %d threads would exceed the memory budget; using %d", workers, fit)
     return max(1, min(workers, fit))
 
 
@@ -507,14 +619,31 @@ def predict_volume(
     block = tuple(int(b) for b in p["block"])
     if len(block) != 3 or min(block) < 1:
         raise UserError(f"predict.block must be three positive sides (z, y, x), got {list(block)}")
-    halo = (tuple(int(h) for h in p["halo"]) if p["halo"] is not None
-            else _auto_halo(model, float(p["overlap"])))
+    halo = (
+        tuple(int(h) for h in p["halo"])
+        if p["halo"] is not None
+        else _auto_halo(model, float(p["overlap"]))
+    )
     if model.mode != "3d":
         halo = (model.context // 2, *halo[1:])
-    job = Job(str(Path(model_dir)), str(Path(volume)), p["level"], str(Path(out)),
-              p["labels_name"], block, halo, tuple(model.window), float(p["overlap"]),
-              int(p["batch_size"]), int(p["tta"]), bool(p["probabilities"]), p["device"],
-              bool(p["amp"]), p["torch_threads"], model.digest)
+    job = Job(
+        str(Path(model_dir)),
+        str(Path(volume)),
+        p["level"],
+        str(Path(out)),
+        p["labels_name"],
+        block,
+        halo,
+        tuple(model.window),
+        float(p["overlap"]),
+        int(p["batch_size"]),
+        int(p["tta"]),
+        bool(p["probabilities"]),
+        p["device"],
+        bool(p["amp"]),
+        p["torch_threads"],
+        model.digest,
+    )
     _device(job.device)
     manifest = _manifest(model, info, job)
     manifest["layout"]["mode"] = model.mode
@@ -537,9 +666,16 @@ def predict_volume(
     workers = max(1, int(p["threads"]))
     arr0 = zarr.open_group(info.path, mode="r")[info.level]
     chunks = (1, *arr0.chunks) if info.squeeze_z else tuple(arr0.chunks)
-    est = _estimate_bytes(model, block, halo, job.batch_size, len(model.classes),
-                          itemsize=np.dtype(info.dtype).itemsize, chunks=chunks,
-                          probabilities=job.probabilities)
+    est = _estimate_bytes(
+        model,
+        block,
+        halo,
+        job.batch_size,
+        len(model.classes),
+        itemsize=np.dtype(info.dtype).itemsize,
+        chunks=chunks,
+        probabilities=job.probabilities,
+    )
     budget = float(p["memory_budget_mb"]) if p["memory_budget_mb"] else None
     if budget is not None and not scheduler:
         workers = _workers_in_budget(budget, est, workers)
@@ -547,30 +683,47 @@ def predict_volume(
         job = replace(job, trim_memory=True)
     if not scheduler:
         _resources(job, model)  # the workers use this model: one copy of the weights
-    log.info("predict: %d of %d blocks to do (%d done before), block %s, halo %s, window %s",
-             len(todo), len(grid), len(grid) - len(todo), list(block), list(halo),
-             list(model.window))
+    log.info(
+        "predict: %d of %d blocks to do (%d done before), block %s, halo %s, window %s",
+        len(todo),
+        len(grid),
+        len(grid) - len(todo),
+        list(block),
+        list(halo),
+        list(model.window),
+    )
     if todo:
-        results = (_run_distributed(job, todo, scheduler, progress) if scheduler
-                   else _run_local(job, todo, workers, progress))
+        results = (
+            _run_distributed(job, todo, scheduler, progress)
+            if scheduler
+            else _run_local(job, todo, workers, progress)
+        )
     else:
         results = []
     all_done = gather(out) if slab is None else _all_marked(out, info.shape, block)
     seconds = time.perf_counter() - t0
     voxels = sum(r["voxels"] for r in results)
     summary = {
-        "blocks": len(grid), "blocks_done_before": len(grid) - len(todo),
-        "blocks_predicted": len(results), "voxels": voxels, "seconds": seconds,
+        "blocks": len(grid),
+        "blocks_done_before": len(grid) - len(todo),
+        "blocks_predicted": len(results),
+        "voxels": voxels,
+        "seconds": seconds,
         "voxels_per_s": voxels / seconds if seconds > 0 else 0.0,
         "windows": sum(r["windows"] for r in results),
         "forward_passes": sum(r["forward_passes"] for r in results),
         "tta_elements": len(tta_ops(model.mode, model.window, job.tta)),
         "peak_rss_mb": _peak_rss_mb(),
-        "estimated_block_mb": est / 2**20, "workers": workers, "complete": all_done,
+        "estimated_block_mb": est / 2**20,
+        "workers": workers,
+        "complete": all_done,
     }
     if budget is not None and summary["peak_rss_mb"] > budget:
-        log.warning("predict: peak RSS %.0f MiB passed predict.memory_budget_mb %.0f MiB",
-                    summary["peak_rss_mb"], budget)
+        log.warning(
+            "predict: peak RSS %.0f MiB passed predict.memory_budget_mb %.0f MiB",
+            summary["peak_rss_mb"],
+            budget,
+        )
     return summary
 
 
@@ -598,4 +751,3 @@ def gather(out: str | Path) -> bool:
     root.attrs["dlpipe"] = meta
     (out / COMPLETE).write_text(json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))
     return True
-

@@ -51,15 +51,17 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
     ms = (ome.get("multiscales") or [{}])[0]
     axes = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
     if not axes:
-        axes = (["z", "y", "x"][-arr.ndim:] if arr.ndim <= 3
-                else [f"dim_{i}" for i in range(arr.ndim)])
+        axes = (
+            ["z", "y", "x"][-arr.ndim :] if arr.ndim <= 3 else [f"dim_{i}" for i in range(arr.ndim)]
+        )
     if len(axes) != arr.ndim:
         raise UserError(f"axes {axes} do not match the image's {arr.ndim} dimensions", path=path)
     if "c" in axes:
         n = arr.shape[axes.index("c")]
         raise UserError(
             f"channels do not fit: the volume has a channel axis ({n} channels) but the model "
-            "takes one-channel (z, y, x) volumes", path=path,
+            "takes one-channel (z, y, x) volumes",
+            path=path,
         )
     squeeze = False
     if axes[-2:] != ["y", "x"]:
@@ -71,7 +73,8 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
     elif arr.ndim == 3 and axes[0] != "z":
         raise UserError(
             f"a {mode} model on a 3D input needs a z axis to slice along; the volume's axes "
-            f"are {axes}", path=path,
+            f"are {axes}",
+            path=path,
         )
     elif arr.ndim > 3:
         raise UserError(f"cannot predict a {arr.ndim}-D image with axes {axes}", path=path)
@@ -84,7 +87,8 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
     else:
         raise UserError(
             "missing statistics: neither the model card's normalisation nor the volume's "
-            "dlpipe.statistics has p0_1 and p99_9", path=path,
+            "dlpipe.statistics has p0_1 and p99_9",
+            path=path,
         )
     if not p1 > p0:
         raise UserError(f"statistics p99_9 ({p1}) must exceed p0_1 ({p0}) to normalise", path=path)

@@ -59,6 +59,4 @@ def block_bounds(
     index: Sequence[int], shape: Sequence[int], block: Sequence[int]
 ) -> tuple[tuple[int, int], ...]:
     """Half-open (start, stop) per axis of output block ``index`` (clipped to the volume)."""
-    return tuple(
-        (i * b, min((i + 1) * b, s)) for i, s, b in zip(index, shape, block, strict=True)
-    )
+    return tuple((i * b, min((i + 1) * b, s)) for i, s, b in zip(index, shape, block, strict=True))

@@ -23,8 +23,11 @@ def _plt() -> Any:
 def _classes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     names: list[str] = []
     for row in rows:
-        names += [k.removeprefix("jaccard_") for k in row
-                  if k.startswith("jaccard_") and k.removeprefix("jaccard_") not in names]
+        names += [
+            k.removeprefix("jaccard_")
+            for k in row
+            if k.startswith("jaccard_") and k.removeprefix("jaccard_") not in names
+        ]
     return names
 
 
@@ -42,8 +45,13 @@ def _axes(n: int, title: str) -> tuple[Any, list[Any]]:
 def _group(row: Mapping[str, Any], *leave_out: str) -> str:
     """The model's settings other than ``leave_out``, as a label."""
     keys = ("input", "base_filters", "depth", "loss", "annotated_slices")
-    parts = {"input": "{}", "base_filters": "f{}", "depth": "d{}", "loss": "{}",
-             "annotated_slices": "s{}"}
+    parts = {
+        "input": "{}",
+        "base_filters": "f{}",
+        "depth": "d{}",
+        "loss": "{}",
+        "annotated_slices": "s{}",
+    }
     return "-".join(parts[k].format(row.get(k)) for k in keys if k != leave_out)
 
 
@@ -61,8 +69,13 @@ def jaccard_vs_parameters(rows: Sequence[Mapping[str, Any]]) -> Any:
             if math.isnan(y) or not row.get("parameters"):
                 continue
             ax.plot(float(row["parameters"]), y, "o", color=colour[_group(row, *arch)])
-            ax.annotate(str(row["model"]), (float(row["parameters"]), y), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(row["model"]),
+                (float(row["parameters"]), y),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_title(cls)
@@ -76,20 +89,23 @@ def learning_curve(rows: Sequence[Mapping[str, Any]]) -> Any:
     """One panel per phase: Jaccard against the number of annotated training slices, one
     line per group of models that differ only in that number."""
     classes = _classes(rows)
-    fig, axes = _axes(max(len(classes), 1), "Learning curve: Jaccard (test slab) vs annotated "
-                      "training slices")
+    fig, axes = _axes(
+        max(len(classes), 1), "Learning curve: Jaccard (test slab) vs annotated training slices"
+    )
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(_group(row, "annotated_slices"), []).append(row)
     for ax, cls in zip(axes, classes, strict=False):
         for i, (label, members) in enumerate(sorted(groups.items())):
             pts = sorted(
-                (int(r["annotated_slices"]), _value(r.get(f"jaccard_{cls}"))) for r in members
+                (int(r["annotated_slices"]), _value(r.get(f"jaccard_{cls}")))
+                for r in members
                 if r.get("annotated_slices") not in (None, "")
             )
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i % 10}",
-                        label=label)
+                ax.plot(
+                    [p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i % 10}", label=label
+                )
         ax.set_xlabel("annotated training slices")
         ax.set_title(cls)
         ax.grid(alpha=0.3)

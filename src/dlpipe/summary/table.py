@@ -134,4 +134,3 @@ def summarise(
     write_text_atomic(out / "models.csv", _csv_text(rows))
     log.info("summary: %d models -> %s", len(rows), out / "models.csv")
     return rows
-

@@ -24,9 +24,7 @@ def dihedral_elements(ndim: int) -> list[tuple[tuple[int, ...], tuple[bool, ...]
     return [(p, f) for p in perms for f in flips]
 
 
-def apply_dihedral(
-    array: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]
-) -> np.ndarray:
+def apply_dihedral(array: np.ndarray, perm: tuple[int, ...], flips: tuple[bool, ...]) -> np.ndarray:
     """Permute then flip the last ``len(perm)`` axes of ``array`` (leading axes untouched).
 
     Parameters

@@ -146,9 +146,7 @@ class PatchSampler:
         hi = min(zl, z_range[1] - pz)
         return int(rng.integers(lo, hi + 1)) if hi >= lo else max(z_range[0], min(zl, hi))
 
-    def epoch(
-        self, n: int, z_range: tuple[int, int], rng: np.random.Generator
-    ) -> list[PatchSpec]:
+    def epoch(self, n: int, z_range: tuple[int, int], rng: np.random.Generator) -> list[PatchSpec]:
         """``n`` random patches in the (half-open) training ``z_range``."""
         slices = self.index.labelled_slices(z_range)
         if len(slices) == 0:
@@ -239,8 +237,9 @@ class ChunkCache:
         shape = tuple(int(n) for n in arr.shape)
         sel = tuple(sel) + (slice(None),) * (len(shape) - len(sel))
         lo = [min(max(s.start or 0, 0), n) for s, n in zip(sel, shape, strict=True)]
-        hi = [min(n if s.stop is None else max(s.stop, 0), n) for s, n in zip(sel, shape,
-                                                                          strict=True)]
+        hi = [
+            min(n if s.stop is None else max(s.stop, 0), n) for s, n in zip(sel, shape, strict=True)
+        ]
         if any(b <= a for a, b in zip(lo, hi, strict=True)):
             return np.asarray(arr[sel])
         grid = [range(a // c, -(-b // c)) for a, b, c in zip(lo, hi, chunks, strict=True)]
@@ -250,22 +249,27 @@ class ChunkCache:
             self.misses += len(missing)
             c0 = [min(c[i] for c in missing) for i in range(len(shape))]
             c1 = [max(c[i] for c in missing) + 1 for i in range(len(shape))]
-            box = tuple(slice(a * c, min(b * c, n))
-                        for a, b, c, n in zip(c0, c1, chunks, shape, strict=True))
+            box = tuple(
+                slice(a * c, min(b * c, n))
+                for a, b, c, n in zip(c0, c1, chunks, shape, strict=True)
+            )
             data = np.asarray(arr[box])
             for c in itertools.product(*(range(a, b) for a, b in zip(c0, c1, strict=True))):
                 if (key, c) in self._chunks:
                     continue
-                part = tuple(slice((i - a) * n, (i - a + 1) * n)
-                             for i, a, n in zip(c, c0, chunks, strict=True))
+                part = tuple(
+                    slice((i - a) * n, (i - a + 1) * n)
+                    for i, a, n in zip(c, c0, chunks, strict=True)
+                )
                 self._put((key, c), data[part].copy())
         self.hits += len(coords) - len(missing)
         out = np.empty([b - a for a, b in zip(lo, hi, strict=True)], dtype=arr.dtype)
         for c in coords:
             chunk = self._chunks.get((key, c))
             if chunk is None:  # evicted while this request was filled (tiny cache)
-                chunk = np.asarray(arr[tuple(slice(i * n, (i + 1) * n)
-                                             for i, n in zip(c, chunks, strict=True))])
+                chunk = np.asarray(
+                    arr[tuple(slice(i * n, (i + 1) * n) for i, n in zip(c, chunks, strict=True))]
+                )
             else:
                 self._chunks.move_to_end((key, c))
             src, dst = [], []
@@ -344,13 +348,17 @@ class PatchDataset(Dataset):
 
     def _locate(self, spec: PatchSpec, labels: Any) -> tuple[int, int]:
         """Corner (y, x) for a rare-class spec: centre on a random voxel of that class."""
-        ty, tx = (int(c) for c in labels.chunks[1:]) if hasattr(labels, "chunks") else (
-            labels.shape[1], labels.shape[2])
+        ty, tx = (
+            (int(c) for c in labels.chunks[1:])
+            if hasattr(labels, "chunks")
+            else (labels.shape[1], labels.shape[2])
+        )
         rng = np.random.default_rng(spec.seed + 1)
         pz, py, px = self.patch3
         zs = slice(spec.z, spec.z + pz)
         tile = self.cache.read(
-            "labels", labels,
+            "labels",
+            labels,
             (zs, slice(spec.ty * ty, (spec.ty + 1) * ty), slice(spec.tx * tx, (spec.tx + 1) * tx)),
         )
         hits = np.argwhere(tile == spec.rare)
@@ -377,12 +385,14 @@ class PatchDataset(Dataset):
         else:
             h = self.context // 2
             z0, z1 = max(0, spec.z - h), min(nz, spec.z + h + 1)
-            block = self.cache.read("image", image, (slice(z0, z1), slice(y, y + py),
-                                                      slice(x, x + px)))
+            block = self.cache.read(
+                "image", image, (slice(z0, z1), slice(y, y + py), slice(x, x + px))
+            )
             idx = np.clip(np.arange(spec.z - h, spec.z + h + 1), 0, nz - 1) - z0
             img = block[idx]
-            mask = self.cache.read("labels", labels, (slice(spec.z, spec.z + 1),
-                                                      slice(y, y + py), slice(x, x + px)))[0]
+            mask = self.cache.read(
+                "labels", labels, (slice(spec.z, spec.z + 1), slice(y, y + py), slice(x, x + px))
+            )[0]
         img = (img.astype(np.float32) - np.float32(self.offset)) * np.float32(self.scale)
         return img, mask.astype(np.uint8), (spec.z, y, x)
 
@@ -391,6 +401,4 @@ class PatchDataset(Dataset):
         img, mask, _ = self.read(spec)
         if self.augment is not None:
             img, mask = self.augment(img, mask, np.random.default_rng(spec.seed))
-        return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(
-            mask.astype(np.int64)
-        )
+        return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(mask.astype(np.int64))

@@ -221,9 +221,7 @@ def grid_crops(src: InstanceSource, indices: Sequence[int], tile: int) -> list[C
     return specs
 
 
-def drop_cut_objects(
-    instances: np.ndarray, full_areas: np.ndarray, min_area: int
-) -> np.ndarray:
+def drop_cut_objects(instances: np.ndarray, full_areas: np.ndarray, min_area: int) -> np.ndarray:
     """Remove the objects that a crop cut to fewer than ``min_area`` pixels.
 
     Parameters

@@ -35,8 +35,15 @@ log = logging.getLogger(__name__)
 OPTIMISERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
 # Keys that may change between a run and its --resume.
-RESUMABLE_CHANGES = {"epochs", "max_minutes", "workers", "device", "patience", "amp",
-                     "torch_threads"}
+RESUMABLE_CHANGES = {
+    "epochs",
+    "max_minutes",
+    "workers",
+    "device",
+    "patience",
+    "amp",
+    "torch_threads",
+}
 
 
 class NaNLossError(UserError):
@@ -234,8 +241,11 @@ def _fit(
         ck = torch.load(last_path, map_location=task.device, weights_only=True)
         old = json.loads(ck["params"])
         if _comparable(old) != _comparable(p):
-            diff = sorted(k for k in set(old) | set(p) if old.get(k) != p.get(k)
-                          and k not in RESUMABLE_CHANGES)
+            diff = sorted(
+                k
+                for k in set(old) | set(p)
+                if old.get(k) != p.get(k) and k not in RESUMABLE_CHANGES
+            )
             raise UserError(
                 f"--resume with different settings ({', '.join(diff)}); only "
                 f"{', '.join(sorted(RESUMABLE_CHANGES))} may change",
@@ -333,11 +343,15 @@ def _fit(
         _save(last_path, state)
         _write_csv(out / "metrics.csv", history)
         if run is not None:
-            run.log_metrics({k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)},
-                            step=epoch + 1)
+            run.log_metrics(
+                {k: v for k, v in row.items() if k != "epoch" and np.isfinite(v)}, step=epoch + 1
+            )
         log.info(
             "epoch %d: loss %.4f, %s%s",
-            epoch + 1, train_loss, task.summary(row), " (best)" if improved else "",
+            epoch + 1,
+            train_loss,
+            task.summary(row),
+            " (best)" if improved else "",
         )
         if bad_epochs >= p["patience"]:
             stop_reason = f"early stopping (no improvement of {task.monitor} in "

@@ -35,8 +35,7 @@ from dlpipe.training.loop import (
 
 log = logging.getLogger(__name__)
 
-LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
-              "loss_rpn_box_reg")
+LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 # Layers whose shapes depend on the number of classes: skipped when a full pretrained
 # state dict was trained on other classes.
 CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
@@ -89,8 +88,7 @@ def load_pretrained(model: nn.Module, path: str | Path, scope: str = "full") -> 
     path = Path(path)
     if not path.is_file():
         raise UserError(
-            "pretrained weights file not found (train.maskrcnn.pretrained; nothing is "
-            "downloaded)",
+            "pretrained weights file not found (train.maskrcnn.pretrained; nothing is downloaded)",
             path=path,
         )
     try:
@@ -110,7 +108,7 @@ def load_pretrained(model: nn.Module, path: str | Path, scope: str = "full") -> 
         for k, v in state.items():
             if k.startswith(("fc.", "classifier.")):
                 continue
-            key = k[len("features."):] if k.startswith("features.") else k
+            key = k[len("features.") :] if k.startswith("features.") else k
             mapped["backbone.body." + key] = v
         state = mapped
         wanted = [k for k in own if k.startswith("backbone.body.")]
@@ -138,8 +136,9 @@ def load_pretrained(model: nn.Module, path: str | Path, scope: str = "full") -> 
         if tuple(state[k].shape) != tuple(own[k].shape):
             if head:
                 continue
-            raise bad(k, f"shape {tuple(state[k].shape)} in the file, "
-                         f"{tuple(own[k].shape)} in the model")
+            raise bad(
+                k, f"shape {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+            )
         load[k] = state[k]
     for k in state:
         if k not in own and not k.endswith("num_batches_tracked"):
@@ -174,8 +173,11 @@ class MaskRCNNTask:
             self.val_specs = [self.val_specs[int(i)] for i in pick]
         self.monitor = m["monitor"] if self.val_specs else "train_loss"
         if not self.val_specs:
-            log.warning("train: no validation image (val_fraction %s); the best checkpoint "
-                        "and early stopping follow the training loss", p["val_fraction"])
+            log.warning(
+                "train: no validation image (val_fraction %s); the best checkpoint "
+                "and early stopping follow the training loss",
+                p["val_fraction"],
+            )
         self.augment = Augment(**p["augment"])
         self.device = device(p["device"])
         self.amp = bool(p["amp"]) and self.device.type == "cuda"
@@ -186,16 +188,16 @@ class MaskRCNNTask:
         model = build_maskrcnn(**self.architecture)
         m = self.params["maskrcnn"]
         if m["pretrained"]:
-            self.pretrained_tensors = load_pretrained(model, m["pretrained"],
-                                                      m["pretrained_scope"])
+            self.pretrained_tensors = load_pretrained(model, m["pretrained"], m["pretrained_scope"])
         model.to(self.device)
         opt = optimiser(self.params, [q for q in model.parameters() if q.requires_grad])
         return model, opt, scheduler(self.params, opt)
 
     def describe(self, model: nn.Module) -> str:
         m = self.params["maskrcnn"]
-        pre = (f", {self.pretrained_tensors} tensors from {m['pretrained']}"
-               if m["pretrained"] else "")
+        pre = (
+            f", {self.pretrained_tensors} tensors from {m['pretrained']}" if m["pretrained"] else ""
+        )
         return (
             f"Mask R-CNN {m['backbone']}-FPN, {count_parameters(model)} parameters, "
             f"{self.device}, classes {self.classes}, {len(self.source.train)} training / "
@@ -204,8 +206,13 @@ class MaskRCNNTask:
         )
 
     def loader(self, specs: list, augment: bool) -> DataLoader:
-        ds = CropDataset(self.source, specs, self.tile, self.augment if augment else None,
-                         self.params["maskrcnn"]["min_object_area"])
+        ds = CropDataset(
+            self.source,
+            specs,
+            self.tile,
+            self.augment if augment else None,
+            self.params["maskrcnn"]["min_object_area"],
+        )
         workers = int(self.params["workers"])
         return DataLoader(
             ds,
@@ -220,8 +227,13 @@ class MaskRCNNTask:
 
     def batches(self, epoch: int, rng: np.random.Generator) -> DataLoader:
         p = self.params
-        specs = random_crops(self.source, p["steps_per_epoch"] * p["batch_size"], self.tile,
-                             rng, p["maskrcnn"]["object_crops"])
+        specs = random_crops(
+            self.source,
+            p["steps_per_epoch"] * p["batch_size"],
+            self.tile,
+            rng,
+            p["maskrcnn"]["object_crops"],
+        )
         return self.loader(specs, augment=True)
 
     def _losses(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
@@ -270,38 +282,53 @@ class MaskRCNNTask:
         from dlpipe.prediction.instances import Detection, paint_instances
 
         t = self.tile
-        ds = CropDataset(self.source, self.val_specs, t, None,
-                         self.params["maskrcnn"]["min_object_area"])
+        ds = CropDataset(
+            self.source, self.val_specs, t, None, self.params["maskrcnn"]["min_object_area"]
+        )
         bs = max(1, int(self.params["batch_size"]))
         items = []
         model.eval()
         with torch.no_grad():
             for b in range(0, len(ds.specs), bs):
                 samples = [ds.sample(spec) for spec in ds.specs[b : b + bs]]
-                images = [torch.from_numpy(np.repeat(img, 3, 0) if img.shape[0] == 1 else img)
-                          .to(self.device) for img, _, _ in samples]
+                images = [
+                    torch.from_numpy(np.repeat(img, 3, 0) if img.shape[0] == 1 else img).to(
+                        self.device
+                    )
+                    for img, _, _ in samples
+                ]
                 with autocast(self.device, self.amp):
                     outs = model(images)
                 for (_, sem, inst), out in zip(samples, outs, strict=True):
                     keep = out["scores"] >= 0.5
                     masks = (out["masks"][keep, 0] > 0.5).cpu().numpy()
-                    dets = [Detection(int(lab), float(sc), 0, 0, mk, (0, 0, t, t))
-                            for lab, sc, mk in zip(out["labels"][keep].tolist(),
-                                                   out["scores"][keep].tolist(), masks,
-                                                   strict=True) if mk.any()]
+                    dets = [
+                        Detection(int(lab), float(sc), 0, 0, mk, (0, 0, t, t))
+                        for lab, sc, mk in zip(
+                            out["labels"][keep].tolist(),
+                            out["scores"][keep].tolist(),
+                            masks,
+                            strict=True,
+                        )
+                        if mk.any()
+                    ]
                     p_inst, p_sem, rows = paint_instances(dets, (t, t))
-                    items.append((p_inst, p_sem, inst, sem,
-                                  {r["instance_id"]: r["score"] for r in rows}))
+                    items.append(
+                        (p_inst, p_sem, inst, sem, {r["instance_id"]: r["score"] for r in rows})
+                    )
         model.train()
         overall = evaluate_instance_images(items, self.classes)["overall"]
-        return {"val_ap50": float(overall["ap50"]), "val_ap": float(overall["ap"]),
-                "val_f1": float(overall["f1"])}
+        return {
+            "val_ap50": float(overall["ap50"]),
+            "val_ap": float(overall["ap"]),
+            "val_f1": float(overall["f1"]),
+        }
 
     def validate(self, model: nn.Module) -> tuple[float | None, dict[str, float]]:
         if not self.val_specs:
-            return None, {"val_loss": float("nan")} | {f"val_{k}": float("nan")
-                                                       for k in LOSS_TERMS} | {
-                "val_ap50": float("nan"), "val_ap": float("nan"), "val_f1": float("nan")}
+            return None, {"val_loss": float("nan")} | {
+                f"val_{k}": float("nan") for k in LOSS_TERMS
+            } | {"val_ap50": float("nan"), "val_ap": float("nan"), "val_f1": float("nan")}
         means = self.val_losses(model)
         row = {"val_loss": means.pop("loss")}
         row.update({f"val_{k}": v for k, v in means.items()})
@@ -310,14 +337,15 @@ class MaskRCNNTask:
         return score, row
 
     def summary(self, row: Mapping[str, Any]) -> str:
-        terms = ", ".join(f"{k[5:]} {row[f'train_{k}']:.3f}" for k in LOSS_TERMS
-                          if f"train_{k}" in row)
-        return (f"{terms}; val loss {row['val_loss']:.4f}, AP50 {row['val_ap50']:.3f}, "
-                f"F1 {row['val_f1']:.3f}")
+        terms = ", ".join(
+            f"{k[5:]} {row[f'train_{k}']:.3f}" for k in LOSS_TERMS if f"train_{k}" in row
+        )
+        return (
+            f"{terms}; val loss {row['val_loss']:.4f}, AP50 {row['val_ap50']:.3f}, "
+            f"F1 {row['val_f1']:.3f}"
+        )
 
-    def plots(
-        self, folder: Path, history: list[dict[str, Any]], model: nn.Module
-    ) -> list[Path]:
+    def plots(self, folder: Path, history: list[dict[str, Any]], model: nn.Module) -> list[Path]:
         from dlpipe.training.plots import save_instance_plots
 
         return save_instance_plots(folder, history, self, model)
@@ -340,8 +368,7 @@ class MaskRCNNTask:
             "val_ap50": best_row.get("val_ap50"),
             "val_f1": best_row.get("val_f1"),
             "val_losses": {k: best_row.get(f"val_{k}") for k in LOSS_TERMS},
-            "split": {"train": [names[i] for i in src.train],
-                      "val": [names[i] for i in src.val]},
+            "split": {"train": [names[i] for i in src.train], "val": [names[i] for i in src.val]},
         }
 
 

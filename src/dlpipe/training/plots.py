@@ -61,8 +61,9 @@ def _overlay(path: Path, trainer: Any, model: Any) -> Path:
 
     from dlpipe.training.data import PatchDataset
 
-    ds = PatchDataset(trainer.source, trainer.val_specs, trainer.mode, trainer.patch,
-                      trainer.context)
+    ds = PatchDataset(
+        trainer.source, trainer.val_specs, trainer.mode, trainer.patch, trainer.context
+    )
     best, best_n = 0, -1
     rare = trainer.rare or [len(trainer.classes) - 1]
     for i, spec in enumerate(trainer.val_specs[:64]):
@@ -116,7 +117,7 @@ def save_instance_plots(
     folder.mkdir(parents=True, exist_ok=True)
     epochs = [r["epoch"] for r in history]
     terms = ["loss", *(k for k in history[0] if k.startswith("train_loss_"))]
-    terms = [t if t == "loss" else t[len("train_"):] for t in terms]
+    terms = [t if t == "loss" else t[len("train_") :] for t in terms]
     cols = 3
     rows = (len(terms) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
@@ -128,7 +129,7 @@ def save_instance_plots(
         ax.set_title(term)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(terms):]:
+    for ax in axes.ravel()[len(terms) :]:
         ax.axis("off")
     fig.tight_layout()
     out = [_save(fig, folder / "loss_terms.png")]
@@ -143,8 +144,13 @@ def _instance_overlay(path: Path, task: Any, model: Any) -> Path:
 
     from dlpipe.training.instances import CropDataset
 
-    ds = CropDataset(task.source, task.val_specs[:64], task.tile, None,
-                     task.params["maskrcnn"]["min_object_area"])
+    ds = CropDataset(
+        task.source,
+        task.val_specs[:64],
+        task.tile,
+        None,
+        task.params["maskrcnn"]["min_object_area"],
+    )
     counts = [len(np.unique(ds.read(s)[2])) for s in ds.specs]
     spec = ds.specs[int(np.argmax(counts))]
     img, _, inst = ds.sample(spec)

@@ -33,8 +33,7 @@ def can_resume(out_dir: str | Path, params: Mapping[str, Any]) -> bool:
         return False
     new = json.loads(json.dumps(dict(params), sort_keys=True))
     diff = sorted(
-        k for k in set(old) | set(new)
-        if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
+        k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)
     )
     if diff:
         log.info("train: settings differ from the checkpoint (%s); starting again", ", ".join(diff))

@@ -128,15 +128,11 @@ def evenly_spaced(candidates: Sequence[int], n: int) -> list[int]:
     return [cand[int(i)] for i in np.floor(np.linspace(0, len(cand) - 1, n) + 0.5)]
 
 
-def _keep_images(
-    source: TrainingSource, max_images: int, ignore_index: int
-) -> TrainingSource:
+def _keep_images(source: TrainingSource, max_images: int, ignore_index: int) -> TrainingSource:
     """Keep ``max_images`` evenly spaced annotated slices (images) of the training range."""
     _, labels = source.open()
     t0, t1 = source.train
-    annotated = [
-        z for z in range(t0, t1) if bool((np.asarray(labels[z]) != ignore_index).any())
-    ]
+    annotated = [z for z in range(t0, t1) if bool((np.asarray(labels[z]) != ignore_index).any())]
     if max_images > len(annotated):
         raise UserError(
             f"train.max_images is {max_images} but the training range z {[t0, t1]} has only "
@@ -239,8 +235,11 @@ def _classes_from_attrs(group: Any, labels: str) -> list[str]:
     if lattrs.get("classes"):
         return list(lattrs["classes"])
     props = (lattrs.get("ome", lattrs).get("image-label") or {}).get("properties") or []
-    named = {int(p["label-value"]): str(p.get("name", p["label-value"])) for p in props
-             if "label-value" in p}
+    named = {
+        int(p["label-value"]): str(p.get("name", p["label-value"]))
+        for p in props
+        if "label-value" in p
+    }
     if named:
         return [named.get(i, f"class_{i}") for i in range(max(named) + 1)]
     return []  # decided from the label values during the scan
@@ -330,14 +329,24 @@ def write_labelled_volume(
     axes = [{"name": a, "type": "space"} for a in "zyx"]
     group.attrs["ome"] = {
         "version": "0.5",
-        "multiscales": [{
-            "axes": axes,
-            "datasets": [{"path": "0", "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0, 1.0, 1.0]}]}],
-        }],
+        "multiscales": [
+            {
+                "axes": axes,
+                "datasets": [
+                    {
+                        "path": "0",
+                        "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
+                    }
+                ],
+            }
+        ],
     }
-    group[f"labels/{name}"].attrs["ome"] = {"version": "0.5", "image-label": {
-        "properties": [{"label-value": i, "name": c} for i, c in enumerate(classes or [])]}}
+    group[f"labels/{name}"].attrs["ome"] = {
+        "version": "0.5",
+        "image-label": {
+            "properties": [{"label-value": i, "name": c} for i, c in enumerate(classes or [])]
+        },
+    }
     group["labels"].attrs["ome"] = {"version": "0.5", "labels": [name]}
     meta: dict[str, Any] = {
         "statistics": statistics(image),

@@ -72,8 +72,12 @@ class UNetTask:
         self.params = dict(params)
         p = self.params
         self.source: TrainingSource = open_source(
-            store, labels=p["labels"], classes=p["classes"], val_fraction=p["val_fraction"],
-            max_images=p.get("max_images"), ignore_index=p["ignore_index"],
+            store,
+            labels=p["labels"],
+            classes=p["classes"],
+            val_fraction=p["val_fraction"],
+            max_images=p.get("max_images"),
+            ignore_index=p["ignore_index"],
         )
         src = self.source
         _, labels = src.open()
@@ -113,10 +117,7 @@ class UNetTask:
                 path=src.path,
             )
         freq = self.train_counts / self.train_counts.sum()
-        self.rare = [
-            int(c) for c in range(len(self.classes))
-            if 0 < freq[c] < p["rare_fraction"]
-        ]
+        self.rare = [int(c) for c in range(len(self.classes)) if 0 < freq[c] < p["rare_fraction"]]
         self.sampler = PatchSampler(
             self.index, src.shape, self.mode, self.patch, p["oversample"], self.rare
         )
@@ -128,7 +129,8 @@ class UNetTask:
         if not self.val_specs:
             log.warning(
                 "train: no labelled voxel in the validation range z %s; the best checkpoint "
-                "and early stopping follow the training loss instead", list(src.val)
+                "and early stopping follow the training loss instead",
+                list(src.val),
             )
         self.augment = Augment(**p["augment"])
         self.context = p["context_slices"] if self.mode == "2.5d" else 1
@@ -158,7 +160,11 @@ class UNetTask:
 
     def loader(self, specs: list, augment: bool, generator: torch.Generator | None = None):
         ds = PatchDataset(
-            self.source, specs, self.mode, self.patch, self.context,
+            self.source,
+            specs,
+            self.mode,
+            self.patch,
+            self.context,
             self.augment if augment else None,
         )
         workers = int(self.params["workers"])
@@ -193,7 +199,6 @@ class UNetTask:
                 batches += 1
                 cm += confusion(logits.argmax(1), mask, n, self.params["ignore_index"])
         return (total / batches if batches else float("nan")), cm
-
 
     # ------------------------------------------------------------ the Task protocol
     def describe(self, model: torch.nn.Module) -> str:
