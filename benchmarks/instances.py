@@ -39,9 +39,9 @@ CREME = DATA / "creme" / "data" / "ds25s"
 DSB = DATA / "dsb2018" / "stage1_train"
 
 # CPU settings: ResNet-18-FPN, 128 px crops, light heads, one torch thread (the machine
-# is shared), no validation split (every image trains; the best epoch follows the loss).
+# is shared). The validation split, its tile count and the monitored score come from the
+# command line (defaults: 20 % of the images, 16 tiles, mask AP50).
 TRAIN_SETS = {
-    "val_fraction": 0,
     "steps_per_epoch": 10,
     "batch_size": 4,
     "lr": 0.0003,
@@ -69,13 +69,13 @@ def dlpipe(out: Path, *args: str) -> None:
     subprocess.run(cmd, check=True, cwd=out, env=env)
 
 
-def train(out: Path, name: str, store: Path, minutes: float, reuse: bool, steps: int) -> Path:
+def train(out: Path, name: str, store: Path, minutes: float, reuse: bool, extra: dict) -> Path:
     model = out / f"{name}_model"
     if reuse and (model / "card.json").is_file():
         print(f"reusing {model}")
         return model
     sets = []
-    for k, v in (TRAIN_SETS | {"steps_per_epoch": steps}).items():
+    for k, v in (TRAIN_SETS | extra).items():
         sets += ["--set", f"{k}={json.dumps(v)}"]
     dlpipe(
         out,
@@ -228,6 +228,19 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep finished model folders")
     ap.add_argument("--steps-per-epoch", type=int, default=10, help="(a quick check: 1)")
     ap.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="images kept for validation (0: none, the best epoch follows the training loss)",
+    )
+    ap.add_argument("--val-tiles", type=int, default=16, help="validation tiles per epoch")
+    ap.add_argument(
+        "--monitor",
+        default="val_ap50",
+        choices=["val_loss", "val_ap50", "val_f1"],
+        help="score that picks the best checkpoint",
+    )
+    ap.add_argument(
         "--creme-scales",
         type=float,
         nargs="+",
@@ -237,6 +250,12 @@ def main() -> None:
         "scale of 2-3 would bring them nearer (4-9x the prediction time)",
     )
     args = ap.parse_args()
+    extra = {
+        "steps_per_epoch": args.steps_per_epoch,
+        "val_fraction": args.val_fraction,
+        "val_max_patches": args.val_tiles,
+        "maskrcnn.monitor": args.monitor,
+    }
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     report = {}
@@ -255,7 +274,7 @@ def main() -> None:
                 train_zarr,
                 "--overwrite",
             )
-        model = train(out, "creme", train_zarr, args.minutes, args.reuse, args.steps_per_epoch)
+        model = train(out, "creme", train_zarr, args.minutes, args.reuse, extra)
         for scale in args.creme_scales:
             test = creme_test_dataset(out, scale)
             name = "creme" if scale == 1 else f"creme_x{scale:g}"
@@ -298,7 +317,7 @@ def main() -> None:
                     "--overwrite",
                     "--rgb",
                 )  # the training set has a colour image
-        model = train(out, "dsb", train_zarr, args.minutes, args.reuse, args.steps_per_epoch)
+        model = train(out, "dsb", train_zarr, args.minutes, args.reuse, extra)
         per_image = {}
         for i, (test, (sid,)) in enumerate(tests):
             per_image[sid] = {

@@ -250,3 +250,11 @@ def test_images_sorted_by_id(tmp_path: Path) -> None:
     assert g["semantic"][:].sum(axis=(1, 2)).tolist() == [1, 2, 3]
     rows = read_objects(tmp_path / "o.zarr")
     assert sorted((r["image"], r["area"]) for r in rows) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_empty_file_says_so(tmp_path: Path, run_cli) -> None:
+    p = tmp_path / "empty.xml"
+    p.write_text("  \n")
+    code, err = run_cli("cvat", p, "--no-images", "--out", tmp_path / "o.zarr")
+    assert code == 2 and "empty.xml: the XML file is empty" in err
+    assert no_leftovers(tmp_path, "o.zarr")

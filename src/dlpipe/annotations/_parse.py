@@ -432,6 +432,8 @@ class CvatReader:
         order = 0
         try:
             chunk = _read_prolog(stream, self.name)
+            if not chunk.strip():
+                raise UserError("the XML file is empty", path=self.name)
             while True:
                 try:
                     if chunk:
