@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader
 from dlpipe.errors import UserError
 from dlpipe.training import (
     PatchDataset,
+    PatchLoader,
     PatchSampler,
     PatchSpec,
     open_source,
@@ -130,3 +132,43 @@ def test_workers_read_the_same_patches(tiny_store):
 
     for (a, m), (b, n) in zip(batches(0), batches(2), strict=True):
         assert torch.equal(a, b) and torch.equal(m, n)
+
+
+class _Pid(PatchDataset):
+    """Adds the worker's process id to each item."""
+
+    def __getitem__(self, i):
+        img, mask = super().__getitem__(i)
+        return img, mask, torch.tensor(os.getpid())
+
+
+def test_patch_loader_keeps_its_workers_and_matches_a_plain_loader(tiny_store):
+    from dlpipe.training import Augment
+
+    src = open_source(tiny_store())
+    _, labels = src.open()
+    sampler = PatchSampler(scan_labels(labels, 3), src.shape, "2d", (8, 8), 0.5, [2])
+    aug = Augment(noise=0.1, shift=0.1)
+    loader = PatchLoader(_Pid(src, [], "2d", (8, 8), 1, aug), batch_size=4, workers=1)
+    pids = set()
+    for epoch in range(2):
+        specs = sampler.epoch(8, src.train, np.random.default_rng([1, epoch]))
+        plain = DataLoader(PatchDataset(src, specs, "2d", (8, 8), 1, aug), batch_size=4)
+        for augment in (True, False):
+            got = list(loader(specs, augment))
+            assert len(got) == 2
+            want = (
+                list(plain)
+                if augment
+                else [
+                    (torch.stack([a for a, _ in items]), torch.stack([m for _, m in items]))
+                    for items in (
+                        [PatchDataset(src, specs, "2d", (8, 8), 1)[k] for k in range(j, j + 4)]
+                        for j in (0, 4)
+                    )
+                ]
+            )
+            for (a, m, pid), (b, n) in zip(got, want, strict=True):
+                assert torch.equal(a, b) and torch.equal(m, n)
+                pids.update(pid.tolist())
+    assert len(pids) == 1 and os.getpid() not in pids  # one worker served all four passes

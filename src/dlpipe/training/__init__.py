@@ -19,8 +19,8 @@ make_loss, CrossEntropy, SoftDice, SoftJaccard2, Focal, WeightedSum, inverse_fre
     Losses honouring the ignore index.
 Augment, dihedral_elements, apply_dihedral
     Augmentation applied identically to image and mask.
-PatchDataset, PatchSampler, PatchSpec, scan_labels
-    Patches from Zarr with rare-class oversampling.
+PatchDataset, PatchLoader, PatchSampler, PatchSpec, scan_labels
+    Patches from Zarr with rare-class oversampling; one loader whose workers last the run.
 open_source, write_labelled_volume, sparse_labels, sparse_labels_from_demo, statistics
     Reading and writing training stores; sparse (annotated-slice) labels.
 confusion, jaccard, mean_jaccard, pixel_error
@@ -28,7 +28,13 @@ confusion, jaccard, mean_jaccard, pixel_error
 """
 
 from dlpipe.training.augment import Augment, apply_dihedral, dihedral_elements
-from dlpipe.training.data import PatchDataset, PatchSampler, PatchSpec, scan_labels
+from dlpipe.training.data import (
+    PatchDataset,
+    PatchLoader,
+    PatchSampler,
+    PatchSpec,
+    scan_labels,
+)
 from dlpipe.training.instances import (
     CropDataset,
     CropSpec,
@@ -70,6 +76,7 @@ __all__ = [
     "MaskRCNNTask",
     "NaNLossError",
     "PatchDataset",
+    "PatchLoader",
     "PatchSampler",
     "PatchSpec",
     "SoftDice",

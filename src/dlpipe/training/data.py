@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dlpipe.errors import UserError
 from dlpipe.training.augment import Augment
@@ -396,9 +396,61 @@ class PatchDataset(Dataset):
         img = (img.astype(np.float32) - np.float32(self.offset)) * np.float32(self.scale)
         return img, mask.astype(np.uint8), (spec.z, y, x)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        spec = self.specs[i]
+    def __getitem__(self, i: int | tuple[PatchSpec, bool]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``i`` of ``specs``, or the patch of a ``(spec, augment)`` pair (the index
+        :class:`PatchLoader` sends, so that one set of workers serves every epoch)."""
+        if isinstance(i, tuple):
+            spec, augment = i
+        else:
+            spec, augment = self.specs[i], True
         img, mask, _ = self.read(spec)
-        if self.augment is not None:
+        if augment and self.augment is not None:
             img, mask = self.augment(img, mask, np.random.default_rng(spec.seed))
         return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(mask.astype(np.int64))
+
+
+class _Items(Sampler):
+    """The indices of the next pass: set before each iteration, in the main process."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[PatchSpec, bool]] = []
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class PatchLoader:
+    """One DataLoader for a whole training run: its workers, and the chunk cache each
+    holds, persist from epoch to epoch and serve the validation patches too.
+
+    Parameters
+    ----------
+    dataset : the :class:`PatchDataset` (its own ``specs`` are not used)
+    batch_size, workers, pin_memory : as for :class:`torch.utils.data.DataLoader`
+
+    Calling it with a list of specs returns the DataLoader, ready to iterate them in order
+    (with augmentation or not); iterate it to the end, or not at all, before the next call.
+    Starting workers for every epoch cost about as much as 5 training steps of the demo
+    (``benchmarks/train_loader.py``).
+    """
+
+    def __init__(
+        self, dataset: PatchDataset, *, batch_size: int, workers: int, pin_memory: bool = False
+    ) -> None:
+        self._items = _Items()
+        self._loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self._items,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin_memory,
+            prefetch_factor=4 if workers else None,
+        )
+
+    def __call__(self, specs: list[PatchSpec], augment: bool = True) -> DataLoader:
+        self._items.items = [(s, augment) for s in specs]
+        return self._loader

@@ -18,6 +18,7 @@ from dlpipe.training.data import (
     MODES,
     LabelIndex,
     PatchDataset,
+    PatchLoader,
     PatchSampler,
     max_label,
     scan_labels,
@@ -133,6 +134,7 @@ class UNetTask:
                 list(src.val),
             )
         self.augment = Augment(**p["augment"])
+        self._loader: PatchLoader | None = None
         self.context = p["context_slices"] if self.mode == "2.5d" else 1
         self.architecture = dict(p["architecture"])
         self.architecture.update(
@@ -158,26 +160,18 @@ class UNetTask:
         opt = optimiser(self.params, model.parameters())
         return model, opt, scheduler(self.params, opt)
 
-    def loader(self, specs: list, augment: bool, generator: torch.Generator | None = None):
-        ds = PatchDataset(
-            self.source,
-            specs,
-            self.mode,
-            self.patch,
-            self.context,
-            self.augment if augment else None,
-        )
-        workers = int(self.params["workers"])
-        return DataLoader(
-            ds,
-            batch_size=self.params["batch_size"],
-            shuffle=False,
-            num_workers=workers,
-            persistent_workers=False,
-            pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if workers else None,
-            generator=generator,
-        )
+    def loader(self, specs: list, augment: bool) -> DataLoader:
+        """Batches of ``specs`` from the run's one :class:`PatchLoader` (built on first use;
+        its workers live as long as the task)."""
+        if self._loader is None:
+            ds = PatchDataset(self.source, [], self.mode, self.patch, self.context, self.augment)
+            self._loader = PatchLoader(
+                ds,
+                batch_size=self.params["batch_size"],
+                workers=int(self.params["workers"]),
+                pin_memory=self.device.type == "cuda",
+            )
+        return self._loader(specs, augment)
 
     def autocast(self):
         return autocast(self.device, self.amp)
