@@ -18,14 +18,13 @@ from __future__ import annotations
 import math
 import operator
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from lxml import etree
 
 from dlpipe.annotations._model import COLUMN_KINDS, Frame, Meta, Shape, ShapeColumns
@@ -121,15 +120,18 @@ def _float_or_nan(text: str) -> float:
 def _floats_csv(text: str) -> np.ndarray:
     """Comma-separated numbers to float64 (NaN where a field is unreadable).
 
-    Arrow's string split and string-to-double cast (one C pass, about 4x NumPy's
-    ``fromstring`` on CVAT's numbers); a string it cannot read (empty or junk fields,
-    spaces) is read again field by field.
+    NumPy's C text parser; a string it cannot read to the end (empty or junk fields)
+    is read again field by field.
     """
     try:
-        fields = pc.split_pattern(pa.array([text]), ",").flatten()
-        return pc.cast(fields, pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
+        with warnings.catch_warnings():  # older NumPy warns and stops at the bad field
+            warnings.simplefilter("ignore", DeprecationWarning)
+            values = np.fromstring(text, sep=",")
+        if len(values) == text.count(",") + 1:
+            return values
+    except ValueError:  # NumPy >= 2.3: "could not be read to its end"
+        pass
+    return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
 
 
 def decode_rle(
