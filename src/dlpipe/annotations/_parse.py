@@ -57,6 +57,16 @@ class Counts:
     def bump(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
 
+    def merge(self, other: Counts) -> None:
+        """Add another tally to this one (a parser process's to the painter's)."""
+        for name, value in vars(other).items():
+            if isinstance(value, dict):
+                mine = getattr(self, name)
+                for key, n in value.items():
+                    mine[key] = mine.get(key, 0) + n
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
     def as_metrics(self) -> dict[str, float]:
         out = {
             "skipped_invalid": self.invalid,

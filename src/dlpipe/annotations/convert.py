@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe._io import atomic_path
+from dlpipe.annotations import _background
 from dlpipe.annotations._parse import CvatReader
 from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
@@ -178,7 +179,13 @@ def convert(
         atomic_path(out, overwrite=overwrite) as tmp,
         contextlib.closing(ImageSource(Path(images) if images else None, zf)) as source,
     ):
-        reader = CvatReader(stream, name=str(annotations), lenient=bool(p["lenient"]))
+        reader: CvatReader | _background.BackgroundReader
+        if _xml_bytes(annotations, zf) >= _background.MIN_BYTES:  # parse on a second core
+            reader = _background.BackgroundReader(
+                annotations, name=str(annotations), lenient=bool(p["lenient"])
+            )
+        else:
+            reader = CvatReader(stream, name=str(annotations), lenient=bool(p["lenient"]))
         read_images = bool(p["read_images"])
         if read_images and not source.available:
             raise UserError(
@@ -304,3 +311,12 @@ def convert(
         seconds,
     )
     return summary
+
+
+def _xml_bytes(annotations: Path, zf: Any) -> int:
+    """Size of the XML: the file, or the largest .xml member of the export zip."""
+    if zf is None:
+        return annotations.stat().st_size
+    return max(
+        (i.file_size for i in zf.infolist() if i.filename.lower().endswith(".xml")), default=0
+    )
