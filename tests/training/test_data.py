@@ -172,3 +172,18 @@ def test_patch_loader_keeps_its_workers_and_matches_a_plain_loader(tiny_store):
                 assert torch.equal(a, b) and torch.equal(m, n)
                 pids.update(pid.tolist())
     assert len(pids) == 1 and os.getpid() not in pids  # one worker served all four passes
+
+
+def test_workers_auto_reads_in_process_on_the_cpu() -> None:
+    from dlpipe.config import validate_config
+    from dlpipe.errors import ConfigError
+    from dlpipe.training.loop import loader_workers
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert loader_workers("auto", cpu) == 0
+    assert loader_workers(3, cpu) == 3 and loader_workers(0, cuda) == 0
+    cores = len(os.sched_getaffinity(0))
+    assert loader_workers("auto", cuda) == max(0, min(4, cores - 1))
+    assert validate_config({"train": {"workers": "auto"}})["train"]["workers"] == "auto"
+    with pytest.raises(ConfigError, match="workers"):
+        validate_config({"train": {"workers": "many"}})

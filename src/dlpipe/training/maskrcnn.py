@@ -28,6 +28,7 @@ from dlpipe.training.loop import (
     check_shared,
     device,
     fit,
+    loader_workers,
     optimiser,
     prepare_out,
     scheduler,
@@ -213,7 +214,7 @@ class MaskRCNNTask:
             self.augment if augment else None,
             self.params["maskrcnn"]["min_object_area"],
         )
-        workers = int(self.params["workers"])
+        workers = loader_workers(self.params["workers"], self.device)
         return DataLoader(
             ds,
             batch_size=self.params["batch_size"],

@@ -29,6 +29,7 @@ from dlpipe.training.loop import (
     check_shared,
     device,
     fit,
+    loader_workers,
     optimiser,
     prepare_out,
     scheduler,
@@ -168,7 +169,7 @@ class UNetTask:
             self._loader = PatchLoader(
                 ds,
                 batch_size=self.params["batch_size"],
-                workers=int(self.params["workers"]),
+                workers=loader_workers(self.params["workers"], self.device),
                 pin_memory=self.device.type == "cuda",
             )
         return self._loader(specs, augment)
