@@ -90,30 +90,27 @@ def main() -> None:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env.pop("DLPIPE_PARENT_RUN_ID", None)
+
+    def snakemake() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["snakemake", "--cores", str(args.cores)],
+            cwd=args.out,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
     load = os.getloadavg()
     t0 = time.perf_counter()
-    first = subprocess.run(
-        ["snakemake", "--cores", str(args.cores)],
-        cwd=args.out,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    first = snakemake()
     wall = time.perf_counter() - t0
     (args.out / "run.log").write_text(first.stdout + first.stderr)
     (args.out / "wall.json").write_text(json.dumps({"wall_s": wall}) + "\n")
     if first.returncode != 0:
         sys.exit(f"demo failed (see {args.out / 'run.log'})")
     t1 = time.perf_counter()
-    second = subprocess.run(
-        ["snakemake", "--cores", str(args.cores)],
-        cwd=args.out,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    second = snakemake()
     again = time.perf_counter() - t1
     nothing = "Nothing to be done" in second.stdout + second.stderr
     print(

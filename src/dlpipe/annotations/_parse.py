@@ -16,7 +16,6 @@ document's prolog, before the parser sees a byte of it.
 from __future__ import annotations
 
 import math
-import operator
 import re
 import warnings
 from collections import defaultdict
@@ -37,7 +36,6 @@ SHAPE_TAGS = frozenset(
 _CODE = {k: i for i, k in enumerate(COLUMN_KINDS)}  # kinds of the columnar fast path
 _TRUE = frozenset({"1", "true", "True"})
 _PARAM_KEYS = (("cx", "cy", "rx", "ry"), ("xtl", "ytl", "xbr", "ybr"))
-_PARAM_GET = tuple(operator.itemgetter(*keys) for keys in _PARAM_KEYS)
 
 
 @dataclass
@@ -581,20 +579,16 @@ class CvatReader:
         area_rows = [k for k in range(n) if codes[k] in (1, 2)]
         for k in area_rows:
             a = attrs[k]
-            try:
-                txt += _PARAM_GET[codes[k] - 1](a)
-            except KeyError:  # a missing parameter: NaN, the shape is counted invalid
-                txt += [a.get(key) or "nan" for key in _PARAM_KEYS[codes[k] - 1]]
+            txt += [a.get(key) or "nan" for key in _PARAM_KEYS[codes[k] - 1]]
             txt.append(a.get("rotation") or "0")
         for k in range(n):
             if codes[k] not in (1, 2):
                 t = attrs[k].get("points")
-                semis = t.count(";") if t else -1
-                if semis < 0 or t.count(",") != semis + 1:  # type: ignore[union-attr]
+                if not t or t.count(",") != t.count(";") + 1:
                     valid[k] = False
                 else:
-                    txt.append(t)  # type: ignore[arg-type]
-                    lengths[k] = semis + 1
+                    txt.append(t)
+                    lengths[k] = t.count(";") + 1
         nums = _floats_csv(",".join(txt).replace(";", ",")) if txt else np.zeros(0)
         ints = np.nan_to_num(nums[: 2 * n], nan=0.0, posinf=0.0, neginf=0.0).astype(np.int64)
         z_order, group_id = ints[:n], ints[n:]
