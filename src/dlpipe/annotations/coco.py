@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe.annotations._raster import polygon_spans
+from dlpipe.annotations.cvat._raster import polygon_spans
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.errors import UserError
 

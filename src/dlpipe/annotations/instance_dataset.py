@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe._io import atomic_path
-from dlpipe.annotations.convert import MARKER
+from dlpipe.annotations.cvat.convert import MARKER
 from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
 
@@ -35,7 +35,7 @@ def write_instance_dataset(
 ) -> dict[str, Any]:
     """Write images with semantic and instance maps as a dataset Zarr, atomically.
 
-    The layout is that of :func:`dlpipe.annotations.convert`: ``images`` (N, H, W) grey or
+    The layout is that of :func:`dlpipe.annotations.cvat.convert`: ``images`` (N, H, W) grey or
     (N, H, W, 3) RGB of ``dtype`` (uint8 or uint16), ``semantic`` (N, H, W) uint8
     (0 background), ``instances`` (N, H, W) uint32 (0 background, 1..K per image),
     attributes ``classes`` (with ``classes[0] == "background"``), ``image_names``,

@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 from lxml import etree
 
-from dlpipe.annotations._model import COLUMN_KINDS, Frame, Meta, Shape, ShapeColumns
+from dlpipe.annotations.cvat._model import COLUMN_KINDS, Frame, Meta, Shape, ShapeColumns
 from dlpipe.errors import UserError
 
 _PARAMS = {"ellipse": ("cx", "cy", "rx", "ry"), "box": ("xtl", "ytl", "xbr", "ybr")}

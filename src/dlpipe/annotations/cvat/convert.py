@@ -13,10 +13,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe._io import atomic_path
-from dlpipe.annotations import _background
-from dlpipe.annotations._parse import CvatReader
-from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
-from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
+from dlpipe.annotations.cvat import _background
+from dlpipe.annotations.cvat._parse import CvatReader
+from dlpipe.annotations.cvat._sources import ImageSource, open_annotations, video_index
+from dlpipe.annotations.cvat.rasterise import DrawOptions, rasterise_frame
 from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
 
