@@ -22,42 +22,21 @@ write_instance_dataset
     Images with semantic and instance maps to that layout (padded, atomic).
 """
 
+from dlpipe.annotations import cvat
 from dlpipe.annotations.coco import read_coco
-from dlpipe.annotations.cvat import (
-    DEFAULTS,
-    Counts,
-    CvatReader,
-    DrawOptions,
-    Frame,
-    Meta,
-    Shape,
-    convert,
-    decode_rle,
-    rasterise_frame,
-    write_cvat_xml,
-)
+from dlpipe.annotations.cvat import *  # noqa: F403 (re-exports cvat.__all__)
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.annotations.instance_folders import read_instance_folders
 from dlpipe.annotations.table import read_objects, table_path
 from dlpipe.annotations.targets import targets, targets_from_arrays
 
 __all__ = [
-    "DEFAULTS",
-    "Counts",
-    "CvatReader",
-    "DrawOptions",
-    "Frame",
-    "Meta",
-    "Shape",
-    "convert",
-    "decode_rle",
-    "rasterise_frame",
+    *cvat.__all__,
     "read_coco",
     "read_instance_folders",
     "read_objects",
     "table_path",
     "targets",
     "targets_from_arrays",
-    "write_cvat_xml",
     "write_instance_dataset",
 ]

@@ -16,10 +16,10 @@ Frame, Meta, Shape, Counts
     What the reader yields and tallies.
 """
 
-from dlpipe.annotations.cvat._model import Frame, Meta, Shape
-from dlpipe.annotations.cvat._parse import Counts, CvatReader, decode_rle
+from dlpipe.annotations.cvat._model import Counts, Frame, Meta, Shape
 from dlpipe.annotations.cvat.convert import DEFAULTS, convert
 from dlpipe.annotations.cvat.rasterise import DrawOptions, rasterise_frame
+from dlpipe.annotations.cvat.reader import CvatReader, decode_rle
 from dlpipe.annotations.cvat.write import write_cvat_xml
 
 __all__ = [

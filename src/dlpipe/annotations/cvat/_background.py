@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dlpipe.annotations.cvat._model import Frame, Meta
-from dlpipe.annotations.cvat._parse import Counts, CvatReader
+from dlpipe.annotations.cvat._model import Counts, Frame, Meta
+from dlpipe.annotations.cvat.reader import CvatReader
 
 #: XML size from which ``dlpipe cvat`` parses in a child process.
 MIN_BYTES = 8 << 20

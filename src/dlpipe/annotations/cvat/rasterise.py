@@ -11,11 +11,11 @@ from dlpipe.annotations.cvat._model import (
     AREA_KINDS,
     COLUMN_KINDS,
     LINE_KINDS,
+    Counts,
     Frame,
     Shape,
     ShapeColumns,
 )
-from dlpipe.annotations.cvat._parse import Counts
 from dlpipe.annotations.cvat._raster import (
     Spans,
     box_corners,
