@@ -11,41 +11,11 @@ from typing import Any
 import numpy as np
 
 from dlpipe.annotations.cvat._raster import polygon_spans
+from dlpipe.annotations.images import read_image
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as (h, w) grey or (h, w, 3) RGB; alpha dropped, equal RGB made grey.
-
-    Raises
-    ------
-    UserError
-        Unreadable file, or a bit depth other than 8 or 16.
-    """
-    import imageio.v3 as iio
-
-    try:
-        img = np.asarray(iio.imread(path))
-    except Exception as exc:
-        raise UserError(f"cannot read image ({exc})", path=path) from None
-    if img.dtype not in (np.uint8, np.uint16):
-        raise UserError(f"images must be 8 or 16 bit, got {img.dtype}", path=path)
-    if img.ndim == 3 and img.shape[-1] in (2, 4):  # grey + alpha, RGBA
-        img = img[..., :-1]
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if (
-        img.ndim == 3
-        and img.shape[-1] == 3
-        and (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]))
-    ):
-        img = img[..., 0]
-    if img.ndim not in (2, 3):
-        raise UserError(f"expected a 2D grey or RGB image, got shape {img.shape}", path=path)
-    return img
 
 
 def rle_decode(rle: dict[str, Any], height: int, width: int) -> np.ndarray:
@@ -180,13 +150,13 @@ def read_coco(
             raise UserError(f"image {e['file_name']!r} of the JSON not found", path=images)
         paths.append(p)
     stats = {"skipped_crowd": 0, "empty_objects": 0}
-    first = [read_image(p) for p in paths[:1]]
-    colour = any(read_image(p).ndim == 3 for p in paths)
+    first = [read_image(p, bits=(8, 16), grey_rgb=True) for p in paths[:1]]
+    colour = any(read_image(p, bits=(8, 16), grey_rgb=True).ndim == 3 for p in paths)
     dtype = first[0].dtype if first else np.uint8
 
     def frames() -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
         for e, p in zip(entries, paths, strict=True):
-            img = read_image(p)
+            img = read_image(p, bits=(8, 16), grey_rgb=True)
             h, w = int(e["height"]), int(e["width"])
             if img.shape[:2] != (h, w):
                 raise UserError(

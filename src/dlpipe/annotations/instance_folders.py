@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe.annotations.coco import read_image
+from dlpipe.annotations.images import read_image
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.errors import UserError
 
@@ -82,7 +82,9 @@ def read_instance_folders(
                 f"expected one image in {s.name}/images/, found {len(files)}", path=s / "images"
             )
         image_paths.append(files[0])
-    heads = [read_image(p) for p in image_paths]  # small datasets: read once, keep
+    heads = [
+        read_image(p, bits=(8, 16), grey_rgb=True) for p in image_paths
+    ]  # small datasets: read once, keep
     colour = rgb or any(a.ndim == 3 for a in heads)
     dtype = heads[0].dtype
     stats = {"overlap_pixels": 0, "empty_masks": 0}
@@ -96,7 +98,7 @@ def read_instance_folders(
             k = 0
             masks = _files(s / "masks") if (s / "masks").is_dir() else []
             for mp in masks:
-                m = read_image(mp)
+                m = read_image(mp, bits=(8, 16), grey_rgb=True)
                 if m.ndim == 3:
                     m = m.max(axis=2)
                 if m.shape != (h, w):
