@@ -12,7 +12,7 @@ import numpy as np
 
 from dlpipe.annotations.cvat._raster import polygon_spans
 from dlpipe.annotations.images import read_image
-from dlpipe.annotations.instance_dataset import write_instance_dataset
+from dlpipe.annotations.instance_dataset import Layout, renumber, write_import
 from dlpipe.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,6 @@ def read_coco(
                     f"but the JSON says {w}x{h}",
                     path=p,
                 )
-            if colour and img.ndim == 2:
-                img = np.repeat(img[..., None], 3, axis=2)
             inst = np.zeros((h, w), np.uint32)
             sem = np.zeros((h, w), np.uint8)
             k = 0
@@ -180,30 +178,14 @@ def read_coco(
                 k += 1
                 inst[m] = k
                 sem[m] = class_of[a["category_id"]]
-            inst, n_visible = _renumber(inst)
+            inst, n_visible = renumber(inst)
             stats["empty_objects"] += k - n_visible
-            yield e["file_name"], img.astype(dtype, copy=False), sem, inst
+            yield e["file_name"], img, sem, inst
 
-    summary = write_instance_dataset(
-        out,
-        frames(),
-        classes=classes,
-        sizes=[(int(e["height"]), int(e["width"])) for e in entries],
-        channels=3 if colour else 1,
-        source=str(annotations),
-        kind="polygon",
-        overwrite=overwrite,
-        dtype=dtype,
+    sizes = [(int(e["height"]), int(e["width"])) for e in entries]
+    layout = Layout(classes, sizes, 3 if colour else 1, dtype)
+    summary = write_import(
+        out, frames(), layout, stats, source=str(annotations), kind="polygon", overwrite=overwrite
     )
-    summary.update(stats)
     log.info("import coco: %s", summary)
     return summary
-
-
-def _renumber(inst: np.ndarray) -> tuple[np.ndarray, int]:
-    """Instance ids made consecutive (1..K) in increasing order; K."""
-    ids, inverse = np.unique(inst, return_inverse=True)
-    if ids[0] != 0:
-        ids = np.concatenate([[0], ids])
-        inverse = inverse + 1
-    return inverse.reshape(inst.shape).astype(np.uint32), len(ids) - 1

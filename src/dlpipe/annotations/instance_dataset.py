@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -12,6 +12,63 @@ from dlpipe._io import atomic_path
 from dlpipe.annotations.cvat.convert import MARKER
 from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
+
+#: One image of a dataset: name, image (h, w[, c]), semantic (h, w), instances (h, w).
+Item = tuple[str, np.ndarray, np.ndarray, np.ndarray]
+
+
+class Layout(NamedTuple):
+    """The arrays of a dataset Zarr, known before the first image is written."""
+
+    classes: Sequence[str]  # with classes[0] == "background"
+    sizes: Sequence[tuple[int, int]]  # (h, w) of each image
+    channels: int  # 1 or 3
+    dtype: Any  # of the images: uint8 or uint16
+
+
+def renumber(inst: np.ndarray) -> tuple[np.ndarray, int]:
+    """Instance ids made consecutive (1..K) in increasing order; K."""
+    ids, inverse = np.unique(inst, return_inverse=True)
+    if ids[0] != 0:
+        ids = np.concatenate([[0], ids])
+        inverse = inverse + 1
+    return inverse.reshape(inst.shape).astype(np.uint32), len(ids) - 1
+
+
+def write_import(
+    out: str | Path,
+    frames: Iterable[Item],
+    layout: Layout,
+    stats: dict[str, int],
+    *,
+    source: str,
+    kind: str,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """The end of an importer (COCO, instance folders): its frames written by
+    :func:`write_instance_dataset`, grey images repeated to RGB in a colour dataset and
+    cast to ``layout.dtype``; the summary with the importer's ``stats`` (counted while
+    its frames were read).
+    """
+
+    def cast() -> Iterator[Item]:
+        for name, img, sem, inst in frames:
+            if layout.channels == 3 and img.ndim == 2:
+                img = np.repeat(img[..., None], 3, axis=2)
+            yield name, img.astype(layout.dtype, copy=False), sem, inst
+
+    summary = write_instance_dataset(
+        out,
+        cast(),
+        classes=layout.classes,
+        sizes=layout.sizes,
+        channels=layout.channels,
+        source=source,
+        kind=kind,
+        overwrite=overwrite,
+        dtype=layout.dtype,
+    )
+    return summary | stats
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -82,21 +139,11 @@ def write_instance_dataset(
             fill_value=0,
             dimension_names=(*dims, "c")[: 3 + len(extra)],
         )
-        sem = group.create_array(
-            "semantic",
-            shape=(n, h, w),
-            chunks=ch,
-            dtype="uint8",
-            fill_value=0,
-            dimension_names=dims,
-        )
-        inst = group.create_array(
-            "instances",
-            shape=(n, h, w),
-            chunks=ch,
-            dtype="uint32",
-            fill_value=0,
-            dimension_names=dims,
+        sem, inst = (
+            group.create_array(
+                name, shape=(n, h, w), chunks=ch, dtype=dt, fill_value=0, dimension_names=dims
+            )
+            for name, dt in (("semantic", "uint8"), ("instances", "uint32"))
         )
         table = ObjectsTable(tmp, table_format)
         for i, (name, img, s, lab) in enumerate(frames):
