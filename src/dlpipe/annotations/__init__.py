@@ -27,8 +27,8 @@ from dlpipe.annotations.coco import read_coco
 from dlpipe.annotations.cvat import *  # noqa: F403 (re-exports cvat.__all__)
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.annotations.instance_folders import read_instance_folders
-from dlpipe.annotations.table import read_objects, table_path
 from dlpipe.annotations.targets import targets, targets_from_arrays
+from dlpipe.stores.table import read_objects, table_path
 
 __all__ = [
     *cvat.__all__,

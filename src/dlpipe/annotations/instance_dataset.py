@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dlpipe._io import atomic_path
 from dlpipe.annotations.cvat.convert import MARKER
-from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.table import ObjectsTable
 
 #: One image of a dataset: name, image (h, w[, c]), semantic (h, w), instances (h, w).
 Item = tuple[str, np.ndarray, np.ndarray, np.ndarray]

@@ -699,7 +699,7 @@ def predict_instances(
     import zarr
     from tqdm.auto import tqdm
 
-    from dlpipe._io import atomic_path
+    from dlpipe.stores.atomic import atomic_path
 
     p = dict(DEFAULTS) | dict(params or {})
     if p["merge_rule"] not in MERGE_RULES:

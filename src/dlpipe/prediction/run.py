@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import zarr
 
-from dlpipe._io import write_text_atomic
 from dlpipe.errors import UserError
 from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.model import LoadedModel, load_model
 from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
 from dlpipe.prediction.windows import block_bounds, block_grid
+from dlpipe.stores.atomic import write_text_atomic
 
 log = logging.getLogger("dlpipe.prediction")
 
