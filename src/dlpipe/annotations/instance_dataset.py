@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import zarr
 
-from dlpipe.annotations.cvat.convert import MARKER
 from dlpipe.errors import UserError
 from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.dataset import PADDING, PIXEL_CONVENTION, create_dataset_array, finish_dataset
 from dlpipe.stores.table import ObjectsTable
 
 #: One image of a dataset: name, image (h, w[, c]), semantic (h, w), instances (h, w).
@@ -99,7 +100,7 @@ def write_instance_dataset(
     ``image_sizes`` ([[h, w], ...]: images of different sizes are padded with zeros at the
     bottom and right to the largest H and W), ``source``; the objects table
     ``objects.parquet`` (or ``objects.csv``, ``table_format``; one row per object, the
-    columns of ``dlpipe cvat``'s) and the marker ``.dlpipe_complete`` last.
+    columns of ``dlpipe cvat``'s) and the marker completion marker last.
 
     Parameters
     ----------
@@ -114,8 +115,6 @@ def write_instance_dataset(
     -------
     dict with ``images``, ``objects``, ``classes``, ``size`` ([H, W]) and ``padded`` (count).
     """
-    import zarr
-
     if not classes or classes[0] != "background":
         raise UserError(f"classes must start with 'background', got {list(classes)}")
     if not sizes:
@@ -129,21 +128,10 @@ def write_instance_dataset(
     with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        ch = (1, min(h, chunk), min(w, chunk))
-        dims = ("n", "y", "x")
-        images = group.create_array(
-            "images",
-            shape=(n, h, w, *extra),
-            chunks=(*ch, *extra),
-            dtype=np.dtype(dtype),
-            fill_value=0,
-            dimension_names=(*dims, "c")[: 3 + len(extra)],
-        )
+        images = create_dataset_array(group, "images", (n, h, w, *extra), dtype, chunk=chunk)
         sem, inst = (
-            group.create_array(
-                name, shape=(n, h, w), chunks=ch, dtype=dt, fill_value=0, dimension_names=dims
-            )
-            for name, dt in (("semantic", "uint8"), ("instances", "uint32"))
+            create_dataset_array(group, name, (n, h, w), dt, chunk=chunk)
+            for name, dt in (("semantic", np.uint8), ("instances", np.uint32))
         )
         table = ObjectsTable(tmp, table_format)
         for i, (name, img, s, lab) in enumerate(frames):
@@ -189,18 +177,16 @@ def write_instance_dataset(
         table.close()
         if len(names) != n:
             raise UserError(f"expected {n} images, got {len(names)}")
-        group.attrs.update(
-            {
-                "classes": list(classes),
-                "image_names": names,
-                "image_sizes": [[int(a), int(b)] for a, b in sizes],
-                "objects_table": table.path.name,
-                "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
-                "padding": "images smaller than (H, W) are padded with 0 at the bottom and right",
-                "source": source,
-            }
-        )
-        (tmp / MARKER).write_text("complete\n")
+        attrs = {
+            "classes": list(classes),
+            "image_names": names,
+            "image_sizes": [[int(a), int(b)] for a, b in sizes],
+            "objects_table": table.path.name,
+            "pixel_convention": PIXEL_CONVENTION,
+            "padding": PADDING,
+            "source": source,
+        }
+        finish_dataset(tmp, group, attrs)
     return {
         "images": n,
         "objects": objects,
