@@ -89,7 +89,7 @@ def run_floor(xml: str, out: str) -> dict:
 
 def run_ours(xml: str, out: str, pipelined: bool = False) -> dict:
     from dlpipe.annotations import CvatReader, rasterise_frame
-    from dlpipe.annotations._background import BackgroundReader
+    from dlpipe.annotations.cvat._background import BackgroundReader
 
     reader = BackgroundReader(xml, name=xml) if pipelined else CvatReader(xml)
     n, t_raster, checksum = 0, 0.0, 0

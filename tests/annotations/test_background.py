@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import zarr
 
-from dlpipe.annotations import CvatReader, _background, convert
-from dlpipe.annotations._background import BackgroundReader
+from dlpipe.annotations import CvatReader, convert
+from dlpipe.annotations.cvat import _background
+from dlpipe.annotations.cvat._background import BackgroundReader
 from dlpipe.errors import UserError
 
 FILES = [

@@ -1,4 +1,5 @@
-"""CVAT annotations to U-Net masks and Mask R-CNN targets.
+"""Annotations to U-Net masks and Mask R-CNN targets: CVAT (:mod:`dlpipe.annotations.cvat`),
+COCO and instance folders, all to one dataset Zarr layout.
 
 Public API
 ----------
@@ -13,6 +14,7 @@ rasterise_frame
 read_objects, table_path
     The objects table (Parquet or CSV) of a converted dataset.
 decode_rle, write_cvat_xml
+    CVAT's mask RLE to a bool array; shapes written as CVAT XML (the one writer).
 read_coco, read_instance_folders
     COCO instances JSON + images, or one folder per image with one mask PNG per object
     (DSB2018), to a dataset Zarr in the same layout as :func:`convert`.
@@ -20,34 +22,21 @@ write_instance_dataset
     Images with semantic and instance maps to that layout (padded, atomic).
 """
 
-from dlpipe.annotations._model import Frame, Meta, Shape
-from dlpipe.annotations._parse import Counts, CvatReader, decode_rle
+from dlpipe.annotations import cvat
 from dlpipe.annotations.coco import read_coco
-from dlpipe.annotations.convert import DEFAULTS, convert
+from dlpipe.annotations.cvat import *  # noqa: F403 (re-exports cvat.__all__)
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.annotations.instance_folders import read_instance_folders
-from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
 from dlpipe.annotations.targets import targets, targets_from_arrays
-from dlpipe.annotations.write import write_cvat_xml
 from dlpipe.stores.table import read_objects, table_path
 
 __all__ = [
-    "DEFAULTS",
-    "Counts",
-    "CvatReader",
-    "DrawOptions",
-    "Frame",
-    "Meta",
-    "Shape",
-    "convert",
-    "decode_rle",
-    "rasterise_frame",
+    *cvat.__all__,
     "read_coco",
     "read_instance_folders",
     "read_objects",
     "table_path",
     "targets",
     "targets_from_arrays",
-    "write_cvat_xml",
     "write_instance_dataset",
 ]

@@ -10,42 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe.annotations._raster import polygon_spans
-from dlpipe.annotations.instance_dataset import write_instance_dataset
+from dlpipe.annotations.cvat._raster import polygon_spans
+from dlpipe.annotations.images import read_image
+from dlpipe.annotations.instance_dataset import Layout, renumber, write_import
 from dlpipe.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as (h, w) grey or (h, w, 3) RGB; alpha dropped, equal RGB made grey.
-
-    Raises
-    ------
-    UserError
-        Unreadable file, or a bit depth other than 8 or 16.
-    """
-    import imageio.v3 as iio
-
-    try:
-        img = np.asarray(iio.imread(path))
-    except Exception as exc:
-        raise UserError(f"cannot read image ({exc})", path=path) from None
-    if img.dtype not in (np.uint8, np.uint16):
-        raise UserError(f"images must be 8 or 16 bit, got {img.dtype}", path=path)
-    if img.ndim == 3 and img.shape[-1] in (2, 4):  # grey + alpha, RGBA
-        img = img[..., :-1]
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if (
-        img.ndim == 3
-        and img.shape[-1] == 3
-        and (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]))
-    ):
-        img = img[..., 0]
-    if img.ndim not in (2, 3):
-        raise UserError(f"expected a 2D grey or RGB image, got shape {img.shape}", path=path)
-    return img
 
 
 def rle_decode(rle: dict[str, Any], height: int, width: int) -> np.ndarray:
@@ -180,13 +150,13 @@ def read_coco(
             raise UserError(f"image {e['file_name']!r} of the JSON not found", path=images)
         paths.append(p)
     stats = {"skipped_crowd": 0, "empty_objects": 0}
-    first = [read_image(p) for p in paths[:1]]
-    colour = any(read_image(p).ndim == 3 for p in paths)
+    first = [read_image(p, bits=(8, 16), grey_rgb=True) for p in paths[:1]]
+    colour = any(read_image(p, bits=(8, 16), grey_rgb=True).ndim == 3 for p in paths)
     dtype = first[0].dtype if first else np.uint8
 
     def frames() -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
         for e, p in zip(entries, paths, strict=True):
-            img = read_image(p)
+            img = read_image(p, bits=(8, 16), grey_rgb=True)
             h, w = int(e["height"]), int(e["width"])
             if img.shape[:2] != (h, w):
                 raise UserError(
@@ -194,8 +164,6 @@ def read_coco(
                     f"but the JSON says {w}x{h}",
                     path=p,
                 )
-            if colour and img.ndim == 2:
-                img = np.repeat(img[..., None], 3, axis=2)
             inst = np.zeros((h, w), np.uint32)
             sem = np.zeros((h, w), np.uint8)
             k = 0
@@ -210,30 +178,14 @@ def read_coco(
                 k += 1
                 inst[m] = k
                 sem[m] = class_of[a["category_id"]]
-            inst, n_visible = _renumber(inst)
+            inst, n_visible = renumber(inst)
             stats["empty_objects"] += k - n_visible
-            yield e["file_name"], img.astype(dtype, copy=False), sem, inst
+            yield e["file_name"], img, sem, inst
 
-    summary = write_instance_dataset(
-        out,
-        frames(),
-        classes=classes,
-        sizes=[(int(e["height"]), int(e["width"])) for e in entries],
-        channels=3 if colour else 1,
-        source=str(annotations),
-        kind="polygon",
-        overwrite=overwrite,
-        dtype=dtype,
+    sizes = [(int(e["height"]), int(e["width"])) for e in entries]
+    layout = Layout(classes, sizes, 3 if colour else 1, dtype)
+    summary = write_import(
+        out, frames(), layout, stats, source=str(annotations), kind="polygon", overwrite=overwrite
     )
-    summary.update(stats)
     log.info("import coco: %s", summary)
     return summary
-
-
-def _renumber(inst: np.ndarray) -> tuple[np.ndarray, int]:
-    """Instance ids made consecutive (1..K) in increasing order; K."""
-    ids, inverse = np.unique(inst, return_inverse=True)
-    if ids[0] != 0:
-        ids = np.concatenate([[0], ids])
-        inverse = inverse + 1
-    return inverse.reshape(inst.shape).astype(np.uint32), len(ids) - 1

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe.annotations.coco import read_image
-from dlpipe.annotations.instance_dataset import write_instance_dataset
+from dlpipe.annotations.images import read_image
+from dlpipe.annotations.instance_dataset import Layout, renumber, write_import
 from dlpipe.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,9 @@ def read_instance_folders(
                 f"expected one image in {s.name}/images/, found {len(files)}", path=s / "images"
             )
         image_paths.append(files[0])
-    heads = [read_image(p) for p in image_paths]  # small datasets: read once, keep
+    heads = [
+        read_image(p, bits=(8, 16), grey_rgb=True) for p in image_paths
+    ]  # small datasets: read once, keep
     colour = rgb or any(a.ndim == 3 for a in heads)
     dtype = heads[0].dtype
     stats = {"overlap_pixels": 0, "empty_masks": 0}
@@ -90,13 +92,11 @@ def read_instance_folders(
     def frames() -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
         for s, img in zip(samples, heads, strict=True):
             h, w = img.shape[:2]
-            if colour and img.ndim == 2:
-                img = np.repeat(img[..., None], 3, axis=2)
             inst = np.zeros((h, w), np.uint32)
             k = 0
             masks = _files(s / "masks") if (s / "masks").is_dir() else []
             for mp in masks:
-                m = read_image(mp)
+                m = read_image(mp, bits=(8, 16), grey_rgb=True)
                 if m.ndim == 3:
                     m = m.max(axis=2)
                 if m.shape != (h, w):
@@ -110,23 +110,14 @@ def read_instance_folders(
                 k += 1
                 stats["overlap_pixels"] += int((inst[m] > 0).sum())
                 inst[m] = k
-            ids_, inverse = np.unique(inst, return_inverse=True)
-            if ids_[0] != 0:
-                inverse = inverse + 1
-            inst = inverse.reshape(h, w).astype(np.uint32)
-            yield s.name, img.astype(dtype, copy=False), (inst > 0).astype(np.uint8), inst
+            inst, _ = renumber(inst)
+            yield s.name, img, (inst > 0).astype(np.uint8), inst
 
-    summary = write_instance_dataset(
-        out,
-        frames(),
-        classes=["background", class_name],
-        sizes=[a.shape[:2] for a in heads],
-        channels=3 if colour else 1,
-        source=str(root),
-        kind="mask",
-        overwrite=overwrite,
-        dtype=dtype,
+    layout = Layout(
+        ["background", class_name], [a.shape[:2] for a in heads], 3 if colour else 1, dtype
     )
-    summary.update(stats)
+    summary = write_import(
+        out, frames(), layout, stats, source=str(root), kind="mask", overwrite=overwrite
+    )
     log.info("import instance folders: %s", summary)
     return summary

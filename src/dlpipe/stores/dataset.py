@@ -16,7 +16,7 @@ Arrays are chunked one image deep, ``chunk`` pixels square, with ``dimension_nam
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,9 @@ import numpy as np
 import zarr
 
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.marker import mark_complete, require_complete
+from dlpipe.stores.table import ObjectsTable
 
 __all__ = [
     "ARRAYS",
@@ -39,6 +41,7 @@ __all__ = [
     "is_dataset",
     "open_dataset",
     "open_store",
+    "write_instance_dataset",
 ]
 
 ARRAYS = ("images", "semantic", "instances")
@@ -48,6 +51,9 @@ PIXEL_CONVENTION = "pixel (i, j) has its centre at x=j+0.5, y=i+0.5"
 PADDING = "images smaller than (H, W) are padded with 0 at the bottom and right"
 """The ``padding`` attribute of datasets of padded images."""
 _BATCH_BYTES = 32 << 20
+
+#: One image of a dataset: name, image (h, w[, c]), semantic (h, w), instances (h, w).
+Item = tuple[str, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -245,3 +251,127 @@ def finish_dataset(store: str | Path, group: Any, attrs: Mapping[str, Any]) -> N
     """Set the dataset's attributes and write its completion marker (``"complete\\n"``)."""
     group.attrs.update(dict(attrs))
     mark_complete(store)
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def write_instance_dataset(
+    out: str | Path,
+    frames: Iterable[Item],
+    *,
+    classes: Sequence[str],
+    sizes: Sequence[tuple[int, int]],
+    channels: int,
+    source: str = "",
+    kind: str = "mask",
+    overwrite: bool = False,
+    chunk: int = 1024,
+    dtype: Any = np.uint8,
+    table_format: str = "parquet",
+) -> dict[str, Any]:
+    """Write images with semantic and instance maps as a dataset Zarr, atomically.
+
+    The layout of this module (as ``dlpipe cvat`` writes it): ``images`` (N, H, W) grey or
+    (N, H, W, 3) RGB of ``dtype`` (uint8 or uint16), ``semantic`` (N, H, W) uint8
+    (0 background), ``instances`` (N, H, W) uint32 (0 background, 1..K per image),
+    attributes ``classes`` (with ``classes[0] == "background"``), ``image_names``,
+    ``image_sizes`` ([[h, w], ...]: images of different sizes are padded with zeros at the
+    bottom and right to the largest H and W), ``source``; the objects table
+    ``objects.parquet`` (or ``objects.csv``, ``table_format``; one row per object, the
+    columns of ``dlpipe cvat``'s) and the completion marker last.
+
+    Parameters
+    ----------
+    frames : (name, image (h, w[, c]), semantic (h, w), instances (h, w)) per image, in the
+        order of ``sizes``
+    classes : class names with ``classes[0] == "background"``
+    sizes : (h, w) of each image (known up front so the arrays are allocated once)
+    channels : 1 or 3
+    kind : the ``kind`` column of the objects table (``polygon``, ``mask``, ...)
+
+    Returns
+    -------
+    dict with ``images``, ``objects``, ``classes``, ``size`` ([H, W]) and ``padded`` (count).
+    """
+    if not classes or classes[0] != "background":
+        raise UserError(f"classes must start with 'background', got {list(classes)}")
+    if not sizes:
+        raise UserError("no images to write")
+    n = len(sizes)
+    h = max(s[0] for s in sizes)
+    w = max(s[1] for s in sizes)
+    extra = (channels,) if channels == 3 else ()
+    names: list[str] = []
+    objects = 0
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        images = create_dataset_array(group, "images", (n, h, w, *extra), dtype, chunk=chunk)
+        sem, inst = (
+            create_dataset_array(group, name, (n, h, w), dt, chunk=chunk)
+            for name, dt in (("semantic", np.uint8), ("instances", np.uint32))
+        )
+        table = ObjectsTable(tmp, table_format)
+        for i, (name, img, s, lab) in enumerate(frames):
+            hh, ww = sizes[i]
+            if img.shape[:2] != (hh, ww) or s.shape != (hh, ww) or lab.shape != (hh, ww):
+                raise UserError(
+                    f"image {name!r}: image {img.shape}, semantic {s.shape} and instances "
+                    f"{lab.shape} must all be {hh}x{ww}"
+                )
+            images[i, :hh, :ww] = img
+            sem[i, :hh, :ww] = s
+            inst[i, :hh, :ww] = lab
+            names.append(name)
+            rows = []
+            for k in np.unique(lab[lab > 0]):
+                m = lab == k
+                cls = int(s[m][0])
+                x1, y1, x2, y2 = _box(m)
+                rows.append(
+                    {
+                        "image": i,
+                        "image_name": name,
+                        "subset": "",
+                        "instance_id": int(k),
+                        "kind": kind,
+                        "label": classes[cls],
+                        "class_id": cls,
+                        "x1": x1,
+                        "y1": y1,
+                        "x2": x2,
+                        "y2": y2,
+                        "area": int(m.sum()),
+                        "occluded": 0,
+                        "z_order": 0,
+                        "group_id": 0,
+                        "source": source,
+                        "track_id": -1,
+                        "attributes": {},
+                    }
+                )
+            table.add(rows)
+            objects += len(rows)
+        table.close()
+        if len(names) != n:
+            raise UserError(f"expected {n} images, got {len(names)}")
+        attrs = {
+            "classes": list(classes),
+            "image_names": names,
+            "image_sizes": [[int(a), int(b)] for a, b in sizes],
+            "objects_table": table.path.name,
+            "pixel_convention": PIXEL_CONVENTION,
+            "padding": PADDING,
+            "source": source,
+        }
+        finish_dataset(tmp, group, attrs)
+    return {
+        "images": n,
+        "objects": objects,
+        "classes": list(classes),
+        "size": [h, w],
+        "padded": sum(1 for s in sizes if tuple(s) != (h, w)),
+    }

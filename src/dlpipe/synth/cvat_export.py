@@ -11,14 +11,15 @@ Image ``slice_0012.png`` is the volume's z-slice 12.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from lxml import etree
 from skimage import io as skio
 from skimage import measure
 
+from dlpipe.annotations.cvat.write import write_cvat_xml
 from dlpipe.synth.phantom import FIBRE, PORE, Fibre
 
 LABELS = (("fibre", "#3d9df3"), ("pore", "#fa3253"))
@@ -29,52 +30,29 @@ def slice_name(z: int) -> str:
     return f"slice_{z:04d}.png"
 
 
-def _sub(
-    parent: etree._Element, tag: str, text: str | None = None, **attrib: str
-) -> etree._Element:
-    el = etree.SubElement(parent, tag, {k: str(v) for k, v in attrib.items()})
-    if text is not None:
-        el.text = text
-    return el
-
-
-def _meta(root: etree._Element, n_images: int, shape_yx: tuple[int, int]) -> None:
+def _task(n_images: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``<task>`` children and the rest of ``<meta>`` of the export, as CVAT writes them."""
     now = _dt.datetime(2026, 1, 1, tzinfo=_dt.UTC).isoformat(sep=" ")  # fixed: determinism
-    meta = _sub(root, "meta")
-    task = _sub(meta, "task")
-    for tag, text in (
-        ("id", "1"),
-        ("name", "dlpipe synthetic glass-fibre composite"),
-        ("size", str(n_images)),
-        ("mode", "annotation"),
-        ("overlap", "0"),
-        ("bugtracker", ""),
-        ("created", now),
-        ("updated", now),
-        ("subset", "default"),
-        ("start_frame", "0"),
-        ("stop_frame", str(max(0, n_images - 1))),
-        ("frame_filter", ""),
-    ):
-        _sub(task, tag, text)
-    labels = _sub(task, "labels")
-    for name, colour in LABELS:
-        lab = _sub(labels, "label")
-        _sub(lab, "name", name)
-        _sub(lab, "color", colour)
-        _sub(lab, "type", "any")
-        _sub(lab, "attributes", "")
-    segments = _sub(task, "segments")
-    seg = _sub(segments, "segment")
-    _sub(seg, "id", "1")
-    _sub(seg, "start", "0")
-    _sub(seg, "stop", str(max(0, n_images - 1)))
-    _sub(seg, "url", "")
-    owner = _sub(task, "owner")
-    _sub(owner, "username", "dlpipe")
-    _sub(owner, "email", "")
-    _sub(task, "assignee", "")
-    _sub(meta, "dumped", now)
+    last = str(max(0, n_images - 1))
+    task = {
+        "id": "1",
+        "name": "dlpipe synthetic glass-fibre composite",
+        "size": str(n_images),
+        "mode": "annotation",
+        "overlap": "0",
+        "bugtracker": "",
+        "created": now,
+        "updated": now,
+        "subset": "default",
+        "start_frame": "0",
+        "stop_frame": last,
+        "frame_filter": "",
+        "labels": None,  # written here by write_cvat_xml
+        "segments": {"segment": {"id": "1", "start": "0", "stop": last, "url": ""}},
+        "owner": {"username": "dlpipe", "email": ""},
+        "assignee": "",
+    }
+    return task, {"dumped": now}
 
 
 def _fmt(v: float) -> str:
@@ -139,49 +117,62 @@ def write_cvat_export(
     """
     _, ny, nx = labels.shape
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    root = etree.Element("annotations")
-    _sub(root, "version", "1.1")
-    _meta(root, len(slices), (ny, nx))
-    for image_id, z in enumerate(slices):
-        name = slice_name(z)
-        skio.imsave(out_dir / "images" / name, volume[z], check_contrast=False)
-        img = _sub(root, "image", id=image_id, name=name, width=nx, height=ny)
-        for fibre in fibres:
-            if fibre.direction[0] <= 1e-3:
-                continue
-            cy, cx, a, b, angle = fibre.cross_section(z)
-            if not _ellipse_visible(cy, cx, a, ny, nx):
-                continue
-            # Only fibres that actually show up in the slice (pores may cover small ones).
-            yy, xx = int(round(cy)), int(round(cx))
-            if 0 <= yy < ny and 0 <= xx < nx and labels[z, yy, xx] not in (FIBRE, PORE):
-                continue
-            _sub(
-                img,
-                "ellipse",
-                label="fibre",
-                source="manual",
-                occluded="0",
-                cx=_fmt(cx + 0.5),
-                cy=_fmt(cy + 0.5),
-                rx=_fmt(a),
-                ry=_fmt(b),
-                rotation=_fmt(float(np.rad2deg(angle)) % 360.0),
-                z_order="0",
-            )
-        for poly in pore_polygons(labels[z] == PORE):
-            points = ";".join(f"{x:.2f},{y:.2f}" for x, y in poly)
-            _sub(
-                img,
-                "polygon",
-                label="pore",
-                source="manual",
-                occluded="0",
-                points=points,
-                z_order="1",
-            )
-    path = out_dir / "annotations.xml"
-    etree.ElementTree(root).write(
-        str(path), xml_declaration=True, encoding="utf-8", pretty_print=True
+
+    def images() -> Iterator[tuple[str, int, int, list[dict[str, Any]]]]:
+        for z in slices:
+            name = slice_name(z)
+            skio.imsave(out_dir / "images" / name, volume[z], check_contrast=False)
+            yield name, nx, ny, _shapes(labels, fibres, z)
+
+    task, meta = _task(len(slices))
+    return write_cvat_xml(
+        out_dir / "annotations.xml",
+        [{"name": n, "color": c, "type": "any", "attributes": ""} for n, c in LABELS],
+        images(),
+        task=task,
+        meta=meta,
+        number=_fmt,
+        pretty=True,
     )
-    return path
+
+
+def _shapes(labels: np.ndarray, fibres: Sequence[Fibre], z: int) -> list[dict[str, Any]]:
+    """Fibre ellipses (z_order 0), then pore polygons on top (z_order 1), of z-slice ``z``."""
+    _, ny, nx = labels.shape
+    shapes: list[dict[str, Any]] = []
+    for fibre in fibres:
+        if fibre.direction[0] <= 1e-3:
+            continue
+        cy, cx, a, b, angle = fibre.cross_section(z)
+        if not _ellipse_visible(cy, cx, a, ny, nx):
+            continue
+        # Only fibres that actually show up in the slice (pores may cover small ones).
+        yy, xx = int(round(cy)), int(round(cx))
+        if 0 <= yy < ny and 0 <= xx < nx and labels[z, yy, xx] not in (FIBRE, PORE):
+            continue
+        shapes.append(
+            {
+                "type": "ellipse",
+                "label": "fibre",
+                "source": "manual",
+                "occluded": "0",
+                "cx": cx + 0.5,
+                "cy": cy + 0.5,
+                "rx": a,
+                "ry": b,
+                "rotation": float(np.rad2deg(angle)) % 360.0,
+                "z_order": "0",
+            }
+        )
+    for poly in pore_polygons(labels[z] == PORE):
+        shapes.append(
+            {
+                "type": "polygon",
+                "label": "pore",
+                "source": "manual",
+                "occluded": "0",
+                "points": poly,
+                "z_order": "1",
+            }
+        )
+    return shapes

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import re
 import zipfile
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import IO
 
 import numpy as np
 
+from dlpipe.annotations.images import read_image
 from dlpipe.errors import UserError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -220,20 +220,7 @@ class ImageSource:
         return found
 
     def read(self, where: tuple[str, str]) -> np.ndarray:
-        import imageio.v3 as iio
-
+        """The image found by :meth:`find`, by the channel rule of
+        :func:`dlpipe.annotations.images.read_image` (any dtype, RGB kept)."""
         kind, p = where
-        try:
-            if kind == "dir":
-                img = iio.imread(p)
-            else:
-                assert self.zf is not None
-                img = iio.imread(io.BytesIO(self.zf.read(p)), extension=PurePosixPath(p).suffix)
-        except Exception as exc:  # a corrupt image is the user's to fix
-            raise UserError(f"cannot read image ({exc})", path=p) from None
-        img = np.asarray(img)
-        if img.ndim == 3 and img.shape[-1] == 4:
-            img = img[..., :3]
-        if img.ndim == 3 and img.shape[-1] == 1:
-            img = img[..., 0]
-        return img
+        return read_image(p, zf=self.zf if kind == "zip" else None)

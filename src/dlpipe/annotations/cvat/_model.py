@@ -1,4 +1,5 @@
-"""Plain records for what a CVAT export holds: shapes, frames, the export's metadata."""
+"""Plain records for what a CVAT export holds: shapes, frames, the export's metadata, and
+the tally of what was skipped while reading and painting."""
 
 from __future__ import annotations
 
@@ -165,3 +166,45 @@ class Meta:
     frame_step: int = 1
     original_size: tuple[int, int] | None = None  # (width, height)
     source: str = ""
+
+
+@dataclass
+class Counts:
+    """What was skipped, clipped, ignored or counted while reading and painting."""
+
+    invalid: int = 0  # polygon < 3 points, NaN / inf / unreadable coordinates
+    clipped: int = 0  # shapes reaching outside the image
+    empty: int = 0  # shapes that cover no pixel centre inside the image
+    ignored: dict[str, int] = field(default_factory=dict)  # polyline / points not drawn
+    counted: dict[str, int] = field(default_factory=dict)  # skeleton / cuboid
+    unknown_label: int = 0  # shapes dropped by the label map or unknown_label=skip
+    padded_rle: int = 0  # short RLEs padded under lenient
+    missing_images: int = 0
+    tags: int = 0
+
+    def bump(self, table: dict[str, int], key: str) -> None:
+        table[key] = table.get(key, 0) + 1
+
+    def merge(self, other: Counts) -> None:
+        """Add another tally to this one (a parser process's to the painter's)."""
+        for name, value in vars(other).items():
+            if isinstance(value, dict):
+                mine = getattr(self, name)
+                for key, n in value.items():
+                    mine[key] = mine.get(key, 0) + n
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_metrics(self) -> dict[str, float]:
+        out = {
+            "skipped_invalid": self.invalid,
+            "clipped": self.clipped,
+            "empty": self.empty,
+            "skipped_unknown_label": self.unknown_label,
+            "padded_rle": self.padded_rle,
+            "missing_images": self.missing_images,
+            "tags": self.tags,
+        }
+        out |= {f"ignored_{k}": v for k, v in self.ignored.items()}
+        out |= {f"counted_{k}": v for k, v in self.counted.items()}
+        return {k: float(v) for k, v in out.items()}

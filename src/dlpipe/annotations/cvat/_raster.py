@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from dlpipe.annotations._model import Shape
+from dlpipe.annotations.cvat._model import Shape
 
 Spans = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # shape idx, row, c0, c1 (end)
 

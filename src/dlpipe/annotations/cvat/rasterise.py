@@ -7,16 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlpipe.annotations._model import (
+from dlpipe.annotations.cvat._model import (
     AREA_KINDS,
     COLUMN_KINDS,
     LINE_KINDS,
+    Counts,
     Frame,
     Shape,
     ShapeColumns,
 )
-from dlpipe.annotations._parse import Counts
-from dlpipe.annotations._raster import (
+from dlpipe.annotations.cvat._raster import (
     Spans,
     box_corners,
     boxes_corners,

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dlpipe.annotations._model import Frame, Meta
-from dlpipe.annotations._parse import Counts, CvatReader
+from dlpipe.annotations.cvat._model import Counts, Frame, Meta
+from dlpipe.annotations.cvat.reader import CvatReader
 
 #: XML size from which ``dlpipe cvat`` parses in a child process.
 MIN_BYTES = 8 << 20
@@ -25,7 +25,7 @@ MIN_BYTES = 8 << 20
 def _produce(path: str, name: str, lenient: bool, q: Any) -> None:
     """Child process: read the export and put ("frame", frame, meta or None) items, then
     ("end", counts, (n_images, meta)), or ("error", exception, None)."""
-    from dlpipe.annotations._sources import open_annotations
+    from dlpipe.annotations.cvat._sources import open_annotations
 
     try:
         with open_annotations(Path(path)) as (stream, _):

@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 from tqdm.auto import tqdm
 
-from dlpipe.annotations import _background
-from dlpipe.annotations._parse import CvatReader
-from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
-from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
+from dlpipe.annotations.cvat import _background
+from dlpipe.annotations.cvat._sources import ImageSource, open_annotations, video_index
+from dlpipe.annotations.cvat.rasterise import DrawOptions, rasterise_frame
+from dlpipe.annotations.cvat.reader import CvatReader
 from dlpipe.errors import UserError
 from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.dataset import PIXEL_CONVENTION, DatasetWriter, finish_dataset
 from dlpipe.stores.table import ObjectsTable
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,6 @@ DEFAULTS: dict[str, Any] = {
     "chunk": 1024,
     "table": "parquet",
 }
-
-MARKER = ".dlpipe_complete"
-_BATCH_BYTES = 32 << 20
 
 
 def class_table(
@@ -75,65 +74,6 @@ def _fit(a: np.ndarray, h: int, w: int, policy: str, name: str) -> np.ndarray:
     return out
 
 
-class _Writer:
-    """Appends frames to growing Zarr arrays in batches."""
-
-    def __init__(self, group: Any, h: int, w: int, chunk: int) -> None:
-        self.group, self.h, self.w, self.chunk = group, h, w, chunk
-        self.arrays: dict[str, Any] = {}
-        self.buf: dict[str, list[np.ndarray]] = {}
-        self.n = 0  # frames flushed
-        self.cap = 0
-        self.nbytes = 0
-
-    def _array(self, name: str, sample: np.ndarray) -> Any:
-        if name not in self.arrays:
-            extra = sample.shape[2:]
-            self.arrays[name] = self.group.create_array(
-                name,
-                shape=(0, self.h, self.w, *extra),
-                chunks=(1, min(self.h, self.chunk), min(self.w, self.chunk), *extra),
-                dtype=sample.dtype,
-                fill_value=0,
-                # skip zarr's per-chunk "all equal to the fill value?" scan (15 % of the
-                # time); an empty chunk is then stored, compressed to a few bytes
-                config={"write_empty_chunks": True},
-                dimension_names=("n", "y", "x", "c")[: 3 + len(extra)],
-            )
-        return self.arrays[name]
-
-    def add(self, **frames: np.ndarray) -> None:
-        for name, a in frames.items():
-            self.buf.setdefault(name, []).append(a)
-            self.nbytes += a.nbytes
-        if self.nbytes >= _BATCH_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buf:
-            return
-        k = len(next(iter(self.buf.values())))
-        need = self.n + k
-        if need > self.cap:
-            self.cap = max(need, 2 * self.cap, 16)
-            for name, frames in self.buf.items():
-                arr = self._array(name, frames[0])
-                arr.resize((self.cap, *arr.shape[1:]))
-        for name, frames in self.buf.items():
-            self._array(name, frames[0])[self.n : need] = np.stack(frames)
-        self.n = need
-        self.buf, self.nbytes = {}, 0
-
-    def finish(self, order: np.ndarray | None) -> None:
-        self.flush()
-        for arr in self.arrays.values():
-            arr.resize((self.n, *arr.shape[1:]))
-        if order is not None:  # rare: image ids out of document order
-            for arr in self.arrays.values():
-                data = arr[:]
-                arr[:] = data[order]
-
-
 def convert(
     annotations: str | Path,
     out: str | Path,
@@ -151,7 +91,7 @@ def convert(
     ``classes[0] == "background"``), ``image_names``, ``image_ids``, ``subsets``,
     ``counts``; ``out/objects.parquet`` (or ``.csv``, ``params['table']``), one row per
     object and per tag; and the marker
-    ``out/.dlpipe_complete`` last.
+    completion marker last.
 
     Parameters
     ----------
@@ -172,8 +112,6 @@ def convert(
     if images is not None and not Path(images).exists():
         raise UserError("images folder (or video file) not found", path=images)
     draw = DrawOptions(float(p["polyline_width"]), float(p["points_radius"]))
-    import zarr
-
     with (
         open_annotations(annotations) as (stream, zf),
         atomic_path(out, overwrite=overwrite) as tmp,
@@ -198,7 +136,7 @@ def convert(
         classes: list[str] | None = None
         class_of: dict[str, int | None] = {}
         size = tuple(p["size"]) if p["size"] else None
-        writer: _Writer | None = None
+        writer: DatasetWriter | None = None
         names, ids, subsets = [], [], []
         per_label: dict[str, int] = {}
         image_kind = None
@@ -246,7 +184,7 @@ def convert(
                     frame, class_of, h, w, counts=counts, draw=draw, unknown=p["unknown_label"]
                 )
                 if writer is None:
-                    writer = _Writer(group, h, w, int(p["chunk"]))
+                    writer = DatasetWriter(group, h, w, int(p["chunk"]))
                 arrays = {"semantic": sem, "instances": inst}
                 if img is not None:
                     img = _fit(img, h, w, p["size_mismatch"], frame.name)
@@ -289,20 +227,18 @@ def convert(
             "counts": counts.as_metrics(),
             "seconds": seconds,
         }
-        group.attrs.update(
-            {
-                "classes": summary["classes"],
-                "image_names": names,
-                "image_ids": [int(i) for i in ids],
-                "subsets": subsets,
-                "objects_table": table.path.name,
-                "counts": summary["counts"],
-                "objects_per_label": per_label,
-                "pixel_convention": "pixel (i, j) has its centre at x=j+0.5, y=i+0.5",
-                "source": str(annotations),
-            }
-        )
-        (tmp / MARKER).write_text("complete\n")
+        attrs = {
+            "classes": summary["classes"],
+            "image_names": names,
+            "image_ids": [int(i) for i in ids],
+            "subsets": subsets,
+            "objects_table": table.path.name,
+            "counts": summary["counts"],
+            "objects_per_label": per_label,
+            "pixel_convention": PIXEL_CONVENTION,
+            "source": str(annotations),
+        }
+        finish_dataset(tmp, group, attrs)
     log.info(
         "cvat: %d images, %s objects, counts %s, %.1f s",
         len(names),
