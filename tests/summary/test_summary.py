@@ -76,6 +76,7 @@ def test_rows_and_files(tmp_path: Path) -> None:
         "val_mean_jaccard": "0.5",
         "epochs_run": "4",
         "train_s": "12.5",
+        "kind": "model",  # the card names no model family
     }
     assert table[0]["jaccard_pore"] == ""
     for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
@@ -101,7 +102,7 @@ def test_cli_and_missing_card(tmp_path: Path, cli_env: dict[str, str]) -> None:
     ]
     out = subprocess.run(args, env=cli_env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
-    assert "summarised 1 models" in out.stdout
+    assert "summarised 1 models and 0 baselines" in out.stdout
     (tmp_path / "models/m1/card.json").unlink()
     out = subprocess.run(args, env=cli_env, capture_output=True, text=True, check=False)
     assert out.returncode == 2

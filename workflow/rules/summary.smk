@@ -2,11 +2,15 @@
 
 
 rule summary:
-    """Table (CSV) of every model of the sweep and the plots: per-phase Jaccard against the
-    number of parameters and against the number of annotated slices (learning curve)."""
+    """Table (CSV) of every model of the sweep and of the baselines, and the plots: per-phase
+    Jaccard against the number of parameters and against the number of annotated slices
+    (learning curve), the baselines as dashed lines."""
     input:
         cards=expand(f"{RESULTS}/models/{{model}}/card.json", model=MODELS),
         metrics=expand(f"{RESULTS}/unet/{{model}}/clean_metrics.json", model=MODELS),
+        baselines=expand(
+            f"{RESULTS}/baselines/{{method}}/clean_metrics.json", method=["otsu", "rf"]
+        ),
     output:
         params_plot=report(
             f"{RESULTS}/summary/jaccard_vs_parameters.png",
@@ -28,6 +32,7 @@ rule summary:
         ),
     params:
         cfg=cfg_arg(),
+        baselines=lambda wildcards, input: " ".join(f"--baseline {b}" for b in input.baselines),
         models=lambda wildcards, input: os.path.dirname(os.path.dirname(input.cards[0])),
         bench=BENCH,
         out=lambda wildcards, output: os.path.dirname(output.table),
@@ -42,4 +47,4 @@ rule summary:
         runtime=10,
     shell:
         "dlpipe {params.cfg} summary {input.metrics} --models {params.models}"
-        " --bench {params.bench} --out {params.out} > {log} 2>&1"
+        " {params.baselines} --bench {params.bench} --out {params.out} > {log} 2>&1"

@@ -24,13 +24,22 @@ def summary(
         Path | None,
         typer.Option(help="Folder of the Snakemake benchmark files (train_<model>.tsv)."),
     ] = None,
+    baseline: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Evaluation JSON of a classical baseline, named after its folder:"
+            " <results>/baselines/<method>/clean_metrics.json (repeatable)."
+        ),
+    ] = None,
 ) -> None:
-    """Summarise models: OUT/models.csv (settings, parameters, per-phase Jaccard, annotated
-    slices, training time), OUT/jaccard_vs_parameters.png and OUT/learning_curve.png.
+    """Summarise models and baselines: OUT/models.csv (settings, parameters, per-phase
+    Jaccard, annotated slices, training time), OUT/jaccard_vs_parameters.png and
+    OUT/learning_curve.png.
 
-    A model's name is the folder holding its metrics JSON.
+    A model's name is the folder holding its metrics JSON. Ends with the table's path, the
+    best segmentation overall (baselines included) and the best model.
     """
-    from dlpipe.summary import summarise
+    from dlpipe.summary import best_lines, summarise
     from dlpipe.tracking import stage_run
 
     config = load()
@@ -42,14 +51,16 @@ def summary(
         )
         for m in metrics
     }
-    params = {"models": sorted(entries)}
+    bases = {
+        m.parent.name: (m, bench / f"baseline_{m.parent.name}.tsv" if bench else None)
+        for m in baseline or []
+    }
+    params = {"models": sorted(entries), "baselines": sorted(bases)}
     with stage_run(config, "summary", dataset=str(models), params=params) as run:
-        rows = summarise(entries, out)
+        rows = summarise(entries, out, bases)
         run.log_artifact(out / "models.csv")
         for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
             run.log_artifact(out / png)
-    best = max(rows, key=lambda r: r.get("mean_jaccard") or -1)
-    typer.echo(
-        f"summarised {len(rows)} models (best mean Jaccard {best['mean_jaccard']}: "
-        f"{best['model']}): {out / 'models.csv'}"
-    )
+    typer.echo(f"summarised {len(entries)} models and {len(bases)} baselines: {out / 'models.csv'}")
+    for line in best_lines(rows):
+        typer.echo(line)

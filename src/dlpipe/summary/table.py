@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,83 @@ def model_row(
     row["val_mean_jaccard"] = card.get("val_mean_jaccard")
     row["epochs_run"] = card.get("epochs_run")
     row["train_s"] = _bench_seconds(Path(bench_path) if bench_path else None)
+    row["kind"] = card.get("model") or "model"
     return row
+
+
+def baseline_row(
+    name: str, metrics_path: str | Path, bench_path: str | Path | None = None
+) -> dict[str, Any]:
+    """One row of the summary table for the classical baseline ``name`` (``otsu``, ``rf``).
+
+    Parameters
+    ----------
+    metrics_path : its evaluation JSON (``<results>/baselines/<name>/clean_metrics.json``);
+        the ``metrics.json`` of ``dlpipe baseline`` beside it, when there, gives the number of
+        annotated slices it was trained on (``training_slices``)
+    bench_path : the baseline job's Snakemake benchmark file (fit and prediction), optional
+
+    Returns
+    -------
+    dict
+        The columns of :func:`model_row`; settings, parameters and the validation score are
+        empty, ``kind`` is ``baseline``.
+    """
+    metrics_path = Path(metrics_path)
+    metrics = _read_json(metrics_path, "metrics")
+    own = metrics_path.parent / "metrics.json"
+    slices = None
+    if own != metrics_path and own.is_file():
+        slices = len(_read_json(own, "metrics").get("training_slices") or []) or None
+    row: dict[str, Any] = {"model": name, "annotated_slices": slices}
+    for cls, m in metrics.get("per_class", {}).items():
+        row[f"jaccard_{cls}"] = m.get("jaccard")
+    row["mean_jaccard"] = metrics.get("mean_jaccard")
+    row["train_s"] = _bench_seconds(Path(bench_path) if bench_path else None)
+    row["kind"] = "baseline"
+    return row
+
+
+def _score(row: Mapping[str, Any]) -> float | None:
+    v = row.get("mean_jaccard")
+    if v is None or v == "":
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def best(
+    rows: Sequence[Mapping[str, Any]], *, models_only: bool = False
+) -> Mapping[str, Any] | None:
+    """The row of the highest mean Jaccard (the first on a tie), or None when none has one.
+
+    ``models_only`` leaves the baselines out.
+    """
+    scored = [
+        r
+        for r in rows
+        if _score(r) is not None and not (models_only and r.get("kind") == "baseline")
+    ]
+    return max(scored, key=lambda r: _score(r) or 0.0, default=None)
+
+
+def best_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``best overall: <name> (mean Jaccard 0.882)`` (baselines included) and
+    ``best model: <name> (0.870)`` (trained models only), scores to 3 digits.
+
+    >>> best_lines([{"model": "rf", "kind": "baseline", "mean_jaccard": 0.88184},
+    ...             {"model": "m", "kind": "unet", "mean_jaccard": 0.87}])
+    ['best overall: rf (mean Jaccard 0.882)', 'best model: m (0.870)']
+    """
+    overall, model = best(rows), best(rows, models_only=True)
+    return [
+        f"best overall: {overall['model']} (mean Jaccard {_score(overall):.3f})"
+        if overall is not None
+        else "best overall: none (no mean Jaccard)",
+        f"best model: {model['model']} ({_score(model):.3f})"
+        if model is not None
+        else "best model: none (no mean Jaccard)",
+    ]
 
 
 def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -105,6 +182,7 @@ def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
 def summarise(
     models: Mapping[str, tuple[str | Path, str | Path, str | Path | None]],
     out_dir: str | Path,
+    baselines: Mapping[str, tuple[str | Path, str | Path | None]] | None = None,
 ) -> list[dict[str, Any]]:
     """Write the sweep summary into ``out_dir``.
 
@@ -112,7 +190,9 @@ def summarise(
     ----------
     models : model name -> (card.json, evaluation metrics JSON, train benchmark file or None)
     out_dir : receives ``jaccard_vs_parameters.png``, ``learning_curve.png`` and, last,
-        ``models.csv`` (one row per model, sorted by name)
+        ``models.csv`` (one row per model, sorted by name, then one per baseline)
+    baselines : baseline name (``otsu``, ``rf``) -> (evaluation metrics JSON, benchmark file
+        of the baseline job or None); drawn as dashed lines in the plots
 
     Returns
     -------
@@ -121,9 +201,10 @@ def summarise(
     """
     from dlpipe.summary.plots import jaccard_vs_parameters, learning_curve, save
 
-    if not models:
+    if not models and not baselines:
         raise UserError("no model to summarise")
     rows = [model_row(n, *paths) for n, paths in sorted(models.items())]
+    rows += [baseline_row(n, *paths) for n, paths in sorted((baselines or {}).items())]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for fname, fig in (
@@ -132,5 +213,5 @@ def summarise(
     ):
         save(fig, out / fname)
     write_text_atomic(out / "models.csv", _csv_text(rows))
-    log.info("summary: %d models -> %s", len(rows), out / "models.csv")
+    log.info("summary: %d rows -> %s", len(rows), out / "models.csv")
     return rows
