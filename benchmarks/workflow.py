@@ -2,7 +2,7 @@
 
 Copies the workflow (Snakefile, workflow/, envs/, profiles, config.yaml) into a fresh folder,
 runs ``snakemake --cores 8`` there, then runs it a second time (it must do nothing), and
-tabulates ``benchmarks/out/*.tsv`` (seconds and peak RSS of each job) as a Markdown table.
+tabulates ``logs/benchmarks/*.tsv`` (seconds and peak RSS of each job) as a Markdown table.
 
     PYTHONPATH=src python benchmarks/workflow.py [--out /tmp/demo-run] [--cores 8]
 
@@ -54,7 +54,10 @@ def _bench(folder: Path) -> list[tuple[str, float, float, float]]:
 
 def tabulate(out: Path, wall: float, cores: int) -> None:
     """Print the per-job table of the run in ``out`` and the ratios."""
-    rows = _bench(out / "benchmarks" / "out")
+    folder = out / "logs" / "benchmarks"
+    if not folder.is_dir():  # a run made before issue 13 kept them in benchmarks/out
+        folder = out / "benchmarks" / "out"
+    rows = _bench(folder)
     total = sum(r[1] for r in rows)
     cpu = sum(r[2] for r in rows)
     print(f"demo wall time: {wall:.1f} s ({wall / 60:.1f} min) for {len(rows)} jobs")

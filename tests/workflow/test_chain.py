@@ -205,7 +205,7 @@ def test_every_stage_wrote_its_outputs(run: dict) -> None:
         f"evaluate_unet_{MODEL}",
         "summary",
     ):
-        assert (work / "benchmarks" / "out" / f"{rule}.tsv").is_file(), rule
+        assert (work / "logs" / "benchmarks" / f"{rule}.tsv").is_file(), rule
 
 
 def _with(work: Path, name: str, **sections: dict) -> str:

@@ -14,7 +14,7 @@ config.update(validate_config(config, source="config"))
 
 RESULTS = config["results"]
 LOGS = "logs"
-BENCH = "benchmarks/out"
+BENCH = f"{LOGS}/benchmarks"
 
 
 def cfg_arg(*sections):

@@ -46,7 +46,7 @@ def test_baseline_postprocess_evaluate_rules(tmp_path: Path, cli_env: dict[str, 
     assert 0 < clean["mean_jaccard"] <= 1
     assert (base / "clean.blobs.csv").read_text().startswith("id,phase,voxels")
     assert (base / "clean.zarr/.dlpipe_complete").is_file()
-    assert (tmp_path / "benchmarks/out/evaluate_baselines_otsu.tsv").is_file()
+    assert (tmp_path / "logs/benchmarks/evaluate_baselines_otsu.tsv").is_file()
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'results/mlflow.db'}")

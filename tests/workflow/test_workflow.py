@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _snakemake(
@@ -86,7 +86,7 @@ def test_real_run_then_nothing_to_do(tmp_path: Path, cli_env: dict[str, str]) ->
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "results/demo/volume.tif").is_file()
     assert (tmp_path / "logs/synth.log").is_file()
-    bench = (tmp_path / "benchmarks/out/synth.tsv").read_text().splitlines()
+    bench = (tmp_path / "logs/benchmarks/synth.tsv").read_text().splitlines()
     assert bench[0].startswith("s\th:m:s") and len(bench) == 2
     second = _snakemake(args, cli_env, tmp_path)
     assert second.returncode == 0
