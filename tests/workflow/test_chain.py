@@ -43,6 +43,7 @@ CONFIG = {
     "evaluation": {"overlays": 1},
 }
 TARGET = f"{R}/summary/models.csv"
+BASELINES = ("otsu", "rf")
 
 
 def _env() -> dict[str, str]:
@@ -190,7 +191,9 @@ def test_every_stage_wrote_its_outputs(run: dict) -> None:
     work = run["work"]
     rows = (work / TARGET).read_text().splitlines()
     assert rows[0].startswith("model,input,base_filters,depth,loss,annotated_slices,parameters")
-    assert len(rows) == 2 and rows[1].startswith(f"{MODEL},2d,4,2,ce,3,")
+    # The model, then the two baselines (Otsu, random forest).
+    assert len(rows) == 4 and rows[1].startswith(f"{MODEL},2d,4,2,ce,3,")
+    assert [r.split(",")[0] for r in rows[2:]] == ["otsu", "rf"]
     metrics = json.loads((work / R / "unet" / MODEL / "clean_metrics.json").read_text())
     assert set(metrics["per_class"]) == {"matrix", "fibre", "pore"}
     for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
@@ -225,8 +228,8 @@ def test_training_change_reruns_train_and_what_follows(run: dict) -> None:
 def test_postprocess_change_reruns_only_postprocess_and_evaluate(run: dict) -> None:
     name = _with(run["work"], "pp.yaml", postprocess={"rules": [{"phase": 2, "min_size": 9}]})
     plan = planned(run["work"], TARGET, config=name)
-    # The summary reads the evaluation, so it follows too.
-    assert plan == {"postprocess": 1, "evaluate": 1, "summary": 1}
+    # The rules clean the baselines too; the summary reads every evaluation, so it follows.
+    assert plan == {"postprocess": 3, "evaluate": 3, "summary": 1}
 
 
 def test_sweep_expands_into_one_chain_per_model(run: dict) -> None:
@@ -277,7 +280,6 @@ def test_predict_on_a_local_cluster_gives_the_same_labels(run: dict, tmp_path: P
 
 def test_report(run: dict, tmp_path: Path) -> None:
     report = tmp_path / "report.html"
-    # The tiny run built the U-Net chain only (no baselines): report on that target.
     out = smk(run["work"], TARGET, "--report", str(report))
     assert out.returncode == 0, out.stderr[-3000:]
     html = report.read_text()
@@ -294,6 +296,12 @@ def test_report(run: dict, tmp_path: Path) -> None:
     assert embedded["models.csv"] == (work / TARGET).read_bytes()
     metrics = (work / R / "unet" / MODEL / "clean_metrics.csv").read_bytes()
     assert embedded["clean_metrics.csv"] == metrics and b"jaccard" in metrics
+
+
+def _baseline_job(tags: dict[str, str]) -> bool:
+    """Whether a stage run belongs to a baseline's chain (baseline, its postprocess, evaluate)."""
+    values = (tags.get("dataset", ""), tags.get("model", ""))
+    return tags["stage"] == "baseline" or any(v in BASELINES or "/baselines/" in v for v in values)
 
 
 def test_one_parent_run_per_invocation(run: dict) -> None:
@@ -313,14 +321,19 @@ def test_one_parent_run_per_invocation(run: dict) -> None:
     last = parents[-1].info.run_id
     assert parents[-1].info.status == "FINISHED"
     stages = sorted(
-        c.data.tags["stage"] for c in children if c.data.tags["mlflow.parentRunId"] == last
+        c.data.tags["stage"]
+        for c in children
+        if c.data.tags["mlflow.parentRunId"] == last and not _baseline_job(c.data.tags)
     )
-    # The last run finished predict (killed before) and what follows.
+    # The last run finished predict (killed before) and what follows (the baselines' jobs run
+    # whenever the scheduler fits them in, so they are left out here).
     assert stages == ["evaluate", "postprocess", "predict", "summary"]
 
     def stages_of(parent: str) -> set[str]:
         return {
-            c.data.tags["stage"] for c in children if c.data.tags["mlflow.parentRunId"] == parent
+            c.data.tags["stage"]
+            for c in children
+            if c.data.tags["mlflow.parentRunId"] == parent and not _baseline_job(c.data.tags)
         }
 
     assert stages_of(parents[0].info.run_id) == {"synth", "tile", "cvat", "train"}
