@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from dlpipe.annotations._raster import polygon_spans
-from dlpipe.annotations.instance_dataset import write_instance_dataset
+from dlpipe.annotations.instance_dataset import import_result, write_instance_dataset
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def read_coco(
     out: str | Path,
     *,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Convert COCO instance annotations to an instance dataset Zarr (``dlpipe cvat`` layout).
 
     Parameters
@@ -227,7 +228,7 @@ def read_coco(
     )
     summary.update(stats)
     log.info("import coco: %s", summary)
-    return summary
+    return import_result(summary, out)
 
 
 def _renumber(inst: np.ndarray) -> tuple[np.ndarray, int]:

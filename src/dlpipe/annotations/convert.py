@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from dlpipe.annotations._sources import ImageSource, open_annotations, video_ind
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
 from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,7 @@ def convert(
     images: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Convert a CVAT XML (or export zip) to a Zarr dataset for U-Net and Mask R-CNN.
 
     Writes ``out`` (a Zarr v3 group) only when the whole conversion succeeds:
@@ -310,7 +312,18 @@ def convert(
         {k: v for k, v in summary["counts"].items() if v},
         seconds,
     )
-    return summary
+    return StageResult(
+        summary,
+        metrics={"images": summary["images"], "seconds": summary["seconds"]}
+        | {_metric(f"objects_{k}"): v for k, v in summary["objects_per_label"].items()}
+        | summary["counts"],
+        dicts={"cvat_summary.json": summary},
+    )
+
+
+def _metric(name: str) -> str:
+    """An MLflow-safe metric name (labels may hold any character)."""
+    return re.sub(r"[^\w\-. /]", "_", name)
 
 
 def _xml_bytes(annotations: Path, zf: Any) -> int:

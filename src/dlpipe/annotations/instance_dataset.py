@@ -12,6 +12,7 @@ from dlpipe._io import atomic_path
 from dlpipe.annotations.convert import MARKER
 from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -161,3 +162,13 @@ def write_instance_dataset(
         "size": [h, w],
         "padded": sum(1 for s in sizes if tuple(s) != (h, w)),
     }
+
+
+def import_result(summary: dict[str, Any], out: str | Path) -> StageResult:
+    """An importer's summary with what tracking logs: its numbers and the whole summary."""
+    return StageResult(
+        summary,
+        metrics={k: v for k, v in summary.items() if isinstance(v, int | float)},
+        dicts={"import_summary.json": summary},
+        summary=f"imported {summary['images']} images, {summary['objects']} objects: {out}",
+    )

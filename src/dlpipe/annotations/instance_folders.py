@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dlpipe.annotations.coco import read_image
-from dlpipe.annotations.instance_dataset import write_instance_dataset
+from dlpipe.annotations.instance_dataset import import_result, write_instance_dataset
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def read_instance_folders(
     class_name: str = "object",
     rgb: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Convert the DSB2018 layout to an instance dataset Zarr (``dlpipe cvat`` layout).
 
     Parameters
@@ -129,4 +129,4 @@ def read_instance_folders(
     )
     summary.update(stats)
     log.info("import instance folders: %s", summary)
-    return summary
+    return import_result(summary, out)

@@ -19,6 +19,7 @@ from dlpipe.evaluation.volumes import (
     test_range,
     write_labels,
 )
+from dlpipe.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,7 @@ def baseline(
     z_range: Sequence[int] | None = None,
     use_all: bool = False,
     overwrite: bool = False,
-    run: Any = None,
-) -> dict[str, Any]:
+) -> StageResult:
     """Segment ``volume_path`` with a classical method trained on annotated slices; evaluate.
 
     The label volume goes to ``OUT.zarr/labels/<name>/0``; it is then evaluated against
@@ -248,7 +248,6 @@ def baseline(
         use_all=use_all,
         z_ranges=ranges,
         z_source="held-out slices",
-        run=run,
     )
     result["method"] = method
     result["training_slices"] = train

@@ -7,22 +7,32 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, load
+from dlpipe.cli._app import ListArgumentCommand, app, echo_summary, load
+from dlpipe.cli._options import out_option
+from dlpipe.tracking import stage_run
 
 
-@app.command()
+@app.command(cls=ListArgumentCommand)
 def summary(
     metrics: Annotated[
         list[Path],
-        typer.Argument(help="Evaluation JSON of each model: <results>/unet/<model>/*.json."),
+        typer.Argument(
+            help="Evaluation JSON of each model: <results>/unet/<model>/*.json.",
+            metavar="METRICS",
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the table and plots.")],
+    out: Annotated[Path, out_option("Folder for the table and plots.")],
     models: Annotated[
-        Path, typer.Option(help="Folder of the model folders (<models>/<model>/card.json).")
+        Path,
+        typer.Option(
+            help="Folder of the model folders (<models>/<model>/card.json).", metavar="PATH"
+        ),
     ] = Path("results/models"),
     bench: Annotated[
         Path | None,
-        typer.Option(help="Folder of the Snakemake benchmark files (train_<model>.tsv)."),
+        typer.Option(
+            help="Folder of the Snakemake benchmark files (train_<model>.tsv).", metavar="PATH"
+        ),
     ] = None,
 ) -> None:
     """Summarise models: OUT/models.csv (settings, parameters, per-phase Jaccard, annotated
@@ -30,26 +40,11 @@ def summary(
 
     A model's name is the folder holding its metrics JSON.
     """
-    from dlpipe.summary import summarise
-    from dlpipe.tracking import stage_run
+    from dlpipe.summary.stage import summarise_metrics  # deferred: `--help` stays fast
 
     config = load()
-    entries = {
-        m.parent.name: (
-            models / m.parent.name / "card.json",
-            m,
-            bench / f"train_{m.parent.name}.tsv" if bench else None,
-        )
-        for m in metrics
-    }
-    params = {"models": sorted(entries)}
+    params = {"models": sorted({m.parent.name for m in metrics})}
     with stage_run(config, "summary", dataset=str(models), params=params) as run:
-        rows = summarise(entries, out)
-        run.log_artifact(out / "models.csv")
-        for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
-            run.log_artifact(out / png)
-    best = max(rows, key=lambda r: r.get("mean_jaccard") or -1)
-    typer.echo(
-        f"summarised {len(rows)} models (best mean Jaccard {best['mean_jaccard']}: "
-        f"{best['model']}): {out / 'models.csv'}"
-    )
+        result = summarise_metrics(metrics, out, models=models, bench=bench)
+        run.log_result(result)
+    echo_summary(result)
