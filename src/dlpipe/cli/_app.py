@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -12,6 +13,7 @@ from dlpipe import __version__
 from dlpipe._logging import LEVELS, setup_logging
 from dlpipe.config import apply_overrides, load_config, merge_json, validate_config
 from dlpipe.results import StageResult
+from dlpipe.tracking import StageRun, stage_run
 
 PIPELINE = (
     "synth",
@@ -147,7 +149,25 @@ def configure(
     return validate_config(config, source="command line")
 
 
-def echo_summary(result: StageResult) -> None:
-    """Print the stage's one-line summary, if it has one."""
+def run_stage(
+    config: dict[str, Any],
+    stage: str,
+    call: Callable[[StageRun], StageResult],
+    *,
+    dataset: str = "",
+    model: str = "",
+    params: dict[str, Any] | None = None,
+) -> StageResult:
+    """Run one stage: ``call(run)`` inside its tracking run; log and print what it returns.
+
+    ``call`` calls the stage's library function (and gives it ``run`` only if the library
+    logs while it works, as training does per epoch). The run is tagged with ``dataset``
+    and ``model`` and logs ``params`` first; then the returned
+    :class:`~dlpipe.results.StageResult` is logged, and its summary line printed.
+    """
+    with stage_run(config, stage, dataset=dataset, model=model, params=params) as run:
+        result = call(run)
+        run.log_result(result)
     if result.summary:
         typer.echo(result.summary)
+    return result

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary
+from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import AllZ, ZRange, config_option, out_option, overwrite_option
 from dlpipe.errors import UserError
-from dlpipe.tracking import stage_run
 
 
 @app.command()
@@ -44,10 +43,10 @@ def baseline(
         z_list = [int(s) for s in slices.split(",") if s.strip()] if slices else None
     except ValueError:
         raise UserError(f"--slices must be comma-separated integers, got {slices!r}") from None
-    with stage_run(
-        config, "baseline", dataset=str(volume), model=params["method"], params=params
-    ) as run:
-        result = segment(
+    run_stage(
+        config,
+        "baseline",
+        lambda run: segment(
             volume,
             truth,
             out,
@@ -59,6 +58,8 @@ def baseline(
             z_range=z_range,
             use_all=use_all,
             overwrite=overwrite,
-        )
-        run.log_result(result)
-    echo_summary(result)
+        ),
+        dataset=str(volume),
+        model=params["method"],
+        params=params,
+    )

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary
+from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import comma_list, config_option, out_option, overwrite_option
-from dlpipe.tracking import stage_run
 
 
 @app.command()
@@ -18,6 +17,7 @@ def cvat(
         Path, typer.Argument(help="CVAT 'for images/video 1.1' annotations.xml or export .zip.")
     ],
     out: Annotated[Path, out_option("Zarr group to write (OUT.zarr).")],
+    overwrite: Annotated[bool, overwrite_option()] = False,
     images: Annotated[
         Path | None,
         typer.Option(
@@ -39,7 +39,6 @@ def cvat(
     no_images: Annotated[
         bool, typer.Option("--no-images", help="Write masks only [config: cvat.read_images].")
     ] = False,
-    overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Convert a CVAT export to a Zarr dataset: images, semantic (uint8), instances (uint32).
 
@@ -58,7 +57,10 @@ def cvat(
     }
     config = configure("cvat", options)
     params = config["cvat"]
-    with stage_run(config, "cvat", dataset=annotations.stem, params=params) as run:
-        result = convert(annotations, out, images=images, params=params, overwrite=overwrite)
-        run.log_result(result)
-    echo_summary(result)
+    run_stage(
+        config,
+        "cvat",
+        lambda run: convert(annotations, out, images=images, params=params, overwrite=overwrite),
+        dataset=annotations.stem,
+        params=params,
+    )

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary, load
+from dlpipe.cli._app import app, configure, load, run_stage
 from dlpipe.cli._options import AllZ, ZRange, comma_list, config_option, out_option
-from dlpipe.tracking import stage_run
 
 
 @app.command()
@@ -58,21 +57,25 @@ def evaluate(
     if instances:
         config = load()
         params = config["evaluation"]["instances"]
-        logged = params | {"kind": "instances"}
-        with stage_run(
-            config, "evaluate", dataset=str(truth), model=str(pred), params=logged
-        ) as run:
-            result = evaluate_instances(pred, truth, out, params)
-            run.log_result(result)
-    else:
-        options = {"classes": comma_list(classes), "ignore_index": ignore_index}
-        config = configure("evaluation", options)
-        params = config["evaluation"]
-        with stage_run(
-            config, "evaluate", dataset=str(truth), model=str(pred), params=params
-        ) as run:
-            result = score(
-                pred, truth, out, params, image_path=image, z_range=z_range, use_all=use_all
-            )
-            run.log_result(result)
-    echo_summary(result)
+        run_stage(
+            config,
+            "evaluate",
+            lambda run: evaluate_instances(pred, truth, out, params),
+            dataset=str(truth),
+            model=str(pred),
+            params=params | {"kind": "instances"},
+        )
+        return
+    options = {"classes": comma_list(classes), "ignore_index": ignore_index}
+    config = configure("evaluation", options)
+    params = config["evaluation"]
+    run_stage(
+        config,
+        "evaluate",
+        lambda run: score(
+            pred, truth, out, params, image_path=image, z_range=z_range, use_all=use_all
+        ),
+        dataset=str(truth),
+        model=str(pred),
+        params=params,
+    )

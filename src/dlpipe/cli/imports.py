@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, echo_summary, load
+from dlpipe.cli._app import app, load, run_stage
 from dlpipe.cli._options import comma_list, out_option, overwrite_option
-from dlpipe.tracking import stage_run
 
 import_app = typer.Typer(
     help="Import instance annotations into a dataset Zarr (the layout of `dlpipe cvat`).",
@@ -35,10 +34,13 @@ def coco(
     from dlpipe.annotations import read_coco  # stage imports are deferred: `--help` stays fast
 
     config = load()
-    with stage_run(config, "import", dataset=annotations.stem, params={"format": "coco"}) as run:
-        result = read_coco(annotations, images, out, overwrite=overwrite)
-        run.log_result(result)
-    echo_summary(result)
+    run_stage(
+        config,
+        "import",
+        lambda run: read_coco(annotations, images, out, overwrite=overwrite),
+        dataset=annotations.stem,
+        params={"format": "coco"},
+    )
 
 
 @import_app.command("dsb2018")
@@ -64,14 +66,13 @@ def dsb2018(
     from dlpipe.annotations import read_instance_folders  # deferred: `--help` stays fast
 
     config = load()
-    with stage_run(config, "import", dataset=root.name, params={"format": "dsb2018"}) as run:
-        result = read_instance_folders(
-            root,
-            out,
-            ids=comma_list(ids) or None,
-            class_name=class_name,
-            rgb=rgb,
-            overwrite=overwrite,
-        )
-        run.log_result(result)
-    echo_summary(result)
+    chosen = comma_list(ids) or None
+    run_stage(
+        config,
+        "import",
+        lambda run: read_instance_folders(
+            root, out, ids=chosen, class_name=class_name, rgb=rgb, overwrite=overwrite
+        ),
+        dataset=root.name,
+        params={"format": "dsb2018"},
+    )

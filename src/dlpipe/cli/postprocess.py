@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary
+from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import config_option, out_option, overwrite_option
-from dlpipe.tracking import stage_run
 
 
 @app.command()
@@ -39,7 +38,12 @@ def postprocess(
 
     config = configure("postprocess", {"connectivity": connectivity})
     params = config["postprocess"]
-    with stage_run(config, "postprocess", dataset=str(pred), params=params) as run:
-        result = clean(pred, out, params, blobs_csv=blobs, changes_csv=changes, overwrite=overwrite)
-        run.log_result(result)
-    echo_summary(result)
+    run_stage(
+        config,
+        "postprocess",
+        lambda run: clean(
+            pred, out, params, blobs_csv=blobs, changes_csv=changes, overwrite=overwrite
+        ),
+        dataset=str(pred),
+        params=params,
+    )

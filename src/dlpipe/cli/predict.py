@@ -8,11 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary
+from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import config_option, out_option, overwrite_option
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
-from dlpipe.tracking import stage_run
 
 
 @app.command()
@@ -24,9 +23,9 @@ def predict(
     out: Annotated[Path, out_option("PRED.zarr to write.")],
     scheduler: Annotated[
         str | None,
-        typer.Option(
-            help="Address of a dask.distributed scheduler, or local-cluster:N "
-            "[config: predict.scheduler; default: local threads].",
+        config_option(
+            "Address of a dask.distributed scheduler, or local-cluster:N (default: local threads)",
+            "predict.scheduler",
             metavar="ADDRESS",
         ),
     ] = None,
@@ -123,10 +122,12 @@ def predict(
         "maskrcnn.slices": slices,
     }
     config = configure("predict", options)
-    with stage_run(config, "predict", dataset=volume.name) as run:
+    run_stage(
+        config,
+        "predict",
         # RECONCILE(prediction): the one library call; becomes dlpipe.prediction.predict(
         # model_dir, volume, out, ...), which dispatches on the card and says what to log.
-        result = _predict(
+        lambda run: _predict(
             model_dir,
             volume,
             out,
@@ -136,9 +137,9 @@ def predict(
             resume=resume,
             slab=tuple(slab) if slab else None,
             prepare_only=prepare,
-        )
-        run.log_result(result)
-    echo_summary(result)
+        ),
+        dataset=volume.name,
+    )
 
 
 def _predict(

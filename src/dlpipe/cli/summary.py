@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import ListArgumentCommand, app, echo_summary, load
+from dlpipe.cli._app import ListArgumentCommand, app, load, run_stage
 from dlpipe.cli._options import out_option
-from dlpipe.tracking import stage_run
 
 
 @app.command(cls=ListArgumentCommand)
@@ -43,8 +42,10 @@ def summary(
     from dlpipe.summary.stage import summarise_metrics  # deferred: `--help` stays fast
 
     config = load()
-    params = {"models": sorted({m.parent.name for m in metrics})}
-    with stage_run(config, "summary", dataset=str(models), params=params) as run:
-        result = summarise_metrics(metrics, out, models=models, bench=bench)
-        run.log_result(result)
-    echo_summary(result)
+    run_stage(
+        config,
+        "summary",
+        lambda run: summarise_metrics(metrics, out, models=models, bench=bench),
+        dataset=str(models),
+        params={"models": sorted({m.parent.name for m in metrics})},
+    )

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary
+from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import config_option, overwrite_option
-from dlpipe.tracking import stage_run
 
 
 @app.command()
@@ -36,7 +35,10 @@ def synth(
 
     config = configure("synth", {"seed": seed, "shape": shape})
     params = config["synth"]
-    with stage_run(config, "synth", dataset="synthetic-gfrp", params=params) as run:
-        result = make_demo(out_dir, params, overwrite=overwrite)
-        run.log_result(result)
-    echo_summary(result)
+    run_stage(
+        config,
+        "synth",
+        lambda run: make_demo(out_dir, params, overwrite=overwrite),
+        dataset="synthetic-gfrp",
+        params=params,
+    )

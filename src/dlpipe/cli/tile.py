@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary
+from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import config_option, out_option, overwrite_option
-from dlpipe.tracking import stage_run
 
 Triple = tuple[int, int, int] | None
 
@@ -115,10 +114,10 @@ def tile(
     config = configure("tile", options)
     params = config["tile"]
     raw = {"shape": raw_shape, "dtype": raw_dtype, "byte_order": byte_order}
-    dataset = Path(input_path.split(":")[0]).stem
-    logged = params | {"input": input_path, "labels": labels}
-    with stage_run(config, "tile", dataset=dataset, params=logged) as run:
-        result = tile_volume(
+    run_stage(
+        config,
+        "tile",
+        lambda run: tile_volume(
             input_path,
             out,
             labels=labels,
@@ -126,6 +125,7 @@ def tile(
             raw=raw,
             overwrite=overwrite,
             resume=resume,
-        )
-        run.log_result(result)
-    echo_summary(result)
+        ),
+        dataset=Path(input_path.split(":")[0]).stem,
+        params=params | {"input": input_path, "labels": labels},
+    )

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, echo_summary
+from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import SetItems, config_option, out_option, overwrite_option
-from dlpipe.tracking import stage_run
 
 
 @app.command()
@@ -64,10 +63,12 @@ def train(
     if resume_or_start:
         resume = decide(out, params)
         overwrite = overwrite or not resume
-    with stage_run(
-        config, "train", dataset=store.name, model=params["model"], params=params
-    ) as run:
-        # The library logs each epoch to `run` as it trains, and the model at the end.
-        result = fit(store, out, params, run=run, resume=resume, overwrite=overwrite)
-        run.log_result(result)
-    echo_summary(result)
+    run_stage(
+        config,
+        "train",
+        # the library logs each epoch to `run` as it trains, and the model at the end
+        lambda run: fit(store, out, params, run=run, resume=resume, overwrite=overwrite),
+        dataset=store.name,
+        model=params["model"],
+        params=params,
+    )
