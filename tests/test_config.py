@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from dlpipe.cli import main
-from dlpipe.config import defaults, load_config, merge_json, validate_config
+from dlpipe.config import apply_overrides, defaults, load_config, merge_json, validate_config
 from dlpipe.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +89,84 @@ def test_cli_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
         main(["--config", str(tmp_path / "none.yaml"), "synth", str(tmp_path / "o")])
     assert exc.value.code == 2
     assert "none.yaml: config file not found" in capsys.readouterr().err
+
+
+def test_apply_overrides_options_skip_none_and_tuples_become_lists() -> None:
+    section = {"seed": 0, "shape": [64, 128, 128], "split": {"gap": 2, "fractions": [0.6, 0.2]}}
+    out = apply_overrides(
+        section, {"seed": None, "shape": (8, 16, 16), "split.gap": 0, "split.fractions": None}, []
+    )
+    assert out == {"seed": 0, "shape": [8, 16, 16], "split": {"gap": 0, "fractions": [0.6, 0.2]}}
+    assert section["shape"] == [64, 128, 128] and section["split"]["gap"] == 2  # not modified
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("lr=1e-4", 0.0001),  # a JSON number (YAML 1.1 would read "1e-4" as text)
+        ("epochs=3", 3),
+        ("amp=true", True),
+        ("class_weights=null", None),
+        ("patch_size=[8,8]", [8, 8]),
+        ("optimizer=adamw", "adamw"),  # not JSON: the plain text
+        ('optimizer="sgd"', "sgd"),
+        ("name=a=b", "a=b"),  # only the first '=' separates
+        ("name=", ""),
+    ],
+)
+def test_apply_overrides_set_values_are_json_else_text(item: str, expected: object) -> None:
+    key = item.partition("=")[0]
+    assert apply_overrides({}, {}, [item])[key] == expected
+
+
+def test_apply_overrides_set_nested_keys_win_over_options() -> None:
+    section = {"lr": 0.001, "loss": {"ce": 1.0, "dice": 1.0}, "maskrcnn": {"backbone": "r18"}}
+    out = apply_overrides(
+        section,
+        {"lr": 0.5},
+        ["lr=0.01", "loss.focal=2", "maskrcnn.backbone=resnet50", "new.deep.key=1"],
+    )
+    assert out["lr"] == 0.01
+    assert out["loss"] == {"ce": 1.0, "dice": 1.0, "focal": 2}
+    assert out["maskrcnn"] == {"backbone": "resnet50"}
+    assert out["new"] == {"deep": {"key": 1}}
+    assert section["loss"] == {"ce": 1.0, "dice": 1.0}
+
+
+def test_apply_overrides_checks_keys_against_the_schema_of_the_named_section() -> None:
+    train = defaults()["train"]
+    out = apply_overrides(
+        train, {"epochs": 2}, ["loss.focal=1", "maskrcnn.backbone=resnet50"], name="train"
+    )
+    assert out["epochs"] == 2 and out["loss"]["focal"] == 1
+    with pytest.raises(
+        ConfigError, match=r"--set 'lrr=1': unknown key 'train\.lrr' \(allowed here: "
+    ):
+        apply_overrides(train, {}, ["lrr=1"], name="train")
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.loss\.tversky'"):
+        apply_overrides(train, {}, ["loss.tversky=1"], name="train")
+    with pytest.raises(ConfigError, match=r"unknown key 'tile\.split\.gapp'"):
+        apply_overrides(defaults()["tile"], {"split.gapp": 1}, [], name="tile")
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("lr", r"--set 'lr': expected KEY=VALUE"),
+        ("=3", r"--set '=3': expected KEY=VALUE"),
+        ("a..b=1", r"--set 'a..b=1': empty key part in 'a..b'"),
+        ("lr.x=1", r"--set 'lr.x=1': key 'train.lr' holds 0.001, not a mapping"),
+    ],
+)
+def test_apply_overrides_bad_syntax_is_a_config_error(item: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides({"lr": 0.001}, {}, [item], name="train")
+
+
+def test_cli_set_unknown_key_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(tmp_path / "none.zarr"), "-o", str(tmp_path / "m"), "--set", "lrr=1"])
+    assert exc.value.code == 2
+    assert "unknown key 'train.lrr'" in capsys.readouterr().err

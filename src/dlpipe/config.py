@@ -3,7 +3,8 @@
 The Snakefile validates ``config.yaml`` against the schema with Snakemake's
 ``validate``; the CLI calls :func:`load_config`, which does the same and fills in
 the schema's defaults. Unknown keys and wrong types raise :class:`ConfigError`
-naming the key's path (``synth.seed``).
+naming the key's path (``synth.seed``). :func:`apply_overrides` lays command-line
+options and ``--set KEY=VALUE`` items over one section.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,18 @@ import jsonschema
 import yaml
 
 from dlpipe.errors import ConfigError, UserError
+
+__all__ = [
+    "apply_overrides",
+    "config_hash",
+    "defaults",
+    "load_config",
+    "merge_json",
+    "require_file",
+    "schema",
+    "schema_path",
+    "validate_config",
+]
 
 SCHEMA_NAME = "config.schema.yaml"
 
@@ -134,6 +148,95 @@ def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> None:
             _deep_update(base[key], value)
         else:
             base[key] = value
+
+
+def apply_overrides(
+    section: Mapping[str, Any],
+    options: Mapping[str, Any],
+    set_items: Iterable[str] | None = None,
+    *,
+    name: str = "",
+) -> dict[str, Any]:
+    """Lay command-line options, then ``--set`` items, over one config section.
+
+    Parameters
+    ----------
+    section : mapping
+        The config section (e.g. ``config["train"]``); it is not modified.
+    options : mapping
+        Dotted key (``"split.gap"``) -> value of a command-line option. None means
+        "not given" and is skipped; a tuple becomes a list.
+    set_items : iterable of str, optional
+        ``KEY=VALUE`` items applied after ``options``. KEY is a dotted path inside the
+        section (``maskrcnn.backbone``; missing mappings on the way are created). VALUE is
+        parsed as JSON (``3``, ``1e-4``, ``true``, ``null``, ``[1, 2]``, ``"x"``); text that
+        is not JSON is taken as a plain string (``adamw``).
+    name : str, optional
+        The section's name (``"train"``): keys are then checked against its schema and
+        errors name the full path (``train.lr``).
+
+    Returns
+    -------
+    dict
+        A new section; validate the whole config afterwards (:func:`validate_config`).
+
+    Raises
+    ------
+    ConfigError
+        An item without ``=`` or with an empty key part, a path through a value that is
+        not a mapping, or (with ``name``) a key the schema does not allow.
+    """
+    out = copy.deepcopy(dict(section))
+    node = schema().get("properties", {}).get(name) if name else None
+    for key, value in options.items():
+        if value is not None:
+            _set_path(out, key, list(value) if isinstance(value, tuple) else value, node, name)
+    for item in set_items or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        _set_path(out, key.strip(), value, node, name, item=item)
+    return out
+
+
+def _set_path(
+    target: dict[str, Any],
+    key: str,
+    value: Any,
+    node: Mapping[str, Any] | None,
+    name: str,
+    *,
+    item: str | None = None,
+) -> None:
+    """Set ``target[a][b]... = value`` for ``key`` ``a.b...``, checking keys against ``node``."""
+    what = f"--set {item!r}: " if item is not None else ""
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"{what}empty key part in {key!r}")
+    for depth, part in enumerate(parts):
+        path = ".".join(filter(None, [name, *parts[: depth + 1]]))
+        if node is not None and "properties" in node:
+            allowed = node["properties"]
+            if part not in allowed and node.get("additionalProperties") is False:
+                raise ConfigError(
+                    f"{what}unknown key '{path}' (allowed here: {', '.join(sorted(allowed))})"
+                )
+            node = allowed.get(part)
+        else:
+            node = None
+        if depth == len(parts) - 1:
+            target[part] = value
+            return
+        child = target.get(part)
+        if child is None:
+            child = target[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{what}key '{path}' holds {child!r}, not a mapping")
+        target = child
 
 
 def config_hash(config: dict[str, Any]) -> str:

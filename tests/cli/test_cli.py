@@ -53,3 +53,23 @@ def test_console_script_runs(cli_env: dict[str, str]) -> None:
         ["dlpipe", "--version"], capture_output=True, text=True, env=cli_env, check=True
     )
     assert out.stdout.strip() == f"dlpipe {__version__}"
+
+
+def test_help_lists_commands_in_pipeline_order(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out.split("Commands:")[1].split()
+    order = ["synth", "tile", "cvat", "import", "train", "predict", "postprocess"]
+    order += ["baseline", "evaluate", "summary"]
+    assert [w for w in listed if w in order] == order
+
+
+COMMANDS = "synth tile cvat import/coco import/dsb2018 train predict postprocess baseline"
+
+
+@pytest.mark.parametrize("command", [*COMMANDS.split(), "evaluate", "summary"])
+def test_help_metavars_are_readable(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([*command.split("/"), "--help"])
+    out = capsys.readouterr().out
+    assert "<list[" not in out and "<int,int" not in out and "<float,float" not in out

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
+from dlpipe.results import StageResult
 from dlpipe.tracking import (
     PARENT_ENV,
     end_parent_run,
@@ -120,3 +121,34 @@ def test_artifacts_land_in_results(config: dict[str, Any], monkeypatch, tmp_path
     assert names == ["model/card.json", "model/weights.pt"]
     stored = Path(config["results"]) / "mlartifacts"
     assert (stored.rglob("weights.pt")).__next__().stat().st_size == 10
+
+
+def test_log_result_logs_what_the_stage_returns(
+    config: dict[str, Any], monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(PARENT_ENV, raising=False)
+    table = tmp_path / "table.csv"
+    table.write_text("a\n1\n")
+    plot = tmp_path / "bars.png"
+    plot.write_bytes(b"png")
+    result = StageResult(
+        {"images": 3},
+        metrics={"images": 3, "per": {"x": 0.5}},
+        params={"model_dir": "m"},
+        tags={"shape": "1x2x3"},
+        artifacts=[table, (plot, "plots")],
+        dicts={"summary.json": {"images": 3}},
+        summary="3 images",
+    )
+    assert result == {"images": 3} and json.loads(json.dumps(result)) == {"images": 3}
+    with stage_run(config, "tile", params={"seed": 1}) as run:
+        run.log_result(result)
+    client = MlflowClient(tracking_uri(config))
+    data = client.get_run(run.run_id).data
+    assert data.metrics == {"images": 3.0, "per.x": 0.5}
+    assert data.params == {"seed": "1", "model_dir": "m"}
+    assert data.tags["shape"] == "1x2x3" and data.tags["stage"] == "tile"
+    names = {a.path for a in client.list_artifacts(run.run_id)}
+    assert names == {"table.csv", "plots", "summary.json"}
+    assert [a.path for a in client.list_artifacts(run.run_id, "plots")] == ["plots/bars.png"]

@@ -12,8 +12,9 @@ import numpy as np
 
 from dlpipe.annotations.cvat._raster import polygon_spans
 from dlpipe.annotations.images import read_image
-from dlpipe.annotations.instance_dataset import Layout, renumber, write_import
+from dlpipe.annotations.instance_dataset import Layout, import_result, renumber, write_import
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def read_coco(
     out: str | Path,
     *,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Convert COCO instance annotations to an instance dataset Zarr (``dlpipe cvat`` layout).
 
     Parameters
@@ -188,4 +189,4 @@ def read_coco(
         out, frames(), layout, stats, source=str(annotations), kind="polygon", overwrite=overwrite
     )
     log.info("import coco: %s", summary)
-    return summary
+    return import_result(summary, out)

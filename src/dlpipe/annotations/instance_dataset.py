@@ -10,9 +10,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from dlpipe.results import StageResult
 from dlpipe.stores.dataset import Item, write_instance_dataset
 
-__all__ = ["Layout", "renumber", "write_import", "write_instance_dataset"]
+__all__ = ["Layout", "import_result", "renumber", "write_import", "write_instance_dataset"]
 
 
 class Layout(NamedTuple):
@@ -67,3 +68,13 @@ def write_import(
         dtype=layout.dtype,
     )
     return summary | stats
+
+
+def import_result(summary: dict[str, Any], out: str | Path) -> StageResult:
+    """An importer's summary with what tracking logs: its numbers and the whole summary."""
+    return StageResult(
+        summary,
+        metrics={k: v for k, v in summary.items() if isinstance(v, int | float)},
+        dicts={"import_summary.json": summary},
+        summary=f"imported {summary['images']} images, {summary['objects']} objects: {out}",
+    )

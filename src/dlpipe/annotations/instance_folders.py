@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dlpipe.annotations.images import read_image
-from dlpipe.annotations.instance_dataset import Layout, renumber, write_import
+from dlpipe.annotations.instance_dataset import Layout, import_result, renumber, write_import
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def read_instance_folders(
     class_name: str = "object",
     rgb: bool = False,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Convert the DSB2018 layout to an instance dataset Zarr (``dlpipe cvat`` layout).
 
     Parameters
@@ -120,4 +120,4 @@ def read_instance_folders(
         out, frames(), layout, stats, source=str(root), kind="mask", overwrite=overwrite
     )
     log.info("import instance folders: %s", summary)
-    return summary
+    return import_result(summary, out)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
 from dlpipe.evaluation.volumes import test_range
+from dlpipe.results import StageResult
 from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_labels
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,7 @@ def baseline(
     z_range: Sequence[int] | None = None,
     use_all: bool = False,
     overwrite: bool = False,
-    run: Any = None,
-) -> dict[str, Any]:
+) -> StageResult:
     """Segment ``volume_path`` with a classical method trained on annotated slices; evaluate.
 
     The label volume goes to ``OUT.zarr/labels/<name>/0``; it is then evaluated against
@@ -244,7 +244,6 @@ def baseline(
         use_all=use_all,
         z_ranges=ranges,
         z_source="held-out slices",
-        run=run,
     )
     result["method"] = method
     result["training_slices"] = train

@@ -2,16 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from dlpipe import __version__
 from dlpipe._logging import LEVELS, setup_logging
+from dlpipe.config import apply_overrides, load_config, merge_json, validate_config
+from dlpipe.results import StageResult
+from dlpipe.tracking import StageRun, stage_run
+
+PIPELINE = (
+    "synth",
+    "tile",
+    "cvat",
+    "import",
+    "train",
+    "predict",
+    "postprocess",
+    "baseline",
+    "evaluate",
+    "summary",
+)
+"""The commands in pipeline order, as ``dlpipe --help`` lists them."""
+
+
+class _PipelineGroup(TyperGroup):
+    """Lists the commands in :data:`PIPELINE` order (any other one last)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(PIPELINE)}
+        return sorted(super().list_commands(ctx), key=lambda n: rank.get(n, len(rank)))
+
+
+class ListArgumentCommand(TyperCommand):
+    """A command whose variadic argument shows its element type (``<path>...``).
+
+    Typer would show ``<list[Path]>``.
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument) and param.nargs == -1:
+                args = get_args(param.type_descriptor.annotation)
+                element = getattr(args[0], "__name__", "value").lower() if args else "value"
+                param.display_type = lambda ctx, e=element: f"<{e}>..."  # type: ignore[method-assign]
+        return params
+
 
 app = typer.Typer(
     name="dlpipe",
+    cls=_PipelineGroup,
     help=(
         "Deep-learning segmentation of microscopy and X-ray tomography volumes.\n\n"
         "Each subcommand runs one stage of the pipeline; `snakemake --cores 8` chains "
@@ -86,9 +131,43 @@ def _announce(command: str) -> None:
 
 def load() -> dict[str, Any]:
     """The validated configuration of this invocation (``--config`` or the defaults)."""
-    from dlpipe.config import load_config, merge_json
-
     config = load_config(state["config_path"])
     if state["config_json"]:
         config = merge_json(config, state["config_json"])
     return config
+
+
+def configure(
+    section: str, options: dict[str, Any], set_items: list[str] | None = None
+) -> dict[str, Any]:
+    """The configuration with the command's options (and ``--set`` items) over ``section``.
+
+    See :func:`dlpipe.config.apply_overrides`; the result is validated again.
+    """
+    config = load()
+    config[section] = apply_overrides(config[section], options, set_items, name=section)
+    return validate_config(config, source="command line")
+
+
+def run_stage(
+    config: dict[str, Any],
+    stage: str,
+    call: Callable[[StageRun], StageResult],
+    *,
+    dataset: str = "",
+    model: str = "",
+    params: dict[str, Any] | None = None,
+) -> StageResult:
+    """Run one stage: ``call(run)`` inside its tracking run; log and print what it returns.
+
+    ``call`` calls the stage's library function (and gives it ``run`` only if the library
+    logs while it works, as training does per epoch). The run is tagged with ``dataset``
+    and ``model`` and logs ``params`` first; then the returned
+    :class:`~dlpipe.results.StageResult` is logged, and its summary line printed.
+    """
+    with stage_run(config, stage, dataset=dataset, model=model, params=params) as run:
+        result = call(run)
+        run.log_result(result)
+    if result.summary:
+        typer.echo(result.summary)
+    return result

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, load
-
-
-def _metric(name: str) -> str:
-    """An MLflow-safe metric name (labels may hold any character)."""
-    return re.sub(r"[^\w\-. /]", "_", name)
+from dlpipe.cli._app import app, configure, run_stage
+from dlpipe.cli._options import comma_list, config_option, out_option, overwrite_option
 
 
 @app.command()
@@ -21,29 +16,29 @@ def cvat(
     annotations: Annotated[
         Path, typer.Argument(help="CVAT 'for images/video 1.1' annotations.xml or export .zip.")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Zarr group to write (OUT.zarr).")],
+    out: Annotated[Path, out_option("Zarr group to write (OUT.zarr).")],
+    overwrite: Annotated[bool, overwrite_option()] = False,
     images: Annotated[
         Path | None,
         typer.Option(
             help="Folder of the images, or the video file of a video export "
-            "(optional when the zip holds them)."
+            "(optional when the zip holds them).",
+            metavar="PATH",
         ),
     ] = None,
     classes: Annotated[
         str | None,
-        typer.Option(help="Comma-separated class names, in order [config: cvat.classes]."),
+        config_option("Comma-separated class names, in order", "cvat.classes", metavar="A,B"),
     ] = None,
     lenient: Annotated[
-        bool | None, typer.Option("--lenient", help="Pad short mask RLEs [config: cvat.lenient].")
+        bool | None, config_option("Pad short mask RLEs", "cvat.lenient", "--lenient")
     ] = None,
     skip_missing: Annotated[
-        bool | None,
-        typer.Option("--skip-missing", help="Skip missing images [config: cvat.skip_missing]."),
+        bool | None, config_option("Skip missing images", "cvat.skip_missing", "--skip-missing")
     ] = None,
     no_images: Annotated[
         bool, typer.Option("--no-images", help="Write masks only [config: cvat.read_images].")
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Convert a CVAT export to a Zarr dataset: images, semantic (uint8), instances (uint32).
 
@@ -52,27 +47,20 @@ def cvat(
     (i, j) belongs to a shape when its centre (x=j+0.5, y=i+0.5) is inside. Nothing is
     written unless the whole conversion succeeds.
     """
-    from dlpipe.annotations import convert
-    from dlpipe.config import validate_config
-    from dlpipe.tracking import stage_run
+    from dlpipe.annotations import convert  # stage imports are deferred: `--help` stays fast
 
-    config = load()
-    section = config["cvat"]
-    if classes is not None:
-        section["classes"] = [c.strip() for c in classes.split(",") if c.strip()]
-    if lenient:
-        section["lenient"] = True
-    if skip_missing:
-        section["skip_missing"] = True
-    if no_images:
-        section["read_images"] = False
-    config = validate_config(config, source="command line")
+    options = {
+        "classes": comma_list(classes),
+        "lenient": lenient or None,
+        "skip_missing": skip_missing or None,
+        "read_images": False if no_images else None,
+    }
+    config = configure("cvat", options)
     params = config["cvat"]
-    with stage_run(config, "cvat", dataset=annotations.stem, params=params) as run:
-        summary = convert(annotations, out, images=images, params=params, overwrite=overwrite)
-        run.log_metrics(
-            {"images": summary["images"], "seconds": summary["seconds"]}
-            | {_metric(f"objects_{k}"): v for k, v in summary["objects_per_label"].items()}
-            | summary["counts"]
-        )
-        run.log_dict(summary, "cvat_summary.json")
+    run_stage(
+        config,
+        "cvat",
+        lambda run: convert(annotations, out, images=images, params=params, overwrite=overwrite),
+        dataset=annotations.stem,
+        params=params,
+    )

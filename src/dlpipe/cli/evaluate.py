@@ -7,42 +7,29 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, load
-
-ZRange = Annotated[
-    tuple[int, int] | None,
-    typer.Option(
-        "--z-range",
-        help="Half-open z-range Z0 Z1 to evaluate (default: the test split, else everything).",
-        show_default=False,
-    ),
-]
-AllZ = Annotated[
-    bool, typer.Option("--all", help="Evaluate every z-slice, ignoring the test split.")
-]
-
-
-def _classes(text: str | None) -> list[str] | None:
-    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+from dlpipe.cli._app import app, configure, load, run_stage
+from dlpipe.cli._options import AllZ, ZRange, comma_list, config_option, out_option
 
 
 @app.command()
 def evaluate(
     pred: Annotated[Path, typer.Argument(help="Predicted labels: Zarr array, OME-Zarr or TIFF.")],
     truth: Annotated[Path, typer.Argument(help="True labels: Zarr array, OME-Zarr or TIFF.")],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Metrics JSON (CSV and plots beside it).")
-    ],
+    out: Annotated[Path, out_option("Metrics JSON (CSV and plots beside it).")],
     image: Annotated[
-        Path | None, typer.Option(help="Grey image for the overlays (default: OME-Zarr level 0).")
+        Path | None,
+        typer.Option(
+            help="Grey image for the overlays (default: OME-Zarr level 0).", metavar="PATH"
+        ),
     ] = None,
     z_range: ZRange = None,
     use_all: AllZ = False,
     classes: Annotated[
-        str | None, typer.Option(help="Comma-separated class names [config: evaluation.classes].")
+        str | None,
+        config_option("Comma-separated class names", "evaluation.classes", metavar="A,B"),
     ] = None,
     ignore_index: Annotated[
-        int | None, typer.Option(help="Unlabelled truth value [config: evaluation.ignore_index].")
+        int | None, config_option("Unlabelled truth value", "evaluation.ignore_index")
     ] = None,
     instances: Annotated[
         bool,
@@ -63,37 +50,32 @@ def evaluate(
     recall, F1 at IoU 0.5, AP@[.50:.95], AP50, AP75 and counts per class and overall into
     OUT, OUT with .csv and OUT_plots/ (AP/F1 bars, outline overlays); docs/instances.md.
     """
-    from dlpipe.config import validate_config
-    from dlpipe.evaluation import evaluate as run_evaluate
-    from dlpipe.tracking import stage_run
+    # stage imports are deferred: `dlpipe --help` stays fast
+    from dlpipe.evaluation import evaluate as score
+    from dlpipe.evaluation.instances import evaluate_instances
 
-    config = load()
     if instances:
-        from dlpipe.evaluation.instances import evaluate_instances
-
+        config = load()
         params = config["evaluation"]["instances"]
-        with stage_run(
+        run_stage(
             config,
             "evaluate",
+            lambda run: evaluate_instances(pred, truth, out, params),
             dataset=str(truth),
             model=str(pred),
             params=params | {"kind": "instances"},
-        ) as run:
-            result = evaluate_instances(pred, truth, out, params, run=run)
-        o = result["overall"]
-        typer.echo(
-            f"AP {o['ap']:.3f}, AP50 {o['ap50']:.3f}, F1@{result['f1_iou']:g} "
-            f"{o['f1']:.3f} ({o['n_matched']} of {o['n_true']} true matched, "
-            f"{o['n_pred']} predicted): {out}"
         )
         return
-    if classes is not None:
-        config["evaluation"]["classes"] = _classes(classes)
-    if ignore_index is not None:
-        config["evaluation"]["ignore_index"] = ignore_index
-    config = validate_config(config, source="command line")
+    options = {"classes": comma_list(classes), "ignore_index": ignore_index}
+    config = configure("evaluation", options)
     params = config["evaluation"]
-    with stage_run(config, "evaluate", dataset=str(truth), model=str(pred), params=params) as run:
-        run_evaluate(
-            pred, truth, out, params, image_path=image, z_range=z_range, use_all=use_all, run=run
-        )
+    run_stage(
+        config,
+        "evaluate",
+        lambda run: score(
+            pred, truth, out, params, image_path=image, z_range=z_range, use_all=use_all
+        ),
+        dataset=str(truth),
+        model=str(pred),
+        params=params,
+    )

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, load
+from dlpipe.cli._app import app, load, run_stage
+from dlpipe.cli._options import comma_list, out_option, overwrite_option
 
 import_app = typer.Typer(
     help="Import instance annotations into a dataset Zarr (the layout of `dlpipe cvat`).",
@@ -16,31 +17,30 @@ import_app = typer.Typer(
 app.add_typer(import_app, name="import")
 
 
-def _log(run, summary: dict) -> None:
-    run.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
-    run.log_dict(summary, "import_summary.json")
-
-
 @import_app.command("coco")
 def coco(
     annotations: Annotated[Path, typer.Argument(help="COCO instances JSON.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset Zarr to write.")],
-    images: Annotated[Path, typer.Option(help="Folder of the JSON's images (file_name).")],
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    out: Annotated[Path, out_option("Dataset Zarr to write.")],
+    images: Annotated[
+        Path, typer.Option(help="Folder of the JSON's images (file_name).", metavar="PATH")
+    ],
+    overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """COCO polygons / RLE to images, semantic (uint8) and instances (uint32) in OUT.
 
     Classes are the categories by id (class 0 is background); crowd objects are skipped.
     Images of different sizes are padded (attribute image_sizes keeps the originals).
     """
-    from dlpipe.annotations import read_coco
-    from dlpipe.tracking import stage_run
+    from dlpipe.annotations import read_coco  # stage imports are deferred: `--help` stays fast
 
     config = load()
-    with stage_run(config, "import", dataset=annotations.stem, params={"format": "coco"}) as run:
-        summary = read_coco(annotations, images, out, overwrite=overwrite)
-        _log(run, summary)
-    typer.echo(f"imported {summary['images']} images, {summary['objects']} objects: {out}")
+    run_stage(
+        config,
+        "import",
+        lambda run: read_coco(annotations, images, out, overwrite=overwrite),
+        dataset=annotations.stem,
+        params={"format": "coco"},
+    )
 
 
 @import_app.command("dsb2018")
@@ -48,28 +48,31 @@ def dsb2018(
     root: Annotated[
         Path, typer.Argument(help="Folder of <id>/images/<id>.png + <id>/masks/*.png samples.")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset Zarr to write.")],
+    out: Annotated[Path, out_option("Dataset Zarr to write.")],
     ids: Annotated[
-        str | None, typer.Option(help="Comma-separated sample ids to take, in order (all).")
+        str | None,
+        typer.Option(help="Comma-separated sample ids to take, in order (all).", metavar="A,B"),
     ] = None,
     class_name: Annotated[str, typer.Option(help="Name of the object class.")] = "nucleus",
     rgb: Annotated[
         bool, typer.Option("--rgb", help="Store RGB even if every image is grey.")
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """One mask PNG per object (the DSB2018 layout) to images, semantic and instances in OUT.
 
     Images of different sizes are padded (attribute image_sizes keeps the originals).
     """
-    from dlpipe.annotations import read_instance_folders
-    from dlpipe.tracking import stage_run
+    from dlpipe.annotations import read_instance_folders  # deferred: `--help` stays fast
 
     config = load()
-    chosen = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
-    with stage_run(config, "import", dataset=root.name, params={"format": "dsb2018"}) as run:
-        summary = read_instance_folders(
+    chosen = comma_list(ids) or None
+    run_stage(
+        config,
+        "import",
+        lambda run: read_instance_folders(
             root, out, ids=chosen, class_name=class_name, rgb=rgb, overwrite=overwrite
-        )
-        _log(run, summary)
-    typer.echo(f"imported {summary['images']} images, {summary['objects']} objects: {out}")
+        ),
+        dataset=root.name,
+        params={"format": "dsb2018"},
+    )

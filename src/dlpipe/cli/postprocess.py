@@ -7,23 +7,26 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, load
+from dlpipe.cli._app import app, configure, run_stage
+from dlpipe.cli._options import config_option, out_option, overwrite_option
 
 
 @app.command()
 def postprocess(
     pred: Annotated[Path, typer.Argument(help="Label volume: Zarr array, OME-Zarr or TIFF.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Cleaned OME-Zarr (labels/<name>/0).")],
+    out: Annotated[Path, out_option("Cleaned OME-Zarr (labels/<name>/0).")],
     blobs: Annotated[
-        Path | None, typer.Option(help="Blob table CSV (default OUT stem + .blobs.csv).")
+        Path | None,
+        typer.Option(help="Blob table CSV (default OUT stem + .blobs.csv).", metavar="PATH"),
     ] = None,
     changes: Annotated[
-        Path | None, typer.Option(help="Change table CSV (default OUT stem + .changes.csv).")
+        Path | None,
+        typer.Option(help="Change table CSV (default OUT stem + .changes.csv).", metavar="PATH"),
     ] = None,
     connectivity: Annotated[
-        int | None, typer.Option(help="6, 18 or 26 [config: postprocess.connectivity].")
+        int | None, config_option("6, 18 or 26", "postprocess.connectivity")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Connected components of every phase across chunks, a blob table, and per-phase rules.
 
@@ -31,23 +34,16 @@ def postprocess(
     hole filling, opening and closing. Writes the cleaned volume, the blob table and a table
     of every change; OUT/.dlpipe_complete is written last.
     """
-    from dlpipe.config import validate_config
-    from dlpipe.postprocess import postprocess as run_postprocess
-    from dlpipe.tracking import stage_run
+    from dlpipe.postprocess import postprocess as clean  # deferred: `--help` stays fast
 
-    config = load()
-    if connectivity is not None:
-        config["postprocess"]["connectivity"] = connectivity
-    config = validate_config(config, source="command line")
+    config = configure("postprocess", {"connectivity": connectivity})
     params = config["postprocess"]
-    with stage_run(config, "postprocess", dataset=str(pred), params=params) as run:
-        summary = run_postprocess(
+    run_stage(
+        config,
+        "postprocess",
+        lambda run: clean(
             pred, out, params, blobs_csv=blobs, changes_csv=changes, overwrite=overwrite
-        )
-        run.log_metrics(
-            {f"blobs_{k}": v for k, v in summary["blobs"].items()}
-            | {f"changed_voxels_{k}": v for k, v in summary["changed_voxels"].items()}
-            | {f"fraction_after_{k}": v for k, v in summary["fraction_after"].items()}
-        )
-        run.log_artifact(summary["blobs_csv"])
-        run.log_artifact(summary["changes_csv"])
+        ),
+        dataset=str(pred),
+        params=params,
+    )

@@ -1,14 +1,17 @@
-"""``dlpipe predict``: segment a tiled volume with a trained U-Net, block by block."""
+"""``dlpipe predict``: segment a volume or dataset with a trained model (U-Net or Mask R-CNN)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from dlpipe.cli._app import app, load
+from dlpipe.cli._app import app, configure, run_stage
+from dlpipe.cli._options import config_option, out_option, overwrite_option
+from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 
 @app.command()
@@ -17,42 +20,40 @@ def predict(
     volume: Annotated[
         Path, typer.Argument(help="VOL.zarr from `dlpipe tile` (Mask R-CNN: or a dataset Zarr).")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PRED.zarr to write.")],
+    out: Annotated[Path, out_option("PRED.zarr to write.")],
     scheduler: Annotated[
         str | None,
-        typer.Option(
-            help="Address of a dask.distributed scheduler, or local-cluster:N "
-            "[config: predict.scheduler; default: local threads]."
+        config_option(
+            "Address of a dask.distributed scheduler, or local-cluster:N (default: local threads)",
+            "predict.scheduler",
+            metavar="ADDRESS",
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Blocks predicted at once [config: predict.threads].")
+        int | None, config_option("Blocks predicted at once", "predict.threads")
     ] = None,
     block: Annotated[
         tuple[int, int, int] | None,
-        typer.Option(
-            help="Output block Z Y X = chunk [config: predict.block].", show_default=False
-        ),
+        config_option("Output block (= chunk)", "predict.block", metavar="Z Y X"),
     ] = None,
     probabilities: Annotated[
         bool | None,
-        typer.Option(
+        config_option(
+            "Also write float16 probabilities",
+            "predict.probabilities",
             "--probabilities/--no-probabilities",
-            help="Also write float16 probabilities [config: predict.probabilities].",
-            show_default=False,
         ),
     ] = None,
     tta: Annotated[
-        int | None, typer.Option(help="Dihedral TTA elements, 1 = off [config: predict.tta].")
+        int | None, config_option("Dihedral TTA elements, 1 = off", "predict.tta")
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu or cuda [config: predict.device].")
-    ] = None,
+    device: Annotated[str | None, config_option("auto, cpu or cuda", "predict.device")] = None,
     slab: Annotated[
         tuple[int, int] | None,
         typer.Option(
-            help="I N: only the I-th of N z-slabs of blocks (one job of a split run; "
+            help="Only the I-th of N z-slabs of blocks (one job of a split run; "
             "run --prepare first and --gather after).",
+            metavar="I N",
             show_default=False,
         ),
     ] = None,
@@ -69,29 +70,24 @@ def predict(
             "--overwrite, start again when they differ."
         ),
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    overwrite: Annotated[bool, overwrite_option("Replace an existing output.")] = False,
     score_threshold: Annotated[
         float | None,
-        typer.Option(
-            help="Mask R-CNN: drop detections below this score "
-            "[config: predict.maskrcnn.score_threshold].",
-            show_default=False,
+        config_option(
+            "Mask R-CNN: drop detections below this score", "predict.maskrcnn.score_threshold"
         ),
     ] = None,
     tile_overlap: Annotated[
         float | None,
-        typer.Option(
-            help="Mask R-CNN: overlap of neighbouring tiles, a fraction of the tile "
-            "[config: predict.maskrcnn.overlap].",
-            show_default=False,
+        config_option(
+            "Mask R-CNN: overlap of neighbouring tiles, a fraction of the tile",
+            "predict.maskrcnn.overlap",
         ),
     ] = None,
     slices: Annotated[
         str | None,
-        typer.Option(
-            help="Mask R-CNN on a volume: 'all' z-slices or the 'test' split "
-            "[config: predict.maskrcnn.slices].",
-            show_default=False,
+        config_option(
+            "Mask R-CNN on a volume: 'all' z-slices or the 'test' split", "predict.maskrcnn.slices"
         ),
     ] = None,
 ) -> None:
@@ -108,139 +104,93 @@ def predict(
     float16 probabilities if asked. OUT/.dlpipe_complete is written last. Killed and
     re-run with --resume, only the missing blocks are computed.
     """
-    from dlpipe.config import validate_config
-    from dlpipe.errors import UserError
-    from dlpipe.prediction import gather, predict_volume
-    from dlpipe.prediction.cluster import dask_scheduler
-    from dlpipe.tracking import stage_run
+    from dlpipe.prediction import gather  # stage imports are deferred: `--help` stays fast
 
     if gather_only:
         if not gather(out):
             raise UserError("blocks are missing; cannot gather yet", path=out)
         typer.echo(f"complete: {out}")
         return
-    config = load()
-    from dlpipe.prediction.instances import is_maskrcnn_card
-
-    if is_maskrcnn_card(model_dir):
-        _predict_instances(
-            config,
+    options = {
+        "threads": threads,
+        "tta": tta,
+        "device": device,
+        "probabilities": probabilities,
+        "block": block,
+        "maskrcnn.score_threshold": score_threshold,
+        "maskrcnn.overlap": tile_overlap,
+        "maskrcnn.slices": slices,
+    }
+    config = configure("predict", options)
+    run_stage(
+        config,
+        "predict",
+        # RECONCILE(prediction): the one library call; becomes dlpipe.prediction.predict(
+        # model_dir, volume, out, ...), which dispatches on the card and says what to log.
+        lambda run: _predict(
             model_dir,
             volume,
             out,
-            device,
-            overwrite,
-            {"score_threshold": score_threshold, "overlap": tile_overlap, "slices": slices},
-        )
-        return
-    section = dict(config["predict"])
-    for key, value in (
-        ("threads", threads),
-        ("tta", tta),
-        ("device", device),
-        ("probabilities", probabilities),
-    ):
-        if value is not None:
-            section[key] = value
-    if block is not None:
-        section["block"] = list(block)
-    config["predict"] = section
-    config = validate_config(config, source="command line")
-    params = config["predict"]
-    card = model_dir / "card.json"
-    model_name = json.loads(card.read_text()).get("model", "") if card.is_file() else ""
-    with stage_run(
-        config,
-        "predict",
+            config["predict"],
+            scheduler=scheduler,
+            overwrite=overwrite,
+            resume=resume,
+            slab=tuple(slab) if slab else None,
+            prepare_only=prepare,
+        ),
         dataset=volume.name,
-        model=model_name,
-        params=params
-        | {"model_dir": str(model_dir), "scheduler": scheduler or params["scheduler"]},
-    ) as run:
-        with dask_scheduler(scheduler or params["scheduler"]) as address:
-            summary = predict_volume(
-                model_dir,
-                volume,
-                out,
-                params,
-                scheduler=address,
-                overwrite=overwrite,
-                resume=resume,
-                slab=tuple(slab) if slab else None,
-                prepare_only=prepare,
-            )
-        run.log_metrics(
-            {
-                k: float(summary[k])
-                for k in (
-                    "voxels_per_s",
-                    "seconds",
-                    "peak_rss_mb",
-                    "blocks",
-                    "blocks_predicted",
-                    "blocks_done_before",
-                    "voxels",
-                    "windows",
-                )
-            }
-        )
-        if (out / ".dlpipe_manifest.json").is_file():
-            run.log_artifact(out / ".dlpipe_manifest.json")
-    typer.echo(
-        f"predicted {summary['blocks_predicted']} of {summary['blocks']} blocks "
-        f"({summary['blocks_done_before']} done before), "
-        f"{summary['voxels_per_s']:.0f} voxels/s, peak RSS {summary['peak_rss_mb']:.0f} MiB"
-        f"{'' if summary['complete'] else ' (slab done; output not yet complete)'}: {out}"
     )
 
 
-def _predict_instances(
-    config: dict,
+def _predict(
     model_dir: Path,
-    source: Path,
+    volume: Path,
     out: Path,
-    device: str | None,
+    params: dict[str, Any],
+    *,
+    scheduler: str | None,
     overwrite: bool,
-    overrides: dict,
-) -> None:
-    """`dlpipe predict` with a Mask R-CNN model: instances of a dataset or volume slices."""
-    from dlpipe.config import validate_config
-    from dlpipe.prediction.instances import TABLE, predict_instances
-    from dlpipe.tracking import stage_run
+    resume: bool,
+    slab: tuple[int, int] | None,
+    prepare_only: bool,
+) -> StageResult:
+    """Stand-in for ``dlpipe.prediction.predict`` until it lands (RECONCILE(prediction)).
 
-    section = dict(config["predict"])
-    section["maskrcnn"] = dict(section["maskrcnn"]) | {
-        k: v for k, v in overrides.items() if v is not None
-    }
-    if device is not None:
-        section["device"] = device
-    config["predict"] = section
-    config = validate_config(config, source="command line")
-    params = config["predict"]["maskrcnn"]
-    with stage_run(
-        config,
-        "predict",
-        dataset=source.name,
-        model="maskrcnn",
-        params=params | {"model_dir": str(model_dir), "device": config["predict"]["device"]},
-    ) as run:
-        summary = predict_instances(
+    Dispatches on the model card; the result also carries the run's model tag and params.
+    """
+    # deferred: torch and dask are slow to import
+    from dlpipe.prediction import predict_instances, predict_volume
+    from dlpipe.prediction.cluster import dask_scheduler
+    from dlpipe.prediction.instances import is_maskrcnn_card
+
+    if is_maskrcnn_card(model_dir):
+        device = params["device"]
+        result = predict_instances(
             model_dir,
-            source,
+            volume,
             out,
-            params,
-            device=config["predict"]["device"],
-            torch_threads=config["predict"]["torch_threads"],
+            params["maskrcnn"],
+            device=device,
+            torch_threads=params["torch_threads"],
             overwrite=overwrite,
         )
-        run.log_metrics(
-            {
-                k: float(summary[k])
-                for k in ("images", "instances", "tiles", "seconds", "images_per_s")
-            }
+        result.tags["model"] = "maskrcnn"
+        result.params.update(params["maskrcnn"] | {"model_dir": str(model_dir), "device": device})
+        return result
+    spec = scheduler or params["scheduler"]
+    with dask_scheduler(spec) as address:
+        result = predict_volume(
+            model_dir,
+            volume,
+            out,
+            params,
+            scheduler=address,
+            overwrite=overwrite,
+            resume=resume,
+            slab=slab,
+            prepare_only=prepare_only,
         )
-        run.log_artifact(out / TABLE)
-    typer.echo(
-        f"predicted {summary['instances']} instances in {summary['images']} images "
-        f"({summary['tiles']} tiles, {summary['seconds']:.1f} s): {out}"
-    )
+    card = model_dir / "card.json"
+    result.tags["model"] = json.loads(card.read_text()).get("model", "") if card.is_file() else ""
+    result.params.update(params | {"model_dir": str(model_dir), "scheduler": spec})
+    return result

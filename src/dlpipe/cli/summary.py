@@ -7,22 +7,31 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, load
+from dlpipe.cli._app import ListArgumentCommand, app, load, run_stage
+from dlpipe.cli._options import out_option
 
 
-@app.command()
+@app.command(cls=ListArgumentCommand)
 def summary(
     metrics: Annotated[
         list[Path],
-        typer.Argument(help="Evaluation JSON of each model: <results>/unet/<model>/*.json."),
+        typer.Argument(
+            help="Evaluation JSON of each model: <results>/unet/<model>/*.json.",
+            metavar="METRICS",
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the table and plots.")],
+    out: Annotated[Path, out_option("Folder for the table and plots.")],
     models: Annotated[
-        Path, typer.Option(help="Folder of the model folders (<models>/<model>/card.json).")
+        Path,
+        typer.Option(
+            help="Folder of the model folders (<models>/<model>/card.json).", metavar="PATH"
+        ),
     ] = Path("results/models"),
     bench: Annotated[
         Path | None,
-        typer.Option(help="Folder of the Snakemake benchmark files (train_<model>.tsv)."),
+        typer.Option(
+            help="Folder of the Snakemake benchmark files (train_<model>.tsv).", metavar="PATH"
+        ),
     ] = None,
     baseline: Annotated[
         list[Path] | None,
@@ -39,28 +48,18 @@ def summary(
     A model's name is the folder holding its metrics JSON. Ends with the table's path, the
     best segmentation overall (baselines included) and the best model.
     """
-    from dlpipe.summary import best_lines, summarise
-    from dlpipe.tracking import stage_run
+    from dlpipe.summary.stage import summarise_metrics  # deferred: `--help` stays fast
 
     config = load()
-    entries = {
-        m.parent.name: (
-            models / m.parent.name / "card.json",
-            m,
-            bench / f"train_{m.parent.name}.tsv" if bench else None,
-        )
-        for m in metrics
-    }
-    bases = {
-        m.parent.name: (m, bench / f"baseline_{m.parent.name}.tsv" if bench else None)
-        for m in baseline or []
-    }
-    params = {"models": sorted(entries), "baselines": sorted(bases)}
-    with stage_run(config, "summary", dataset=str(models), params=params) as run:
-        rows = summarise(entries, out, bases)
-        run.log_artifact(out / "models.csv")
-        for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
-            run.log_artifact(out / png)
-    typer.echo(f"summarised {len(entries)} models and {len(bases)} baselines: {out / 'models.csv'}")
-    for line in best_lines(rows):
-        typer.echo(line)
+    run_stage(
+        config,
+        "summary",
+        lambda run: summarise_metrics(
+            metrics, out, models=models, bench=bench, baselines=baseline or []
+        ),
+        dataset=str(models),
+        params={
+            "models": sorted({m.parent.name for m in metrics}),
+            "baselines": sorted({b.parent.name for b in baseline or []}),
+        },
+    )

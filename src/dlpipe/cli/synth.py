@@ -7,20 +7,21 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, load
+from dlpipe.cli._app import app, configure, run_stage
+from dlpipe.cli._options import config_option, overwrite_option
 
 
 @app.command()
 def synth(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write the demo data into.")],
-    seed: Annotated[int | None, typer.Option(help="Random seed [config: synth.seed].")] = None,
+    out_dir: Annotated[
+        Path, typer.Argument(help="Folder to write the demo data into.", metavar="OUT_DIR")
+    ],
+    seed: Annotated[int | None, config_option("Random seed", "synth.seed")] = None,
     shape: Annotated[
         tuple[int, int, int] | None,
-        typer.Option(
-            help="Volume shape Z Y X in voxels [config: synth.shape].", show_default=False
-        ),
+        config_option("Volume shape Z Y X in voxels", "synth.shape", metavar="Z Y X"),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace files already in OUT_DIR.")] = False,
+    overwrite: Annotated[bool, overwrite_option("Replace files already in OUT_DIR.")] = False,
 ) -> None:
     """Make a synthetic X-ray CT scan of a glass-fibre composite, with labels and a CVAT export.
 
@@ -30,21 +31,14 @@ def synth(
     OUT_DIR/cvat/images/slice_ZZZZ.png (annotated z-slices) and OUT_DIR/metadata.json.
     The same seed gives identical files.
     """
-    from dlpipe.config import validate_config
-    from dlpipe.synth import make_demo
-    from dlpipe.tracking import stage_run
+    from dlpipe.synth import make_demo  # stage imports are deferred: `dlpipe --help` stays fast
 
-    config = load()
-    if seed is not None:
-        config["synth"]["seed"] = seed
-    if shape is not None:
-        config["synth"]["shape"] = list(shape)
-    config = validate_config(config, source="command line")
+    config = configure("synth", {"seed": seed, "shape": shape})
     params = config["synth"]
-    with stage_run(config, "synth", dataset="synthetic-gfrp", params=params) as run:
-        meta = make_demo(out_dir, params, overwrite=overwrite)
-        run.log_metrics(
-            {f"fraction_{k}": v for k, v in meta["phase_fractions"].items()}
-            | {"fibres": meta["fibres"], "pores": meta["pores"]}
-        )
-        run.log_artifact(Path(out_dir) / "metadata.json")
+    run_stage(
+        config,
+        "synth",
+        lambda run: make_demo(out_dir, params, overwrite=overwrite),
+        dataset="synthetic-gfrp",
+        params=params,
+    )

@@ -14,6 +14,7 @@ import numpy as np
 from dlpipe.errors import UserError
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import test_range
+from dlpipe.results import StageResult
 from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 from dlpipe.stores.volume import open_labels
 
@@ -156,9 +157,8 @@ def evaluate(
     use_all: bool = False,
     z_ranges: Sequence[tuple[int, int]] | None = None,
     z_source: str = "given",
-    run: Any = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> StageResult:
     """Evaluate a predicted label volume against the truth; write JSON, CSV and figures.
 
     Parameters
@@ -173,7 +173,12 @@ def evaluate(
     z_range : half-open (z0, z1) to evaluate; default the ``dlpipe.split.test`` range of
         either volume's OME-Zarr attributes, else everything. ``use_all`` ignores the split.
     z_ranges : several half-open ranges instead (recorded with ``z_source`` as their origin).
-    run : a :class:`dlpipe.tracking.StageRun` to log metrics and figures to.
+
+    Returns
+    -------
+    StageResult
+        The metrics (``per_class``, ``mean_jaccard``, ...), with the scores, the JSON, the CSV
+        and the figures to log.
     """
     name = params.get("labels_name", "phases")
     pred = open_labels(pred_path, labels_name=name)
@@ -202,25 +207,24 @@ def evaluate(
     plot_dir.mkdir(parents=True, exist_ok=True)
     for fname, fig in figures.items():
         fig.savefig(plot_dir / fname, dpi=100)
-    if run is not None:
-        metrics = {
-            "mean_jaccard": result["mean_jaccard"],
-            "mean_dice": result["mean_dice"],
-            "accuracy": result["accuracy"],
-        }
-        for cname, m in result["per_class"].items():
-            for k in ("jaccard", "dice", "precision", "recall", "fraction_pred", "fraction_true"):
-                metrics[f"{k}_{cname}"] = m[k]
-        run.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
-        run.log_artifact(out_json)
-        run.log_artifact(out_json.with_suffix(".csv"))
-        for fname, fig in figures.items():
-            run.log_figure(fig, f"plots/{fname}")
+    metrics = {
+        "mean_jaccard": result["mean_jaccard"],
+        "mean_dice": result["mean_dice"],
+        "accuracy": result["accuracy"],
+    }
+    for cname, m in result["per_class"].items():
+        for k in ("jaccard", "dice", "precision", "recall", "fraction_pred", "fraction_true"):
+            metrics[f"{k}_{cname}"] = m[k]
     import matplotlib.pyplot as plt
 
     for fig in figures.values():
         plt.close(fig)
-    return result
+    return StageResult(
+        result,
+        metrics={k: v for k, v in metrics.items() if not math.isnan(v)},
+        artifacts=[out_json, out_json.with_suffix(".csv")]
+        + [(plot_dir / fname, "plots") for fname in figures],
+    )
 
 
 def make_figures(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -354,9 +355,8 @@ def evaluate_instances(
     out_json: str | Path,
     params: Mapping[str, Any] | None = None,
     *,
-    run: Any = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> StageResult:
     """Instance metrics of a prediction Zarr against a dataset Zarr; JSON, CSV, figures.
 
     Parameters
@@ -370,7 +370,6 @@ def evaluate_instances(
     out_json : metrics JSON (NaN as null); a CSV (one row per class and ``overall``) beside
         it and figures in ``<stem>_plots/`` (``ap_f1.png``, ``outlines_<i>.png``)
     params : the ``evaluation.instances`` config section (iou_thresholds, f1_iou, overlays)
-    run : a :class:`dlpipe.tracking.StageRun` to log metrics, files and figures to
 
     Raises
     ------
@@ -461,21 +460,24 @@ def evaluate_instances(
     plot_dir.mkdir(parents=True, exist_ok=True)
     for fname, fig in figures.items():
         fig.savefig(plot_dir / fname, dpi=100)
-    if run is not None:
-        metrics = {k: result["overall"][k] for k in keys if k != "mean_matched_iou"}
-        for name, m in result["per_class"].items():
-            for k in ("ap", "ap50", "ap75", "f1", "precision", "recall"):
-                metrics[f"{k}_{name}"] = m[k]
-        run.log_metrics({k: float(v) for k, v in metrics.items() if not math.isnan(v)})
-        run.log_artifact(out_json)
-        run.log_artifact(out_json.with_suffix(".csv"))
-        for fname, fig in figures.items():
-            run.log_figure(fig, f"plots/{fname}")
+    metrics = {k: result["overall"][k] for k in keys if k != "mean_matched_iou"}
+    for name, m in result["per_class"].items():
+        for k in ("ap", "ap50", "ap75", "f1", "precision", "recall"):
+            metrics[f"{k}_{name}"] = m[k]
     import matplotlib.pyplot as plt
 
     for fig in figures.values():
         plt.close(fig)
-    return result
+    o = result["overall"]
+    return StageResult(
+        result,
+        metrics={k: float(v) for k, v in metrics.items() if not math.isnan(v)},
+        artifacts=[out_json, out_json.with_suffix(".csv")]
+        + [(plot_dir / fname, "plots") for fname in figures],
+        summary=f"AP {o['ap']:.3f}, AP50 {o['ap50']:.3f}, F1@{result['f1_iou']:g} "
+        f"{o['f1']:.3f} ({o['n_matched']} of {o['n_true']} true matched, "
+        f"{o['n_pred']} predicted): {out_json}",
+    )
 
 
 def _figures(result: dict[str, Any], pred: Any, truth: Any, overlays: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from dlpipe.errors import UserError
 from dlpipe.postprocess.blobs import blob_table, write_csv
 from dlpipe.postprocess.components import Components, blocks, label_chunked
+from dlpipe.results import StageResult
 from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_labels
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def postprocess(
     blobs_csv: str | Path | None = None,
     changes_csv: str | Path | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Clean a label volume with per-phase rules and write it with its blob and change tables.
 
     Parameters
@@ -285,4 +286,10 @@ def postprocess(
         "changes_csv": str(changes_csv),
     }
     log.info("postprocess: %d blobs, %d changed", comp.count, len(idx))
-    return summary
+    return StageResult(
+        summary,
+        metrics={f"blobs_{k}": v for k, v in summary["blobs"].items()}
+        | {f"changed_voxels_{k}": v for k, v in summary["changed_voxels"].items()}
+        | {f"fraction_after_{k}": v for k, v in summary["fraction_after"].items()},
+        artifacts=[Path(blobs_csv), Path(changes_csv)],
+    )

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 log = logging.getLogger("dlpipe.prediction")
 
@@ -673,7 +674,7 @@ def predict_instances(
     torch_threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> StageResult:
     """Predict the instances of every image of a dataset Zarr (or z-slice of a volume).
 
     Parameters
@@ -784,4 +785,13 @@ def predict_instances(
         }
         (tmp / COMPLETE).write_text(json.dumps(summary) + "\n")
     log.info("predict: %d images, %d tiles, %d instances in %.1f s", n, n_tiles, len(rows), seconds)
-    return summary
+    return StageResult(
+        summary,
+        metrics={
+            k: float(summary[k])
+            for k in ("images", "instances", "tiles", "seconds", "images_per_s")
+        },
+        artifacts=[Path(out) / TABLE],
+        summary=f"predicted {summary['instances']} instances in {summary['images']} images "
+        f"({summary['tiles']} tiles, {summary['seconds']:.1f} s): {out}",
+    )

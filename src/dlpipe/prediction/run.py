@@ -24,6 +24,7 @@ from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.model import LoadedModel, load_model
 from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
 from dlpipe.prediction.windows import block_bounds, block_grid
+from dlpipe.results import StageResult
 from dlpipe.stores.atomic import write_text_atomic
 
 log = logging.getLogger("dlpipe.prediction")
@@ -585,7 +586,7 @@ def predict_volume(
     progress: bool = True,
     slab: tuple[int, int] | None = None,
     prepare_only: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Predict a tiled volume block by block into ``OUT.zarr`` (OME-Zarr labels).
 
     Parameters
@@ -724,7 +725,31 @@ def predict_volume(
             summary["peak_rss_mb"],
             budget,
         )
-    return summary
+    return _result(summary, Path(out))
+
+
+def _result(summary: dict[str, Any], out: Path) -> StageResult:
+    """The summary with what tracking logs (throughput, blocks, the manifest) and one line."""
+    keys = (
+        "voxels_per_s",
+        "seconds",
+        "peak_rss_mb",
+        "blocks",
+        "blocks_predicted",
+        "blocks_done_before",
+        "voxels",
+        "windows",
+    )
+    manifest = out / MANIFEST
+    return StageResult(
+        summary,
+        metrics={k: float(summary[k]) for k in keys},
+        artifacts=[manifest] if manifest.is_file() else [],
+        summary=f"predicted {summary['blocks_predicted']} of {summary['blocks']} blocks "
+        f"({summary['blocks_done_before']} done before), "
+        f"{summary['voxels_per_s']:.0f} voxels/s, peak RSS {summary['peak_rss_mb']:.0f} MiB"
+        f"{'' if summary['complete'] else ' (slab done; output not yet complete)'}: {out}",
+    )
 
 
 def _all_marked(out: Path, shape, block) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import tifffile
 
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 from dlpipe.stores.atomic import staged_dir
 from dlpipe.synth.cvat_export import write_cvat_export
 from dlpipe.synth.imaging import ct_image
@@ -32,7 +33,7 @@ def annotated_slices(nz: int, count: int, z_range: tuple[float, float]) -> list[
 
 def make_demo(
     out_dir: str | Path, params: Mapping[str, Any], *, overwrite: bool = False
-) -> dict[str, Any]:
+) -> StageResult:
     """Generate the demo data set.
 
     Writes ``volume.tif`` (multi-page, uint8 or uint16), ``labels.tif`` (uint8 phases:
@@ -101,4 +102,9 @@ def make_demo(
         len(slices),
         time.perf_counter() - t0,
     )
-    return meta
+    return StageResult(
+        meta,
+        metrics={f"fraction_{k}": v for k, v in meta["phase_fractions"].items()}
+        | {"fibres": meta["fibres"], "pores": meta["pores"]},
+        artifacts=[Path(out_dir) / "metadata.json"],
+    )

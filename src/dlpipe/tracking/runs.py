@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dlpipe.config import config_hash
+from dlpipe.results import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,20 @@ class StageRun:
         if not self.active:
             return
         _retry(lambda: self.client.log_figure(self.run_id, figure, artifact_file))
+
+    def log_result(self, result: StageResult) -> None:
+        """Log what a stage's :class:`~dlpipe.results.StageResult` asks for.
+
+        Tags, params, metrics, then the artifact files and the JSON artifacts.
+        """
+        self.set_tags(result.tags)
+        self.log_params(result.params)
+        self.log_metrics(result.metrics)
+        for artifact in result.artifacts:
+            path, folder = artifact if isinstance(artifact, tuple) else (artifact, None)
+            self.log_artifact(path, folder)
+        for name, data in result.dicts.items():
+            self.log_dict(data, name)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 
 
 def train(
@@ -18,11 +19,12 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
-) -> dict[str, Any]:
+) -> StageResult:
     """Train the model named by ``params["model"]`` (``unet`` or ``maskrcnn``).
 
     See :func:`dlpipe.training.train_unet` and :func:`dlpipe.training.train_maskrcnn`;
-    both run the same loop (:mod:`dlpipe.training.loop`) and write the same model folder.
+    both run the same loop (:mod:`dlpipe.training.loop`) and write the same model folder,
+    logging to ``run`` as they go. Returns the model card, with one line for the user.
     """
     from dlpipe.training.maskrcnn import train_maskrcnn
     from dlpipe.training.unet import train_unet
@@ -30,6 +32,21 @@ def train(
     trainers = {"unet": train_unet, "maskrcnn": train_maskrcnn}
     if params["model"] not in trainers:
         raise UserError(f"unknown train.model {params['model']!r} ({', '.join(trainers)})")
-    return trainers[params["model"]](
+    card = trainers[params["model"]](
         store, out_dir, params, run=run, resume=resume, overwrite=overwrite, progress=progress
+    )
+    return StageResult(card, summary=_summary(card, out_dir))
+
+
+def _summary(card: Mapping[str, Any], out_dir: str | Path) -> str:
+    """One line on the trained model."""
+    if card["model"] == "maskrcnn":
+        return (
+            f"trained Mask R-CNN {card['architecture']['backbone']}-FPN "
+            f"({card['parameters']} parameters), best epoch {card['best_epoch']}, "
+            f"val loss {card['val_loss']}: {out_dir}"
+        )
+    return (
+        f"trained {card['input']} U-Net ({card['parameters']} parameters), best epoch "
+        f"{card['best_epoch']}, val mean Jaccard {card['val_mean_jaccard']}: {out_dir}"
     )

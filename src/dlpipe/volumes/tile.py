@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 from dlpipe.stores.atomic import write_text_atomic
 from dlpipe.stores.marker import is_complete, mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
@@ -56,7 +57,7 @@ def tile_volume(
     overwrite: bool = False,
     resume: bool = True,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> StageResult:
     """Write ``input_path`` (and ``labels``) as an OME-Zarr pyramid at ``out``, slab by slab.
 
     Parameters
@@ -107,13 +108,32 @@ def tile_volume(
                     f"labels shape {lab.shape} differs from the image shape {src.shape}",
                     path=lab.path,
                 )
-        return _tile(
+        summary = _tile(
             src, lab, out, p, overwrite=overwrite, resume=resume, progress=progress, t_start=t_start
         )
     finally:
         src.close()
         if lab is not None:
             lab.close()
+    return _result(summary)
+
+
+def _result(summary: dict[str, Any]) -> StageResult:
+    """The summary with what tracking logs: shape tag, statistics, throughput, the split."""
+    st = summary["statistics"]
+    z, y, x = summary["shape"]
+    return StageResult(
+        summary,
+        tags={"shape": f"{z}x{y}x{x}", "dtype": summary["dtype"]},
+        metrics={k: st[k] for k in ("min", "max", "mean", "std", "p0_1", "p99_9")}
+        | {
+            "voxels": z * y * x,
+            "seconds": summary["seconds"],
+            "mb_per_s": summary["mb_per_s"],
+            "resumed_slabs": summary["resumed_slabs"],
+        },
+        dicts={"tile_summary.json": {"split": summary["split"], "statistics": st}},
+    )
 
 
 def _plan(src: Source, p: Mapping[str, Any], with_labels: bool) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from dlpipe.annotations.cvat._sources import ImageSource, open_annotations, vide
 from dlpipe.annotations.cvat.rasterise import DrawOptions, rasterise_frame
 from dlpipe.annotations.cvat.reader import CvatReader
 from dlpipe.errors import UserError
+from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.dataset import PIXEL_CONVENTION, DatasetWriter, finish_dataset
 from dlpipe.stores.table import ObjectsTable
@@ -81,7 +83,7 @@ def convert(
     images: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Convert a CVAT XML (or export zip) to a Zarr dataset for U-Net and Mask R-CNN.
 
     Writes ``out`` (a Zarr v3 group) only when the whole conversion succeeds:
@@ -246,7 +248,18 @@ def convert(
         {k: v for k, v in summary["counts"].items() if v},
         seconds,
     )
-    return summary
+    return StageResult(
+        summary,
+        metrics={"images": summary["images"], "seconds": summary["seconds"]}
+        | {_metric(f"objects_{k}"): v for k, v in summary["objects_per_label"].items()}
+        | summary["counts"],
+        dicts={"cvat_summary.json": summary},
+    )
+
+
+def _metric(name: str) -> str:
+    """An MLflow-safe metric name (labels may hold any character)."""
+    return re.sub(r"[^\w\-. /]", "_", name)
 
 
 def _xml_bytes(annotations: Path, zf: Any) -> int:
