@@ -37,7 +37,8 @@ def summary(
         list[Path] | None,
         typer.Option(
             help="Evaluation JSON of a classical baseline, named after its folder:"
-            " <results>/baselines/<method>/clean_metrics.json (repeatable)."
+            " <results>/baselines/<method>/clean_metrics.json (repeatable).",
+            metavar="PATH",
         ),
     ] = None,
 ) -> None:
