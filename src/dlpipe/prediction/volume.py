@@ -15,7 +15,10 @@ from dlpipe.errors import UserError
 
 @dataclass
 class VolumeInfo:
-    """The image level predicted: its path, shape (z, y, x), voxel scale, normalisation."""
+    """The image level predicted: its path, shape (z, y, x), voxel scale, normalisation.
+
+    ``array`` is the opened image array ((z, y, x), or (y, x) when ``squeeze_z``).
+    """
 
     path: Path
     level: str
@@ -25,6 +28,7 @@ class VolumeInfo:
     p0_1: float
     p99_9: float
     squeeze_z: bool  # a 2D image (y, x) seen as one z-slice
+    array: zarr.Array
 
 
 def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = "0") -> VolumeInfo:
@@ -99,7 +103,7 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
                 if t.get("type") == "scale":
                     scale = ([1.0, *list(t["scale"])])[-3:]
     shape = tuple(int(s) for s in ((1, *arr.shape) if squeeze else arr.shape))
-    return VolumeInfo(path, level, shape, str(arr.dtype), scale, p0, p1, squeeze)
+    return VolumeInfo(path, level, shape, str(arr.dtype), scale, p0, p1, squeeze, arr)
 
 
 def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:
