@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -110,8 +109,9 @@ def predict(
     """
     from dlpipe.config import validate_config
     from dlpipe.errors import UserError
-    from dlpipe.prediction import gather, predict_volume
-    from dlpipe.prediction.cluster import dask_scheduler
+    from dlpipe.prediction import gather
+    from dlpipe.prediction import predict as run_predict
+    from dlpipe.prediction.model import read_card
     from dlpipe.tracking import stage_run
 
     if gather_only:
@@ -120,11 +120,11 @@ def predict(
         typer.echo(f"complete: {out}")
         return
     config = load()
-    from dlpipe.prediction.instances import is_maskrcnn_card
-
-    if is_maskrcnn_card(model_dir):
+    card = read_card(model_dir)  # read once: tags the run, then goes to the library
+    if card.get("model") == "maskrcnn":
         _predict_instances(
             config,
+            card,
             model_dir,
             volume,
             out,
@@ -147,28 +147,26 @@ def predict(
     config["predict"] = section
     config = validate_config(config, source="command line")
     params = config["predict"]
-    card = model_dir / "card.json"
-    model_name = json.loads(card.read_text()).get("model", "") if card.is_file() else ""
     with stage_run(
         config,
         "predict",
         dataset=volume.name,
-        model=model_name,
+        model=card.get("model", ""),
         params=params
         | {"model_dir": str(model_dir), "scheduler": scheduler or params["scheduler"]},
     ) as run:
-        with dask_scheduler(scheduler or params["scheduler"]) as address:
-            summary = predict_volume(
-                model_dir,
-                volume,
-                out,
-                params,
-                scheduler=address,
-                overwrite=overwrite,
-                resume=resume,
-                slab=tuple(slab) if slab else None,
-                prepare_only=prepare,
-            )
+        summary = run_predict(
+            model_dir,
+            volume,
+            out,
+            params,
+            card=card,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            resume=resume,
+            slab=tuple(slab) if slab else None,
+            prepare_only=prepare,
+        )
         run.log_metrics(
             {
                 k: float(summary[k])
@@ -196,6 +194,7 @@ def predict(
 
 def _predict_instances(
     config: dict,
+    card: dict,
     model_dir: Path,
     source: Path,
     out: Path,
@@ -205,7 +204,8 @@ def _predict_instances(
 ) -> None:
     """`dlpipe predict` with a Mask R-CNN model: instances of a dataset or volume slices."""
     from dlpipe.config import validate_config
-    from dlpipe.prediction.instances import TABLE, predict_instances
+    from dlpipe.prediction import predict as run_predict
+    from dlpipe.prediction.instances import TABLE
     from dlpipe.tracking import stage_run
 
     section = dict(config["predict"])
@@ -224,14 +224,8 @@ def _predict_instances(
         model="maskrcnn",
         params=params | {"model_dir": str(model_dir), "device": config["predict"]["device"]},
     ) as run:
-        summary = predict_instances(
-            model_dir,
-            source,
-            out,
-            params,
-            device=config["predict"]["device"],
-            torch_threads=config["predict"]["torch_threads"],
-            overwrite=overwrite,
+        summary = run_predict(
+            model_dir, source, out, config["predict"], card=card, overwrite=overwrite
         )
         run.log_metrics(
             {
