@@ -18,6 +18,7 @@ from _predict_helpers import phantom, write_volume
 
 from dlpipe.cli import main
 from dlpipe.prediction import load_model, predict_region, predict_volume
+from dlpipe.stores.ngff import label_image_attrs
 
 NO_TRACKING = ["--config-json", '{"tracking": {"enabled": false}}']
 # Bit-identical results need the same torch thread count in every process (the order of
@@ -89,6 +90,34 @@ def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, blo
     assert diff[face].mean() <= max(diff[~face].mean(), 0.001)
 
 
+def test_output_carries_the_volumes_voxel_size_and_unit_like_its_labels(
+    models, volume, tmp_path
+) -> None:
+    """PRED.zarr's labels get the NGFF metadata of VOL.zarr's: the input's voxel size and
+    unit, ``source``, the one palette and the class names as ``properties``."""
+    root = zarr.open_group(volume, mode="r+")
+    attrs = root.attrs.asdict()
+    ms = attrs["ome"]["multiscales"][0]
+    ms["axes"] = [a | {"unit": "micrometer"} for a in ms["axes"]]
+    ms["datasets"][0]["coordinateTransformations"] = [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]
+    root.attrs.update(attrs)
+    out = tmp_path / "p.zarr"
+    predict_volume(
+        models["2d"], volume, out, {"block": [12, 72, 80], "probabilities": True}, progress=False
+    )
+    pred = zarr.open_group(out, mode="r")
+    assert pred["labels"].attrs["ome"]["labels"] == ["phases"]
+    want = label_image_attrs(
+        "phases", 1, [2.0, 0.5, 0.5], "micrometer", "0.5", classes=["matrix", "fibre", "pore"]
+    )
+    assert pred["labels/phases"].attrs.asdict() == want
+    label = want["ome"]["image-label"]
+    assert label["source"] == {"image": "../../"} and label["properties"][1]["name"] == "fibre"
+    prob = pred["probabilities"].attrs["ome"]["multiscales"][0]
+    assert [a.get("unit") for a in prob["axes"]] == [None, *["micrometer"] * 3]
+    assert prob["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 0.5, 0.5]
+
+
 def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> None:
     out = tmp_path / "p.zarr"
     s = predict_volume(
@@ -113,7 +142,7 @@ def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> Non
     )  # float16 ties only
     assert root["labels"].attrs["ome"]["labels"] == ["phases"]
     props = root["labels/phases"].attrs["ome"]["image-label"]["properties"]
-    assert [q["class"] for q in props] == ["matrix", "fibre", "pore"]
+    assert [q["name"] for q in props] == ["matrix", "fibre", "pore"]
     assert root.attrs["dlpipe"]["complete"] is True and (out / ".dlpipe_complete").is_file()
     assert len(list((out / ".dlpipe_blocks").iterdir())) == 27
 

@@ -12,7 +12,8 @@ import zarr
 from PIL import Image
 
 from dlpipe.errors import UserError
-from dlpipe.volumes import open_source, open_volume
+from dlpipe.stores import open_volume
+from dlpipe.volumes import open_source
 
 VOL = np.arange(5 * 6 * 7, dtype=np.uint16).reshape(5, 6, 7) * 100
 
@@ -20,7 +21,8 @@ VOL = np.arange(5 * 6 * 7, dtype=np.uint16).reshape(5, 6, 7) * 100
 def _roundtrip(run_tile, src: Path | str, out: Path, *extra: str) -> np.ndarray:
     code, err = run_tile(src, "--out", out, "--chunks", "2", "4", "4", "--levels", "2", *extra)
     assert code == 0, err
-    image, labels, attrs = open_volume(out)
+    opened = open_volume(out)
+    image, labels, attrs = opened.image, opened.labels, opened.attrs
     assert labels is None and attrs["complete"] is True
     return image[:]
 
@@ -175,7 +177,7 @@ def test_nan_is_reported_then_replaced(tmp_path: Path, run_tile) -> None:
         run_tile, tmp_path / "v.npy", tmp_path / "ok.zarr", "--replace-nonfinite", "-1"
     )
     assert got[3, 2, 1] == -1 and got[4, 0, 0] == -1 and got[0, 0, 1] == 100
-    attrs = open_volume(tmp_path / "ok.zarr")[2]
+    attrs = open_volume(tmp_path / "ok.zarr").attrs
     assert attrs["nonfinite_replaced"] == {"nan": 1, "inf": 1, "value": -1.0}
     assert attrs["statistics"]["min"] == -1.0
 
@@ -249,7 +251,7 @@ def test_labels_any_integer_type_values_0_255(tmp_path: Path, run_tile) -> None:
         "4",
     )
     assert code == 0, err
-    labels = open_volume(tmp_path / "o.zarr")[1]
+    labels = open_volume(tmp_path / "o.zarr").labels
     assert labels.dtype == np.uint8
     np.testing.assert_array_equal(labels[:], lab)
     lab[4, 5, 6] = 300

@@ -12,7 +12,8 @@ import zarr
 from PIL import Image
 
 from dlpipe.errors import UserError
-from dlpipe.volumes import downsample_mean, downsample_mode, open_volume
+from dlpipe.stores import open_volume
+from dlpipe.volumes import downsample_mean, downsample_mode
 
 
 def _ome_nodes(path: Path) -> dict[str, object]:
@@ -69,7 +70,8 @@ def test_fibres_round_trip_stats_pyramid_ngff(shared_data: Path, tmp_path: Path,
         "5",
     )
     assert code == 0, err
-    image, labels, attrs = open_volume(out)
+    opened = open_volume(out)
+    image, labels, attrs = opened.image, opened.labels, opened.attrs
     np.testing.assert_array_equal(image[:], vol)
     np.testing.assert_array_equal(labels[:], lab)
     _check_stats(attrs["statistics"], vol)
@@ -108,7 +110,8 @@ def test_cement_ngff04_blosc_and_v3_sharding(shared_data: Path, tmp_path: Path, 
     out = tmp_path / "cement04.zarr"
     code, err = run_tile(src, "--out", out, "--ngff", "0.4", "--codec", "blosc")
     assert code == 0, err
-    image, labels, attrs = open_volume(out)
+    opened = open_volume(out)
+    image, labels, attrs = opened.image, opened.labels, opened.attrs
     assert image.metadata.zarr_format == 2 and labels is None
     np.testing.assert_array_equal(image[:], vol)
     _check_stats(attrs["statistics"], vol)
@@ -149,7 +152,8 @@ def test_isbi_slice_folder_with_labels(shared_data: Path, tmp_path: Path, run_ti
         "128",
     )
     assert code == 0, err
-    image, labels, attrs = open_volume(out)
+    opened = open_volume(out)
+    image, labels, attrs = opened.image, opened.labels, opened.attrs
     np.testing.assert_array_equal(image[:], vol)  # natural order: 0, 1, ..., 9, 10, ...
     np.testing.assert_array_equal(labels[:], lab)
     _check_stats(attrs["statistics"], vol)
@@ -221,7 +225,8 @@ def test_float32_cement_statistics(shared_data: Path, tmp_path: Path, run_tile) 
         "2",
     )
     assert code == 0, err
-    image, _, attrs = open_volume(tmp_path / "f.zarr")
+    opened = open_volume(tmp_path / "f.zarr")
+    image, _, attrs = opened.image, opened.labels, opened.attrs
     np.testing.assert_array_equal(image[:], f)
     st = attrs["statistics"]
     x = f.astype(np.float64)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dlpipe.errors import UserError
-from dlpipe.volumes import open_volume
+from dlpipe.stores import open_volume
 
 NO_TRACKING = '{"tracking": {"enabled": false}}'
 
@@ -73,7 +73,8 @@ def test_killed_run_resumes(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming {out}: {n_done} of 48 slabs already written" in rerun.stderr
     assert _chunk_mtimes(out / "0", range(n_done)) == before  # finished chunks untouched
-    image, _, attrs = open_volume(out)
+    opened = open_volume(out)
+    image, _, attrs = opened.image, opened.labels, opened.attrs
     np.testing.assert_array_equal(image[:], vol)
     x = vol.astype(np.float64)
     st = attrs["statistics"]

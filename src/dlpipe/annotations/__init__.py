@@ -27,9 +27,9 @@ from dlpipe.annotations.convert import DEFAULTS, convert
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.annotations.instance_folders import read_instance_folders
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
-from dlpipe.annotations.table import read_objects, table_path
 from dlpipe.annotations.targets import targets, targets_from_arrays
 from dlpipe.annotations.write import write_cvat_xml
+from dlpipe.stores.table import read_objects, table_path
 
 __all__ = [
     "DEFAULTS",

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from dlpipe._io import atomic_path
 from dlpipe.annotations import _background
 from dlpipe.annotations._parse import CvatReader
 from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
-from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.table import ObjectsTable
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe._io import atomic_path
 from dlpipe.annotations.convert import MARKER
-from dlpipe.annotations.table import ObjectsTable
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.table import ObjectsTable
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:

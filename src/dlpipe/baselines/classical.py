@@ -12,13 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
-from dlpipe.evaluation.volumes import (
-    chunk_shape,
-    dlpipe_attrs,
-    open_labels,
-    test_range,
-    write_labels,
-)
+from dlpipe.evaluation.volumes import test_range
+from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_labels
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +227,7 @@ def baseline(
         labels_name=name,
         attrs=attrs,
         overwrite=overwrite,
+        like=volume_path,
     )
     ranges = None
     if z_range is None and not use_all and test_range(volume_path, truth_path) is None:

@@ -111,7 +111,7 @@ def predict(
     from dlpipe.errors import UserError
     from dlpipe.prediction import gather
     from dlpipe.prediction import predict as run_predict
-    from dlpipe.prediction.model import read_card
+    from dlpipe.stores.card import model_family, read_card
     from dlpipe.tracking import stage_run
 
     if gather_only:
@@ -121,7 +121,8 @@ def predict(
         return
     config = load()
     card = read_card(model_dir)  # read once: tags the run, then goes to the library
-    if card.get("model") == "maskrcnn":
+    family = model_family(card, model_dir / "card.json")
+    if family == "maskrcnn":
         _predict_instances(
             config,
             card,
@@ -151,7 +152,7 @@ def predict(
         config,
         "predict",
         dataset=volume.name,
-        model=card.get("model", ""),
+        model=family,
         params=params
         | {"model_dir": str(model_dir), "scheduler": scheduler or params["scheduler"]},
     ) as run:

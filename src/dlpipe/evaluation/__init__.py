@@ -10,8 +10,10 @@ error_blobs
     False-positive and false-negative connected components per class.
 evaluate, evaluate_arrays
     The whole evaluation (JSON, CSV, figures, MLflow) from paths, or on arrays.
-open_labels, test_range, write_labels
-    Label volumes in Zarr, OME-Zarr and TIFF.
+open_labels, write_labels, dlpipe_attrs
+    Label volumes in Zarr, OME-Zarr and TIFF (from :mod:`dlpipe.stores.volume`).
+test_range
+    The test z-range of a volume's split.
 evaluate_instances, evaluate_instance_images, InstanceEvaluator, match_detections,
 average_precision, pair_iou
     Instance metrics: COCO matching by mask IoU, P/R/F1 at IoU 0.5, AP@[.50:.95], AP50, AP75.
@@ -27,7 +29,8 @@ from dlpipe.evaluation.instances import (
     pair_iou,
 )
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
-from dlpipe.evaluation.volumes import dlpipe_attrs, open_labels, test_range, write_labels
+from dlpipe.evaluation.volumes import test_range
+from dlpipe.stores.volume import dlpipe_attrs, open_labels, write_labels
 
 __all__ = [
     "InstanceEvaluator",

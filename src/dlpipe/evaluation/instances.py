@@ -378,7 +378,7 @@ def evaluate_instances(
     """
     from tqdm.auto import tqdm
 
-    from dlpipe._io import write_json_atomic, write_text_atomic
+    from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 
     p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(params or {})
     pred_path, truth_path, out_json = Path(pred_path), Path(truth_path), Path(out_json)

@@ -99,7 +99,7 @@ def blob_table(comp: Components) -> dict[str, np.ndarray]:
 
 def write_csv(path: str | Path, columns: dict[str, np.ndarray] | dict[str, list]) -> None:
     """Write equal-length columns as CSV (floats with 6 significant digits), atomically."""
-    from dlpipe._io import atomic_path
+    from dlpipe.stores.atomic import atomic_path
 
     names = list(columns)
     n = len(next(iter(columns.values()))) if names else 0

@@ -12,9 +12,9 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
-from dlpipe.evaluation.volumes import chunk_shape, dlpipe_attrs, open_labels, write_labels
 from dlpipe.postprocess.blobs import blob_table, write_csv
 from dlpipe.postprocess.components import Components, blocks, label_chunked
+from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_labels
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ def postprocess(
     pred : label volume (Zarr array, OME-Zarr group with ``labels/<name>/0``, or TIFF), (z, y, x)
         unsigned integers.
     out : the cleaned volume, written as ``OUT.zarr/labels/<name>/0`` (uint8) with the
-        ``dlpipe`` attributes of the input and the marker ``.dlpipe_complete`` written last.
+        ``dlpipe`` attributes of the input, the NGFF label attributes (voxel size and unit of the
+        input) and the completion marker written last.
     params : the ``postprocess`` config section (connectivity, chunks, rules, labels_name).
     blobs_csv, changes_csv : table paths; default ``OUT`` with ``.blobs.csv`` / ``.changes.csv``.
 
@@ -246,6 +247,7 @@ def postprocess(
             labels_name=params["labels_name"],
             attrs=attrs,
             overwrite=overwrite,
+            like=pred,
         )
     finally:
         if scratch is not None:

@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
+from dlpipe.stores.volume import chunk_shape
 
 CONNECTIVITY = {3: {6: 1, 18: 2, 26: 3}, 2: {4: 1, 8: 2}}
 
@@ -101,8 +102,6 @@ def label_chunked(
         component first appears. The partition equals ``scipy.ndimage.label`` run on
         ``source == p`` for each phase ``p`` on the whole array.
     """
-    from dlpipe.evaluation.volumes import chunk_shape
-
     shape = tuple(int(s) for s in source.shape)
     ndim = len(shape)
     struct = structure(ndim, connectivity)

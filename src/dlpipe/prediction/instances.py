@@ -25,18 +25,18 @@ import torch
 import zarr
 from tqdm.auto import tqdm
 
-from dlpipe._io import atomic_path
 from dlpipe.errors import UserError
 from dlpipe.prediction.detections import MERGE_RULES
 from dlpipe.prediction.maskrcnn import DEFAULTS, load_maskrcnn, predict_image
 from dlpipe.prediction.model import torch_device
 from dlpipe.prediction.volume import open_volume
+from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.marker import mark_complete, require_complete
 
 log = logging.getLogger("dlpipe.prediction")
 
 __all__ = ["COLUMNS", "PARQUET", "TABLE", "predict_instances"]
 
-COMPLETE = ".dlpipe_complete"
 TABLE = "instances.csv"
 PARQUET = "instances.parquet"
 COLUMNS = [
@@ -94,8 +94,7 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
             "not a Zarr group (expected a dataset Zarr with `images` or a tiled VOL.zarr)",
             path=path,
         )
-    if not (path / COMPLETE).is_file():
-        raise UserError("input is incomplete (no .dlpipe_complete marker)", path=path)
+    require_complete(path, "input")
     root = zarr.open_group(str(path), mode="r")
     if "images" in root:
         arr = root["images"]
@@ -225,7 +224,7 @@ def predict_instances(
     out : ``PRED.zarr`` to write: ``instances`` uint32 (N, H, W), ids 1..K unique within
         each image (1 = highest score), ``semantic`` uint8 (N, H, W), ``instances.csv`` and
         ``instances.parquet`` (one row per instance, :data:`COLUMNS`), attributes
-        ``dlpipe`` (classes, image_names, z, model, params); ``.dlpipe_complete`` last. The
+        ``dlpipe`` (classes, image_names, z, model, params); the completion marker last. The
         store appears by one rename when complete.
     params : the ``predict.maskrcnn`` config section
         (:data:`dlpipe.prediction.maskrcnn.DEFAULTS`)
@@ -317,6 +316,6 @@ def predict_instances(
             "seconds": seconds,
             "images_per_s": n / seconds if seconds > 0 else 0.0,
         }
-        (tmp / COMPLETE).write_text(json.dumps(summary) + "\n")
+        mark_complete(tmp, json.dumps(summary) + "\n")
     log.info("predict: %d images, %d tiles, %d instances in %.1f s", n, n_tiles, len(rows), seconds)
     return summary

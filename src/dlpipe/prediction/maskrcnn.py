@@ -41,8 +41,8 @@ from dlpipe.prediction.detections import (
     merge_detections,
     paint_instances,
 )
-from dlpipe.prediction.model import read_card
 from dlpipe.prediction.windows import window_starts
+from dlpipe.stores.card import read_card
 
 __all__ = [
     "DEFAULTS",

@@ -4,8 +4,6 @@ Public API
 ----------
 LoadedModel, load_model
     A U-Net rebuilt from ``card.json`` + ``weights.pt`` and checked.
-read_card
-    ``MODEL_DIR/card.json`` as a dict (any model family).
 torch_device
     The torch device of a ``device`` option (auto, cpu, cuda).
 """
@@ -23,8 +21,9 @@ import torch
 
 from dlpipe.errors import UserError
 from dlpipe.models import build_unet
+from dlpipe.stores.card import read_card
 
-__all__ = ["INPUTS", "LoadedModel", "load_model", "read_card", "torch_device"]
+__all__ = ["INPUTS", "LoadedModel", "load_model", "torch_device"]
 
 INPUTS = ("2d", "2.5d", "3d")
 
@@ -44,21 +43,6 @@ class LoadedModel:
     window: tuple[int, ...]
     classes: list[str]
     digest: str
-
-
-def read_card(model_dir: str | Path) -> dict[str, Any]:
-    """``MODEL_DIR/card.json`` as a dict (any model family); UserError if missing or invalid."""
-    model_dir = Path(model_dir)
-    path = model_dir / "card.json"
-    if not path.is_file():
-        raise UserError("no card.json: not a model folder from `dlpipe train`", path=model_dir)
-    try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"card.json is not valid JSON ({exc.msg})", path=path) from None
-    if not isinstance(card, dict):
-        raise UserError("card.json is not a JSON object", path=path)
-    return card
 
 
 def torch_device(name: str) -> torch.device:

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import zarr
 
-from dlpipe._io import write_text_atomic
 from dlpipe.errors import UserError
 from dlpipe.prediction.model import LoadedModel
 from dlpipe.prediction.volume import VolumeInfo
 from dlpipe.prediction.windows import block_grid
+from dlpipe.stores import ngff
+from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.marker import mark_complete
 
 if TYPE_CHECKING:  # only for annotations: block.py imports this module
     from dlpipe.prediction.block import Job
@@ -48,7 +50,6 @@ __all__ = [
 
 MANIFEST = ".dlpipe_manifest.json"
 MARKERS = ".dlpipe_blocks"
-COMPLETE = ".dlpipe_complete"
 
 
 def block_name(index: tuple[int, ...]) -> str:
@@ -61,44 +62,13 @@ def mark_block(out: str | Path, index: tuple[int, ...]) -> None:
     (Path(out) / MARKERS / block_name(index)).write_text("")
 
 
-def _ngff_label_attrs(name: str, classes: list[str], scale: list[float], ndim: int) -> dict:
-    axes = [{"name": a, "type": "space"} for a in ("z", "y", "x")][-ndim:]
-    palette = [
-        [0, 0, 0, 0],
-        [230, 25, 75, 255],
-        [60, 180, 75, 255],
-        [0, 130, 200, 255],
-        [255, 225, 25, 255],
-        [145, 30, 180, 255],
-        [70, 240, 240, 255],
-    ]
-    return {
-        "ome": {
-            "version": "0.5",
-            "multiscales": [
-                {
-                    "name": name,
-                    "axes": axes,
-                    "datasets": [
-                        {
-                            "path": "0",
-                            "coordinateTransformations": [
-                                {"type": "scale", "scale": scale[-ndim:]}
-                            ],
-                        }
-                    ],
-                }
-            ],
-            "image-label": {
-                "version": "0.5",
-                "colors": [
-                    {"label-value": i, "rgba": palette[i % len(palette)]}
-                    for i in range(len(classes))
-                ],
-                "properties": [{"label-value": i, "class": c} for i, c in enumerate(classes)],
-            },
-        }
-    }
+def _probabilities_attrs(classes: list[str], voxel_size: list[float], unit: str | None) -> dict:
+    """NGFF attributes of ``probabilities``: a channel axis before the spatial ones."""
+    ms = ngff.multiscales("probabilities", 1, voxel_size, unit, "0.5", method="mean")
+    ms[0]["axes"].insert(0, {"name": "c", "type": "channel"})
+    scale = ms[0]["datasets"][0]["coordinateTransformations"][0]
+    scale["scale"] = [1.0, *scale["scale"]]
+    return {"ome": {"version": "0.5", "multiscales": ms}, "dlpipe": {"classes": classes}}
 
 
 def build_manifest(model: LoadedModel, info: VolumeInfo, job: Job) -> dict[str, Any]:
@@ -174,9 +144,12 @@ def prepare_output(
         {"dlpipe": {"prediction": manifest, "classes": model.classes, "complete": False}}
     )
     labels = root.create_group("labels")
-    labels.attrs.update({"ome": {"version": "0.5", "labels": [job.labels]}})
+    labels.attrs.update(ngff.labels_group_attrs([job.labels], "0.5"))
     lab = labels.create_group(job.labels)
-    lab.attrs.update(_ngff_label_attrs(job.labels, model.classes, info.scale, ndim))
+    voxel_size = info.scale[-ndim:]
+    lab.attrs.update(
+        ngff.label_image_attrs(job.labels, 1, voxel_size, info.unit, "0.5", classes=model.classes)
+    )
     lab.create_array(
         "0",
         shape=shape,
@@ -188,30 +161,7 @@ def prepare_output(
     if job.probabilities:
         n = len(model.classes)
         prob = root.create_group("probabilities")
-        space = [{"name": a, "type": "space"} for a in ("z", "y", "x")][-ndim:]
-        axes = [{"name": "c", "type": "channel"}, *space]
-        prob.attrs.update(
-            {
-                "ome": {
-                    "version": "0.5",
-                    "multiscales": [
-                        {
-                            "name": "probabilities",
-                            "axes": axes,
-                            "datasets": [
-                                {
-                                    "path": "0",
-                                    "coordinateTransformations": [
-                                        {"type": "scale", "scale": [1.0, *info.scale[-ndim:]]}
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                },
-                "dlpipe": {"classes": model.classes},
-            }
-        )
+        prob.attrs.update(_probabilities_attrs(model.classes, voxel_size, info.unit))
         prob.create_array(
             "0",
             shape=(n, *shape),
@@ -234,8 +184,9 @@ def all_marked(out: Path, shape: Any, block: Any) -> bool:
 def gather(out: str | Path) -> bool:
     """Mark ``OUT.zarr`` complete if every block has its marker; return whether it is.
 
-    Sets ``dlpipe.complete`` in the root attributes and writes ``OUT.zarr/.dlpipe_complete``
-    last. Used at the end of a run and by the gather job after z-slab jobs.
+    Sets ``dlpipe.complete`` in the root attributes and writes the completion marker
+    (:func:`dlpipe.stores.marker.mark_complete`) last. Used at the end of a run and by the
+    gather job after z-slab jobs.
     """
     out = Path(out)
     if not (out / MANIFEST).is_file():
@@ -248,5 +199,5 @@ def gather(out: str | Path) -> bool:
     meta = dict(root.attrs["dlpipe"])
     meta["complete"] = True
     root.attrs["dlpipe"] = meta
-    (out / COMPLETE).write_text(json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))
+    mark_complete(out, json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))
     return True

@@ -34,7 +34,7 @@ from dlpipe.prediction.memory import (
     peak_rss_mb,
     workers_in_budget,
 )
-from dlpipe.prediction.model import load_model, read_card, torch_device
+from dlpipe.prediction.model import load_model, torch_device
 from dlpipe.prediction.output import (
     MANIFEST,
     all_marked,
@@ -46,6 +46,7 @@ from dlpipe.prediction.output import (
 from dlpipe.prediction.schedulers import dask_scheduler, run_distributed, run_local
 from dlpipe.prediction.volume import open_volume
 from dlpipe.prediction.windows import block_grid
+from dlpipe.stores.card import model_family, read_card
 
 log = logging.getLogger("dlpipe.prediction")
 
@@ -239,11 +240,11 @@ def predict(
 ) -> dict[str, Any]:
     """Predict ``volume`` with the model in ``model_dir`` into ``out``, as its card says.
 
-    The card is read once. A Mask R-CNN card (``"model": "maskrcnn"``) predicts the
-    instances of a dataset Zarr or of a volume's z-slices
-    (:func:`~dlpipe.prediction.instances.predict_instances`, with ``params['maskrcnn']``,
-    ``device`` and ``torch_threads``); any other card a U-Net's blocks
-    (:func:`predict_volume`, which refuses a card that is not a U-Net's).
+    The card is read once (:func:`dlpipe.stores.card.read_card`). A Mask R-CNN
+    (``"model": "maskrcnn"``) predicts the instances of a dataset Zarr or of a volume's
+    z-slices (:func:`~dlpipe.prediction.instances.predict_instances`, with
+    ``params['maskrcnn']``, ``device`` and ``torch_threads``); a U-Net (``"unet"``) the
+    blocks of a volume (:func:`predict_volume`).
 
     Parameters
     ----------
@@ -265,10 +266,15 @@ def predict(
     dict
         The summary of :func:`predict_volume` or of
         :func:`~dlpipe.prediction.instances.predict_instances`.
+
+    Raises
+    ------
+    UserError
+        No readable card, or a card naming neither family.
     """
     p = dict(params or {})
     card = dict(card) if card is not None else read_card(model_dir)
-    if card.get("model") == "maskrcnn":
+    if model_family(card, Path(model_dir) / "card.json") == "maskrcnn":
         return predict_instances(
             model_dir,
             volume,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlpipe._io import atomic_path
+from dlpipe.stores.atomic import atomic_path
 
 
 def _plt() -> Any:

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlpipe._io import write_text_atomic
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from dlpipe._io import staged_dir
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import staged_dir
 from dlpipe.synth.cvat_export import write_cvat_export
 from dlpipe.synth.imaging import ct_image
 from dlpipe.synth.phantom import PHASES, fibre_composite

@@ -16,7 +16,6 @@ from the targets (objects that are whole in the crop are always kept).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,8 @@ import zarr
 
 from dlpipe.annotations.targets import targets_from_arrays
 from dlpipe.errors import UserError
+from dlpipe.stores.dataset import ARRAYS, open_dataset
 from dlpipe.training.augment import Augment
-
-MARKER = ".dlpipe_complete"
 
 
 @dataclass
@@ -80,24 +78,14 @@ def open_instances(
         two classes, or no image at all.
     """
     path = Path(path)
-    if not path.exists():
-        raise UserError("training data not found", path=path)
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception:
-        raise UserError("not a Zarr group", path=path) from None
-    with warnings.catch_warnings():  # marker and tables are not Zarr nodes
-        warnings.filterwarnings("ignore", message=".*not recognized as a component")
-        keys = set(group.array_keys())
-    missing = [k for k in ("images", "semantic", "instances") if k not in keys]
-    if missing:
-        raise UserError(
-            f"not an instance dataset: no {', '.join(missing)} array (Mask R-CNN trains on "
-            "the output of `dlpipe cvat` or `dlpipe import`)",
-            path=path,
-        )
-    if not (path / MARKER).exists():
-        raise UserError(f"incomplete dataset (no {MARKER} marker)", path=path)
+    data = open_dataset(
+        path,
+        arrays=ARRAYS,
+        what="an instance dataset",
+        hint=" (Mask R-CNN trains on the output of `dlpipe cvat` or `dlpipe import`)",
+        missing="training data not found",
+    )
+    group = data.group
     images, sem, inst = group["images"], group["semantic"], group["instances"]
     if not (tuple(images.shape[:3]) == tuple(sem.shape) == tuple(inst.shape)):
         raise UserError(

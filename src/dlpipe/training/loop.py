@@ -27,9 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from dlpipe import __version__
-from dlpipe._io import atomic_path, json_safe, write_json_atomic, write_text_atomic
 from dlpipe.errors import UserError
 from dlpipe.models import count_parameters
+from dlpipe.stores.atomic import atomic_path, json_safe, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlpipe._io import atomic_path
+from dlpipe.stores.atomic import atomic_path
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -3,8 +3,8 @@
 Two inputs are understood:
 
 * a tiled volume (``dlpipe tile``): ``VOL.zarr/0`` image (z, y, x), ``VOL.zarr/labels/<name>/0``
-  uint8 labels, root attribute ``dlpipe`` with ``statistics`` and ``split``, and the marker
-  ``VOL.zarr/.dlpipe_complete``;
+  uint8 labels, root attribute ``dlpipe`` with ``statistics`` and ``split``, and the completion
+  marker (:mod:`dlpipe.stores.marker`);
 * a CVAT dataset (``dlpipe cvat``): arrays ``images`` (N, H, W[, C]) and ``semantic``
   (N, H, W uint8), attribute ``classes``. Its N images are treated as z-slices; the last
   ``val_fraction`` of them validate.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +27,13 @@ import numpy as np
 import zarr
 
 from dlpipe.errors import UserError
+from dlpipe.stores.dataset import Dataset, is_dataset, open_dataset, open_store
+from dlpipe.stores.marker import mark_complete
+from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
+from dlpipe.stores.volume import open_volume
 
 log = logging.getLogger(__name__)
 
-MARKER = ".dlpipe_complete"
 IGNORE_INDEX = 255
 
 
@@ -165,52 +167,36 @@ def open_source(
         The store is missing, incomplete, lacks labels or statistics, or its split is empty.
     """
     path = Path(path)
-    if not path.exists():
-        raise UserError("training data not found", path=path)
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception:
-        raise UserError("not a Zarr group", path=path) from None
-    with warnings.catch_warnings():  # the marker file is not a Zarr node
-        warnings.filterwarnings("ignore", message=".*not recognized as a component")
-        keys = set(group.array_keys())
-    if "images" in keys and "semantic" in keys:
-        source = _cvat_source(path, group, classes, val_fraction)
+    _, keys = open_store(path, missing="training data not found")
+    if is_dataset(keys):
+        source = _cvat_source(open_dataset(path, complete=False), classes, val_fraction)
     else:
-        source = _volume_source(path, group, keys, labels, classes)
+        source = _volume_source(path, labels, classes)
     if max_images is not None:
         source = _keep_images(source, int(max_images), ignore_index)
     return source
 
 
-def _volume_source(
-    path: Path, group: Any, keys: set[str], labels: str, classes: Sequence[str] | None
-) -> TrainingSource:
-    if not (path / MARKER).exists():
-        raise UserError(f"incomplete volume store (no {MARKER} marker)", path=path)
-    if "0" not in keys:
-        raise UserError("no image array '0' in the volume store", path=path)
+def _volume_source(path: Path, labels: str, classes: Sequence[str] | None) -> TrainingSource:
+    vol = open_volume(path, labels=labels, what="volume store", hint="")
     label_key = f"labels/{labels}/0"
-    try:
-        lab = group[label_key]
-    except KeyError:
-        raise UserError(f"no label array '{label_key}' in the volume store", path=path) from None
-    image = group["0"]
+    if vol.labels is None:
+        raise UserError(f"no label array '{label_key}' in the volume store", path=path)
+    image, lab = vol.image, vol.labels
     if image.ndim != 3 or tuple(lab.shape) != tuple(image.shape):
         raise UserError(
             f"image {tuple(image.shape)} and labels {tuple(lab.shape)} must both be (z, y, x) "
             "of the same shape",
             path=path,
         )
-    meta = dict(group.attrs.get("dlpipe", {}))
-    stats = meta.get("statistics") or {}
+    stats = vol.attrs.get("statistics") or {}
     if "p0_1" not in stats or "p99_9" not in stats:
         raise UserError("no dlpipe.statistics (p0_1, p99_9) in the store attributes", path=path)
-    split = meta.get("split") or {}
+    split = vol.attrs.get("split") or {}
     nz = image.shape[0]
     train = tuple(split.get("train", (0, nz)))
     val = tuple(split.get("val", (0, 0)))
-    names = list(classes) if classes else _classes_from_attrs(group, labels)
+    names = list(classes) if classes else _classes_from_attrs(vol.root, labels)
     return TrainingSource(
         path=path,
         image_key="0",
@@ -246,9 +232,10 @@ def _classes_from_attrs(group: Any, labels: str) -> list[str]:
 
 
 def _cvat_source(
-    path: Path, group: Any, classes: Sequence[str] | None, val_fraction: float
+    data: Dataset, classes: Sequence[str] | None, val_fraction: float
 ) -> TrainingSource:
-    images, sem = group["images"], group["semantic"]
+    path = data.path
+    images, sem = data["images"], data["semantic"]
     n = images.shape[0]
     if tuple(images.shape[:3]) != tuple(sem.shape):
         raise UserError(f"images {images.shape} and semantic {sem.shape} differ", path=path)
@@ -257,7 +244,7 @@ def _cvat_source(
     n_val = min(n - 1, round(n * val_fraction))
     sample = np.asarray(images[: min(n, 16)], dtype=np.float32)
     p0, p1 = np.percentile(sample, [0.1, 99.9])
-    names = list(classes) if classes else list(group.attrs.get("classes", []))
+    names = list(classes) if classes else data.classes
     return TrainingSource(
         path=path,
         image_key="images",
@@ -311,7 +298,8 @@ def write_labelled_volume(
         with no gap
     classes : class names stored in ``dlpipe.classes``
 
-    The marker ``.dlpipe_complete`` is written last.
+    The NGFF attributes come from :mod:`dlpipe.stores.ngff` (class names as label
+    ``properties``); the completion marker is written last.
     """
     path = Path(path)
     if image.shape != labels.shape or image.ndim != 3:
@@ -326,28 +314,11 @@ def write_labelled_volume(
     arr[...] = image
     lab = group.create_array(f"labels/{name}/0", shape=labels.shape, chunks=ch, dtype="uint8")
     lab[...] = labels.astype(np.uint8)
-    axes = [{"name": a, "type": "space"} for a in "zyx"]
-    group.attrs["ome"] = {
-        "version": "0.5",
-        "multiscales": [
-            {
-                "axes": axes,
-                "datasets": [
-                    {
-                        "path": "0",
-                        "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
-                    }
-                ],
-            }
-        ],
-    }
-    group[f"labels/{name}"].attrs["ome"] = {
-        "version": "0.5",
-        "image-label": {
-            "properties": [{"label-value": i, "name": c} for i, c in enumerate(classes or [])]
-        },
-    }
-    group["labels"].attrs["ome"] = {"version": "0.5", "labels": [name]}
+    group.attrs.update(image_attrs(path.stem, 1, [1.0, 1.0, 1.0], None, "0.5"))
+    group["labels"].attrs.update(labels_group_attrs([name], "0.5"))
+    group[f"labels/{name}"].attrs.update(
+        label_image_attrs(name, 1, [1.0, 1.0, 1.0], None, "0.5", classes=classes)
+    )
     meta: dict[str, Any] = {
         "statistics": statistics(image),
         "split": split,
@@ -357,7 +328,7 @@ def write_labelled_volume(
     if classes:
         meta["classes"] = list(classes)
     group.attrs["dlpipe"] = meta
-    (path / MARKER).write_text(json.dumps({"complete": True}) + "\n")
+    mark_complete(path, json.dumps({"complete": True}) + "\n")
     return path
 
 

@@ -15,14 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe._io import write_text_atomic
 from dlpipe.errors import UserError
-from dlpipe.volumes.ngff import (
-    COMPLETE_MARKER,
-    image_attrs,
-    label_image_attrs,
-    labels_group_attrs,
-)
+from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.marker import is_complete, mark_complete
+from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
 from dlpipe.volumes.pyramid import downsample_mean, downsample_mode, level_shapes
 from dlpipe.volumes.readers import LABEL_DTYPES, Source, open_source
 from dlpipe.volumes.split import z_split
@@ -240,7 +236,7 @@ def _prepare_store(out: Path, settings: dict, *, overwrite: bool, resume: bool) 
         return False
     if not out.exists() or not any(out.iterdir()):
         return False
-    if (out / COMPLETE_MARKER).is_file():
+    if is_complete(out):
         if not overwrite:
             raise UserError("output exists (use --overwrite to replace it)", path=out)
     elif resume and prog.is_file() and json.loads(prog.read_text()) == settings:
@@ -412,8 +408,8 @@ def _tile(
     root.attrs.update({"dlpipe": attrs})
     write_text_atomic(out / "split.json", json.dumps(split, indent=2) + "\n")
     shutil.rmtree(prog)
-    write_text_atomic(
-        out / COMPLETE_MARKER,
+    mark_complete(
+        out,
         json.dumps({"complete": True, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         + "\n",
     )

@@ -1,4 +1,8 @@
-"""The objects table of a converted dataset: Parquet (default) or CSV, written in batches."""
+"""The objects table of a dataset Zarr: Parquet (default) or CSV, written in batches.
+
+One row per object (and per tag) of ``dlpipe cvat`` / ``dlpipe import``, with the columns
+:data:`COLUMNS`, in ``DATASET/objects.parquet`` (or ``objects.csv``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,16 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "INT_COLUMNS",
+    "TEXT_COLUMNS",
+    "ObjectsTable",
+    "read_objects",
+    "table_path",
+]
 
 FORMATS = {"parquet": "objects.parquet", "csv": "objects.csv"}
 COLUMNS = [
@@ -76,6 +90,7 @@ class ObjectsTable:
             self._writer.writeheader()
 
     def add(self, rows: list[dict]) -> None:
+        """Append ``rows`` (dicts with :data:`COLUMNS`); Parquet rows are written in batches."""
         if self.fmt == "csv":
             for row in rows:
                 row = dict(row)
@@ -98,6 +113,7 @@ class ObjectsTable:
         self.rows = []
 
     def close(self) -> None:
+        """Write the rows still buffered and close the file."""
         if self.fmt == "csv":
             if self._file is not None:
                 self._file.close()

@@ -1,4 +1,8 @@
-"""Atomic writes: nothing half-written is ever visible under the final name."""
+"""Atomic writes: nothing half-written is ever visible under the final name.
+
+Every file or folder that dlpipe hands to a later stage is written under a temporary
+sibling name and renamed into place when complete (one ``os.replace``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+
+__all__ = ["atomic_path", "json_safe", "staged_dir", "write_json_atomic", "write_text_atomic"]
 
 
 @contextlib.contextmanager
