@@ -31,7 +31,9 @@ from dlpipe.prediction.maskrcnn import DEFAULTS, load_maskrcnn, predict_image
 from dlpipe.prediction.model import torch_device
 from dlpipe.prediction.volume import open_volume
 from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.dataset import create_dataset_array, open_store
 from dlpipe.stores.marker import mark_complete, require_complete
+from dlpipe.stores.volume import is_zarr_group
 
 log = logging.getLogger("dlpipe.prediction")
 
@@ -89,14 +91,14 @@ def _norm_from_card(card: Mapping[str, Any]) -> tuple[float, float] | None:
 
 
 def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
-    if not path.is_dir() or not ((path / "zarr.json").is_file() or (path / ".zgroup").is_file()):
+    if not path.is_dir() or not is_zarr_group(path):
         raise UserError(
             "not a Zarr group (expected a dataset Zarr with `images` or a tiled VOL.zarr)",
             path=path,
         )
     require_complete(path, "input")
-    root = zarr.open_group(str(path), mode="r")
-    if "images" in root:
+    root, keys = open_store(path)
+    if "images" in keys:
         arr = root["images"]
         if (arr.ndim == 4 and arr.shape[-1] not in (1, 3)) or arr.ndim not in (3, 4):
             raise UserError(
@@ -148,7 +150,7 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
             (int(arr.shape[1]), int(arr.shape[2])),
             sizes=sizes,
         )
-    if "0" in root:
+    if "0" in keys:
         info = open_volume(path, "2d", dict(card), "0")
         depth = info.shape[0]
         zs = list(range(depth))
@@ -255,23 +257,8 @@ def predict_instances(
     n_tiles = 0
     with atomic_path(out, overwrite=overwrite) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        chunks = (1, min(h, 1024), min(w, 1024))
-        inst_arr = root.create_array(
-            "instances",
-            shape=(n, h, w),
-            chunks=chunks,
-            dtype="uint32",
-            fill_value=0,
-            dimension_names=["n", "y", "x"],
-        )
-        sem_arr = root.create_array(
-            "semantic",
-            shape=(n, h, w),
-            chunks=chunks,
-            dtype="uint8",
-            fill_value=0,
-            dimension_names=["n", "y", "x"],
-        )
+        inst_arr = create_dataset_array(root, "instances", (n, h, w), "uint32")
+        sem_arr = create_dataset_array(root, "semantic", (n, h, w), "uint8")
         for i in tqdm(range(n), desc="predict", unit="image", disable=None if progress else True):
             inst, sem, table, nt = predict_image(model, inp.image(i), inp.p0_1, inp.p99_9, p, dev)
             n_tiles += nt
