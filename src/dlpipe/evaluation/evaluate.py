@@ -14,6 +14,7 @@ import numpy as np
 from dlpipe.errors import UserError
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import test_range
+from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 from dlpipe.stores.volume import open_labels
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,6 @@ def evaluate_arrays(
 
 def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path, Path]:
     """Write ``metrics.json`` (NaN as null) and a CSV beside it (one row per class)."""
-    from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 
     out_json = Path(out_json)
     write_json_atomic(out_json, dict(result))

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -377,8 +378,6 @@ def evaluate_instances(
         Missing arrays, shapes that differ, predicted classes unknown to the truth.
     """
     from tqdm.auto import tqdm
-
-    from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 
     p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(params or {})
     pred_path, truth_path, out_json = Path(pred_path), Path(truth_path), Path(out_json)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dlpipe.postprocess.components import Components
+from dlpipe.stores.atomic import atomic_path
 
 COLUMNS = [
     "id",
@@ -99,7 +100,6 @@ def blob_table(comp: Components) -> dict[str, np.ndarray]:
 
 def write_csv(path: str | Path, columns: dict[str, np.ndarray] | dict[str, list]) -> None:
     """Write equal-length columns as CSV (floats with 6 significant digits), atomically."""
-    from dlpipe.stores.atomic import atomic_path
 
     names = list(columns)
     n = len(next(iter(columns.values()))) if names else 0

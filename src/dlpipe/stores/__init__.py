@@ -25,18 +25,45 @@ card
     The model card (``read_card``, ``model_family``, ``write_card``).
 """
 
-from dlpipe.stores.atomic import (
-    atomic_path,
-    json_safe,
-    staged_dir,
-    write_json_atomic,
-    write_text_atomic,
-)
-from dlpipe.stores.card import model_family, read_card, write_card
-from dlpipe.stores.dataset import Dataset, DatasetWriter, open_dataset
-from dlpipe.stores.marker import MARKER, is_complete, mark_complete, require_complete
-from dlpipe.stores.table import ObjectsTable, read_objects, table_path
-from dlpipe.stores.volume import Volume, dlpipe_attrs, open_labels, open_volume, write_labels
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOME = {
+    "atomic_path": "atomic",
+    "json_safe": "atomic",
+    "staged_dir": "atomic",
+    "write_json_atomic": "atomic",
+    "write_text_atomic": "atomic",
+    "model_family": "card",
+    "read_card": "card",
+    "write_card": "card",
+    "Dataset": "dataset",
+    "DatasetWriter": "dataset",
+    "open_dataset": "dataset",
+    "MARKER": "marker",
+    "is_complete": "marker",
+    "mark_complete": "marker",
+    "require_complete": "marker",
+    "ObjectsTable": "table",
+    "read_objects": "table",
+    "table_path": "table",
+    "Volume": "volume",
+    "dlpipe_attrs": "volume",
+    "open_labels": "volume",
+    "open_volume": "volume",
+    "write_labels": "volume",
+}
+"""Where each public name lives; submodules load on first use, so that importing
+``dlpipe.stores.atomic`` or ``.marker`` does not import zarr."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"dlpipe.stores.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'dlpipe.stores' has no attribute {name!r}")
+
 
 __all__ = [
     "MARKER",

@@ -222,7 +222,7 @@ def _classes_from_attrs(group: Any, labels: str) -> list[str]:
         return list(lattrs["classes"])
     props = (lattrs.get("ome", lattrs).get("image-label") or {}).get("properties") or []
     named = {
-        int(p["label-value"]): str(p.get("name", p["label-value"]))
+        int(p["label-value"]): str(p.get("name", p.get("class", p["label-value"])))
         for p in props
         if "label-value" in p
     }
