@@ -17,6 +17,8 @@ import logging
 import re
 from collections.abc import Iterator
 
+from tqdm.auto import tqdm
+
 from dlpipe.errors import UserError
 from dlpipe.prediction.block import Job, predict_block
 
@@ -71,7 +73,6 @@ def run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]:
     # dlpipe.prediction).
     import dask
     from dask.callbacks import Callback
-    from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc="predict", unit="block", disable=None if progress else True)
 
@@ -103,7 +104,6 @@ def run_distributed(job: Job, todo: list, address: str, progress: bool) -> list[
         The scheduler cannot be reached.
     """
     from distributed import Client, as_completed  # optional and heavy: a distributed run only
-    from tqdm.auto import tqdm
 
     try:
         client = Client(address, timeout="20s")
