@@ -34,8 +34,7 @@ import torch
 import zarr
 
 from dlpipe.models import UNet
-from dlpipe.prediction import load_model, predict_volume
-from dlpipe.prediction.run import _peak_rss_mb
+from dlpipe.prediction import load_model, peak_rss_mb, predict_volume
 
 
 def _volume(path: Path, shape, dtype=np.uint8, seed: int = 0) -> Path:
@@ -229,7 +228,7 @@ def memory_child(tmp: Path, shape, budget_mb: float, block) -> None:
         },
         progress=False,
     )
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     vol_mb = np.prod(shape) * 4 / 2**20
     print(

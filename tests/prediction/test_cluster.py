@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dlpipe.errors import UserError
-from dlpipe.prediction.cluster import dask_scheduler
+from dlpipe.prediction.schedulers import dask_scheduler
 
 
 def test_scheduler_specs() -> None:

@@ -10,13 +10,13 @@ import pytest
 import zarr
 
 from dlpipe.cli import main
-from dlpipe.prediction.instances import (
+from dlpipe.prediction.detections import (
     Detection,
     merge_detections,
     paint_instances,
     same_object,
-    tile_starts,
 )
+from dlpipe.prediction.maskrcnn import tile_starts
 
 TILE = 64
 CLASSES = ["background", "fibre", "pore"]

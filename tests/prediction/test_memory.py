@@ -13,19 +13,19 @@ import pytest
 
 from dlpipe.cli import main
 from dlpipe.errors import UserError
-from dlpipe.prediction.run import RUN_OVERHEAD_MB, _rss_mb, _workers_in_budget
+from dlpipe.prediction.memory import RUN_OVERHEAD_MB, rss_mb, workers_in_budget
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_workers_fit_the_budget_above_what_the_process_holds() -> None:
     est = 100 * 2**20  # 100 MiB per block
-    base = _rss_mb() + RUN_OVERHEAD_MB  # what this process holds + the run's overhead
-    assert _workers_in_budget(base + 150, est, 4) == 1
-    assert _workers_in_budget(base + 260, est, 4) == 2
-    assert _workers_in_budget(base + 10_000, est, 4) == 4  # never more than asked
+    base = rss_mb() + RUN_OVERHEAD_MB  # what this process holds + the run's overhead
+    assert workers_in_budget(base + 150, est, 4) == 1
+    assert workers_in_budget(base + 260, est, 4) == 2
+    assert workers_in_budget(base + 10_000, est, 4) == 4  # never more than asked
     with pytest.raises(UserError, match=r"below the ~\d+ MiB the process needs"):
-        _workers_in_budget(base + 50, est, 4)
+        workers_in_budget(base + 50, est, 4)
 
 
 def test_budget_below_the_process_baseline_is_refused(models, volume, tmp_path, capsys) -> None:

@@ -17,7 +17,8 @@ import zarr
 from _predict_helpers import phantom, write_volume
 
 from dlpipe.cli import main
-from dlpipe.prediction import load_model, predict_region, predict_volume
+from dlpipe.prediction import load_model, predict, predict_region, predict_volume
+from dlpipe.stores.ngff import label_image_attrs
 
 NO_TRACKING = ["--config-json", '{"tracking": {"enabled": false}}']
 # Bit-identical results need the same torch thread count in every process (the order of
@@ -89,6 +90,81 @@ def test_tiled_matches_one_pass_without_seams(models, tmp_path, mode, shape, blo
     assert diff[face].mean() <= max(diff[~face].mean(), 0.001)
 
 
+def test_output_carries_the_volumes_voxel_size_and_unit_like_its_labels(
+    models, volume, tmp_path
+) -> None:
+    """PRED.zarr's labels get the NGFF metadata of VOL.zarr's: the input's voxel size and
+    unit, ``source``, the one palette and the class names as ``properties``."""
+    root = zarr.open_group(volume, mode="r+")
+    attrs = root.attrs.asdict()
+    ms = attrs["ome"]["multiscales"][0]
+    ms["axes"] = [a | {"unit": "micrometer"} for a in ms["axes"]]
+    ms["datasets"][0]["coordinateTransformations"] = [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]
+    root.attrs.update(attrs)
+    out = tmp_path / "p.zarr"
+    predict_volume(
+        models["2d"], volume, out, {"block": [12, 72, 80], "probabilities": True}, progress=False
+    )
+    pred = zarr.open_group(out, mode="r")
+    assert pred["labels"].attrs["ome"]["labels"] == ["phases"]
+    want = label_image_attrs(
+        "phases", 1, [2.0, 0.5, 0.5], "micrometer", "0.5", classes=["matrix", "fibre", "pore"]
+    )
+    assert pred["labels/phases"].attrs.asdict() == want
+    label = want["ome"]["image-label"]
+    assert label["source"] == {"image": "../../"} and label["properties"][1]["name"] == "fibre"
+    prob = pred["probabilities"].attrs["ome"]["multiscales"][0]
+    assert [a.get("unit") for a in prob["axes"]] == [None, *["micrometer"] * 3]
+    assert prob["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 0.5, 0.5]
+
+
+def test_predict_reads_the_card_once_and_opens_the_volume_once(
+    models, volume, tmp_path, monkeypatch
+) -> None:
+    """``predict`` dispatches on the card it read itself; a local U-Net run opens the
+    volume once; a card naming no known family is refused."""
+    import dlpipe.prediction.maskrcnn
+    import dlpipe.prediction.model
+    import dlpipe.prediction.run
+    from dlpipe import stores
+    from dlpipe.errors import UserError
+
+    reads, opens = [], []
+    real_read, real_open = dlpipe.prediction.run.read_card, stores.open_volume
+
+    def no_second_read(model_dir):
+        raise AssertionError("the card was read a second time")
+
+    monkeypatch.setattr(dlpipe.prediction.model, "read_card", no_second_read)
+    monkeypatch.setattr(dlpipe.prediction.maskrcnn, "read_card", no_second_read)
+
+    def read(model_dir):
+        reads.append(model_dir)
+        return real_read(model_dir)
+
+    def open_volume(*args, **kwargs):
+        opens.append(args)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(dlpipe.prediction.run, "read_card", read)
+    monkeypatch.setattr(stores, "open_volume", open_volume)
+    out = tmp_path / "p.zarr"
+    s = predict(models["2d"], volume, out, {"block": [12, 72, 80], "threads": 2}, progress=False)
+    assert s["complete"] and len(reads) == 1 and len(opens) == 1
+    monkeypatch.undo()
+    want = zarr.open_group(out, mode="r")["labels/phases/0"][:]
+    q = tmp_path / "q.zarr"
+    again = predict_volume(models["2d"], volume, q, {"block": [12, 72, 80]}, progress=False)
+    assert again["complete"]
+    assert np.array_equal(zarr.open_group(q, mode="r")["labels/phases/0"][:], want)
+    odd = tmp_path / "odd"
+    shutil.copytree(models["2d"], odd)
+    card = json.loads((odd / "card.json").read_text())
+    (odd / "card.json").write_text(json.dumps(card | {"model": "transformer"}))
+    with pytest.raises(UserError, match="expected one of unet, maskrcnn"):
+        predict(odd, volume, tmp_path / "r.zarr")
+
+
 def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> None:
     out = tmp_path / "p.zarr"
     s = predict_volume(
@@ -113,7 +189,7 @@ def test_outputs_probabilities_and_ome_metadata(models, volume, tmp_path) -> Non
     )  # float16 ties only
     assert root["labels"].attrs["ome"]["labels"] == ["phases"]
     props = root["labels/phases"].attrs["ome"]["image-label"]["properties"]
-    assert [q["class"] for q in props] == ["matrix", "fibre", "pore"]
+    assert [q["name"] for q in props] == ["matrix", "fibre", "pore"]
     assert root.attrs["dlpipe"]["complete"] is True and (out / ".dlpipe_complete").is_file()
     assert len(list((out / ".dlpipe_blocks").iterdir())) == 27
 

@@ -51,7 +51,7 @@ def test_dihedral_counts_and_tta_equivariant_identity() -> None:
 def test_read_region_mirrors_like_numpy_reflect(tmp_path) -> None:
     import zarr
 
-    from dlpipe.prediction.run import region_bounds
+    from dlpipe.prediction.block import region_bounds
     from dlpipe.prediction.volume import read_region, reflect_index
 
     assert reflect_index(-3, 7, 5).tolist() == [3, 2, 1, 0, 1, 2, 3, 4, 3, 2]

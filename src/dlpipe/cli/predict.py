@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import config_option, out_option, overwrite_option
 from dlpipe.errors import UserError
-from dlpipe.results import StageResult
+from dlpipe.stores.card import read_card
 
 
 @app.command()
@@ -101,10 +100,12 @@ def predict(
     With a U-Net, each output block is predicted from the block plus a halo of real neighbouring
     voxels (mirror padding only at the volume border) with Gaussian-blended sliding
     windows; OUT/labels/<name>/0 gets the argmax (uint8), OUT/probabilities/0 the
-    float16 probabilities if asked. OUT/.dlpipe_complete is written last. Killed and
+    float16 probabilities if asked. OUT's completion marker is written last. Killed and
     re-run with --resume, only the missing blocks are computed.
     """
-    from dlpipe.prediction import gather  # stage imports are deferred: `--help` stays fast
+    # stage imports are deferred: `--help` stays fast
+    from dlpipe.prediction import gather
+    from dlpipe.prediction import predict as run_predict
 
     if gather_only:
         if not gather(out):
@@ -122,16 +123,17 @@ def predict(
         "maskrcnn.slices": slices,
     }
     config = configure("predict", options)
+    card = read_card(model_dir)  # read once, before the run starts: a bad card is one line
     run_stage(
         config,
         "predict",
-        # RECONCILE(prediction): the one library call; becomes dlpipe.prediction.predict(
-        # model_dir, volume, out, ...), which dispatches on the card and says what to log.
-        lambda run: _predict(
+        # The library dispatches on the card's model family and says what to log.
+        lambda run: run_predict(
             model_dir,
             volume,
             out,
             config["predict"],
+            card=card,
             scheduler=scheduler,
             overwrite=overwrite,
             resume=resume,
@@ -140,57 +142,3 @@ def predict(
         ),
         dataset=volume.name,
     )
-
-
-def _predict(
-    model_dir: Path,
-    volume: Path,
-    out: Path,
-    params: dict[str, Any],
-    *,
-    scheduler: str | None,
-    overwrite: bool,
-    resume: bool,
-    slab: tuple[int, int] | None,
-    prepare_only: bool,
-) -> StageResult:
-    """Stand-in for ``dlpipe.prediction.predict`` until it lands (RECONCILE(prediction)).
-
-    Dispatches on the model card; the result also carries the run's model tag and params.
-    """
-    # deferred: torch and dask are slow to import
-    from dlpipe.prediction import predict_instances, predict_volume
-    from dlpipe.prediction.cluster import dask_scheduler
-    from dlpipe.prediction.instances import is_maskrcnn_card
-
-    if is_maskrcnn_card(model_dir):
-        device = params["device"]
-        result = predict_instances(
-            model_dir,
-            volume,
-            out,
-            params["maskrcnn"],
-            device=device,
-            torch_threads=params["torch_threads"],
-            overwrite=overwrite,
-        )
-        result.tags["model"] = "maskrcnn"
-        result.params.update(params["maskrcnn"] | {"model_dir": str(model_dir), "device": device})
-        return result
-    spec = scheduler or params["scheduler"]
-    with dask_scheduler(spec) as address:
-        result = predict_volume(
-            model_dir,
-            volume,
-            out,
-            params,
-            scheduler=address,
-            overwrite=overwrite,
-            resume=resume,
-            slab=slab,
-            prepare_only=prepare_only,
-        )
-    card = model_dir / "card.json"
-    result.tags["model"] = json.loads(card.read_text()).get("model", "") if card.is_file() else ""
-    result.params.update(params | {"model_dir": str(model_dir), "scheduler": spec})
-    return result

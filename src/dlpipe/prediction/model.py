@@ -1,9 +1,18 @@
-"""The model card: load, check against a volume, hash."""
+"""A U-Net from its model card: load, check, hash; the torch device it runs on.
+
+Public API
+----------
+LoadedModel, load_model
+    A U-Net rebuilt from ``card.json`` + ``weights.pt`` and checked.
+torch_device
+    The torch device of a ``device`` option (auto, cpu, cuda).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +22,8 @@ import torch
 from dlpipe.errors import UserError
 from dlpipe.models import build_unet
 from dlpipe.stores.card import read_card
+
+__all__ = ["INPUTS", "LoadedModel", "load_model", "torch_device"]
 
 INPUTS = ("2d", "2.5d", "3d")
 
@@ -34,9 +45,23 @@ class LoadedModel:
     digest: str
 
 
-def _card(model_dir: Path) -> dict[str, Any]:
+def torch_device(name: str) -> torch.device:
+    """The torch device of a ``device`` option: ``auto`` (CUDA when available), cpu or cuda.
+
+    Raises
+    ------
+    UserError
+        ``cuda`` asked for but not available.
+    """
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but CUDA is not available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _check_card(model_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
     path = model_dir / "card.json"
-    card = read_card(model_dir)
     for key in ("model", "architecture", "input", "classes"):
         if key not in card:
             raise UserError(f"model card has no {key!r}", path=path)
@@ -49,13 +74,18 @@ def _card(model_dir: Path) -> dict[str, Any]:
     return card
 
 
-def load_model(model_dir: str | Path, window: list[int] | None = None) -> LoadedModel:
+def load_model(
+    model_dir: str | Path,
+    window: list[int] | None = None,
+    card: Mapping[str, Any] | None = None,
+) -> LoadedModel:
     """Rebuild the network of ``MODEL_DIR/card.json`` and load ``MODEL_DIR/weights.pt``.
 
     Parameters
     ----------
     model_dir : folder written by ``dlpipe train``
     window : sliding-window shape overriding the card's ``patch_size`` (None = card's)
+    card : the model card when the caller has read it already (None: read it here)
 
     Raises
     ------
@@ -64,7 +94,7 @@ def load_model(model_dir: str | Path, window: list[int] | None = None) -> Loaded
         channels that do not match the input kind.
     """
     model_dir = Path(model_dir)
-    card = _card(model_dir)
+    card = _check_card(model_dir, dict(card) if card is not None else read_card(model_dir))
     mode = card["input"]
     arch = dict(card["architecture"])
     context = int(card.get("context_slices", 1)) if mode == "2.5d" else 1

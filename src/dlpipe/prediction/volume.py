@@ -10,12 +10,17 @@ from typing import Any
 import numpy as np
 import zarr
 
+from dlpipe import stores
 from dlpipe.errors import UserError
 
 
 @dataclass
 class VolumeInfo:
-    """The image level predicted: its path, shape (z, y, x), voxel scale, normalisation."""
+    """The image level predicted: its path, shape (z, y, x), voxel scale, normalisation.
+
+    ``array`` is the opened image array ((z, y, x), or (y, x) when ``squeeze_z``), ``unit``
+    the unit of its axes (None when the volume names none).
+    """
 
     path: Path
     level: str
@@ -25,6 +30,8 @@ class VolumeInfo:
     p0_1: float
     p99_9: float
     squeeze_z: bool  # a 2D image (y, x) seen as one z-slice
+    array: zarr.Array
+    unit: str | None = None
 
 
 def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = "0") -> VolumeInfo:
@@ -37,19 +44,9 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
         model on a 3D input without a z axis to slice along, a 3D model on a 2D image),
         or no normalisation statistics in the card nor in the volume.
     """
-    path = Path(path)
-    if not (path / "zarr.json").is_file() and not (path / ".zgroup").is_file():
-        raise UserError("not a Zarr group (expected VOL.zarr from `dlpipe tile`)", path=path)
-    if not (path / ".dlpipe_complete").is_file():
-        raise UserError("volume is incomplete (no .dlpipe_complete marker)", path=path)
-    root = zarr.open_group(path, mode="r")
-    if level not in root:
-        raise UserError(f"no image level {level!r} in the volume", path=path)
-    arr = root[level]
-    attrs = dict(root.attrs)
-    ome = attrs.get("ome", attrs)
-    ms = (ome.get("multiscales") or [{}])[0]
-    axes = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
+    vol = stores.open_volume(path, level=level)
+    path, arr = vol.path, vol.image
+    axes = vol.axes
     if not axes:
         axes = (
             ["z", "y", "x"][-arr.ndim :] if arr.ndim <= 3 else [f"dim_{i}" for i in range(arr.ndim)]
@@ -79,7 +76,7 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
     elif arr.ndim > 3:
         raise UserError(f"cannot predict a {arr.ndim}-D image with axes {axes}", path=path)
     norm = card.get("normalisation") or {}
-    stats = (attrs.get("dlpipe") or {}).get("statistics") or {}
+    stats = vol.attrs.get("statistics") or {}
     if "p0_1" in norm and "p99_9" in norm:
         p0, p1 = float(norm["p0_1"]), float(norm["p99_9"])
     elif "p0_1" in stats and "p99_9" in stats:
@@ -92,14 +89,9 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
         )
     if not p1 > p0:
         raise UserError(f"statistics p99_9 ({p1}) must exceed p0_1 ({p0}) to normalise", path=path)
-    scale = [1.0] * 3
-    for ds in ms.get("datasets", []):
-        if ds.get("path") == level:
-            for t in ds.get("coordinateTransformations", []):
-                if t.get("type") == "scale":
-                    scale = ([1.0, *list(t["scale"])])[-3:]
+    scale = ([1.0, 1.0, *vol.voxel_size])[-3:] if vol.voxel_size else [1.0] * 3
     shape = tuple(int(s) for s in ((1, *arr.shape) if squeeze else arr.shape))
-    return VolumeInfo(path, level, shape, str(arr.dtype), scale, p0, p1, squeeze)
+    return VolumeInfo(path, level, shape, str(arr.dtype), scale, p0, p1, squeeze, arr, vol.unit)
 
 
 def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:

@@ -280,7 +280,7 @@ class MaskRCNNTask:
         with the instance metrics of ``dlpipe evaluate --instances``.
         """
         from dlpipe.evaluation.instances import evaluate_instance_images
-        from dlpipe.prediction.instances import Detection, paint_instances
+        from dlpipe.prediction.detections import Detection, paint_instances
 
         t = self.tile
         ds = CropDataset(

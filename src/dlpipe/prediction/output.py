@@ -1,0 +1,203 @@
+"""The output of a U-Net run: ``PRED.zarr``'s layout, its resume manifest, block markers, gather.
+
+Public API
+----------
+MANIFEST, MARKERS
+    Names of the resume manifest and of the folder of per-block markers inside ``PRED.zarr``.
+block_name, mark_block
+    A block's marker name; write it once the block is stored.
+build_manifest
+    What a resumed run must share with the run that started the output.
+prepare_output
+    Create ``PRED.zarr`` (or check it for a resume); the names of the blocks done before.
+all_marked, gather
+    Whether every block is done; mark the output complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import zarr
+
+from dlpipe.errors import UserError
+from dlpipe.prediction.model import LoadedModel
+from dlpipe.prediction.volume import VolumeInfo
+from dlpipe.prediction.windows import block_grid
+from dlpipe.stores import ngff
+from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.marker import mark_complete
+
+if TYPE_CHECKING:  # only for annotations: block.py imports this module
+    from dlpipe.prediction.block import Job
+
+log = logging.getLogger("dlpipe.prediction")
+
+__all__ = [
+    "MANIFEST",
+    "MARKERS",
+    "all_marked",
+    "block_name",
+    "build_manifest",
+    "gather",
+    "mark_block",
+    "prepare_output",
+]
+
+MANIFEST = ".dlpipe_manifest.json"
+MARKERS = ".dlpipe_blocks"
+
+
+def block_name(index: tuple[int, ...]) -> str:
+    """Marker file name of output block ``index``."""
+    return "_".join(str(i) for i in index)
+
+
+def mark_block(out: str | Path, index: tuple[int, ...]) -> None:
+    """Write the marker ``OUT/.dlpipe_blocks/<z_y_x>`` of a stored block."""
+    (Path(out) / MARKERS / block_name(index)).write_text("")
+
+
+def _probabilities_attrs(classes: list[str], voxel_size: list[float], unit: str | None) -> dict:
+    """NGFF attributes of ``probabilities``: a channel axis before the spatial ones."""
+    ms = ngff.multiscales("probabilities", 1, voxel_size, unit, "0.5", method="mean")
+    ms[0]["axes"].insert(0, {"name": "c", "type": "channel"})
+    scale = ms[0]["datasets"][0]["coordinateTransformations"][0]
+    scale["scale"] = [1.0, *scale["scale"]]
+    return {"ome": {"version": "0.5", "multiscales": ms}, "dlpipe": {"classes": classes}}
+
+
+def build_manifest(model: LoadedModel, info: VolumeInfo, job: Job) -> dict[str, Any]:
+    """The manifest: model hash, block layout and input volume of a run."""
+    return {
+        "model_hash": model.digest,
+        "layout": {
+            "shape": list(info.shape),
+            "block": list(job.block),
+            "halo": list(job.halo),
+            "window": list(model.window),
+            "overlap": job.overlap,
+            "tta": job.tta,
+            "probabilities": job.probabilities,
+            "labels": job.labels,
+            "mode": model.mode,
+        },
+        "volume": {
+            "path": str(Path(info.path).resolve()),
+            "level": info.level,
+            "shape": list(info.shape),
+            "dtype": info.dtype,
+            "normalisation": [info.p0_1, info.p99_9],
+        },
+    }
+
+
+def prepare_output(
+    out: Path,
+    model: LoadedModel,
+    info: VolumeInfo,
+    job: Job,
+    manifest: dict,
+    *,
+    overwrite: bool,
+    resume: bool,
+) -> set[str]:
+    """Create ``out`` (or check it for a resume); return the names of blocks already done."""
+    if out.exists():
+        if resume and (out / MANIFEST).is_file():
+            old = json.loads((out / MANIFEST).read_text())
+            clash = next(
+                (
+                    what
+                    for key, what in (
+                        ("model_hash", "another model"),
+                        ("layout", "another block layout"),
+                        ("volume", "another volume"),
+                    )
+                    if old.get(key) != manifest[key]
+                ),
+                None,
+            )
+            if clash is None:
+                markers = out / MARKERS
+                return {m.name for m in markers.iterdir()} if markers.is_dir() else set()
+            if not overwrite:
+                raise UserError(
+                    f"refusing to resume: the output was started with {clash} "
+                    "(use --overwrite to start again)",
+                    path=out,
+                )
+            log.info("predict: %s: started with %s; starting again", out, clash)
+        if not overwrite:
+            hint = " or --resume to finish an interrupted run" if (out / MANIFEST).is_file() else ""
+            raise UserError(f"output exists (use --overwrite to replace it{hint})", path=out)
+        shutil.rmtree(out)
+    ndim = 2 if info.squeeze_z else 3
+    shape = info.shape[1:] if info.squeeze_z else info.shape
+    chunks = tuple(min(b, s) for b, s in zip(job.block[-ndim:], shape, strict=True))
+    root = zarr.open_group(out, mode="w")
+    root.attrs.update(
+        {"dlpipe": {"prediction": manifest, "classes": model.classes, "complete": False}}
+    )
+    labels = root.create_group("labels")
+    labels.attrs.update(ngff.labels_group_attrs([job.labels], "0.5"))
+    lab = labels.create_group(job.labels)
+    voxel_size = info.scale[-ndim:]
+    lab.attrs.update(
+        ngff.label_image_attrs(job.labels, 1, voxel_size, info.unit, "0.5", classes=model.classes)
+    )
+    lab.create_array(
+        "0",
+        shape=shape,
+        chunks=chunks,
+        dtype="uint8",
+        fill_value=0,
+        dimension_names=["z", "y", "x"][-ndim:],
+    )
+    if job.probabilities:
+        n = len(model.classes)
+        prob = root.create_group("probabilities")
+        prob.attrs.update(_probabilities_attrs(model.classes, voxel_size, info.unit))
+        prob.create_array(
+            "0",
+            shape=(n, *shape),
+            chunks=(n, *chunks),
+            dtype="float16",
+            fill_value=0,
+            dimension_names=["c", *["z", "y", "x"][-ndim:]],
+        )
+    (out / MARKERS).mkdir()
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return set()
+
+
+def all_marked(out: Path, shape: Any, block: Any) -> bool:
+    """Whether every block of the grid of ``shape`` by ``block`` has its marker in ``out``."""
+    names = {p.name for p in (out / MARKERS).iterdir()}
+    return all(block_name(i) in names for i in block_grid(shape, block))
+
+
+def gather(out: str | Path) -> bool:
+    """Mark ``OUT.zarr`` complete if every block has its marker; return whether it is.
+
+    Sets ``dlpipe.complete`` in the root attributes and writes the completion marker
+    (:func:`dlpipe.stores.marker.mark_complete`) last. Used at the end of a run and by the
+    gather job after z-slab jobs.
+    """
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        raise UserError("not a prediction output (no manifest)", path=out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    lay = manifest["layout"]
+    if not all_marked(out, lay["shape"], lay["block"]):
+        return False
+    root = zarr.open_group(out, mode="r+")
+    meta = dict(root.attrs["dlpipe"])
+    meta["complete"] = True
+    root.attrs["dlpipe"] = meta
+    mark_complete(out, json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))
+    return True
