@@ -19,6 +19,7 @@ from dlpipe.evaluation.volumes import (
     test_range,
     write_labels,
 )
+from dlpipe.labels import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def multi_otsu(
     slices: Sequence[int],
     n_classes: int,
     params: Mapping[str, Any],
-    ignore: int | None = 255,
+    ignore: int | None = IGNORE_INDEX,
 ) -> np.ndarray:
     """Multi-Otsu thresholds on the training slices, each intensity class mapped to a label.
 
@@ -91,7 +92,7 @@ def random_forest(
     truth: Any,
     slices: Sequence[int],
     params: Mapping[str, Any],
-    ignore: int | None = 255,
+    ignore: int | None = IGNORE_INDEX,
 ) -> np.ndarray:
     """Random-forest pixel classifier on :func:`skimage.feature.multiscale_basic_features`.
 

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
+from dlpipe.labels import IGNORE_INDEX
 
 
 def _slabs(z_ranges: Sequence[tuple[int, int]], step: int) -> list[tuple[int, int]]:
@@ -53,7 +54,7 @@ def confusion_matrix(
     *,
     z_ranges: Sequence[tuple[int, int]] | None = None,
     n_classes: int | None = None,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
     slab: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -145,6 +146,24 @@ def _div(a: float, b: float) -> float:
     return float(a / b) if b else math.nan
 
 
+def jaccard(cm: np.ndarray) -> np.ndarray:
+    """Per-class Jaccard TP / (TP + FP + FN) from a confusion matrix; NaN where the class is
+    neither present nor predicted.
+
+    Parameters
+    ----------
+    cm : (C, C) counts, rows truth, columns prediction
+
+    Returns
+    -------
+    ndarray (C,) float64
+    """
+    tp = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
 def scores(cm: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Per-class Jaccard, Dice, precision, recall and volume fractions from a confusion matrix.
 
@@ -166,13 +185,14 @@ def scores(cm: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]
     if len(names) < n:
         names += [f"class_{i}" for i in range(len(names), n)]
     total = int(cm.sum())
+    jac_c = jaccard(cm)
     per_class = {}
     for c in range(n):
         tp = int(cm[c, c])
         fp = int(cm[:, c].sum()) - tp
         fn = int(cm[c, :].sum()) - tp
         per_class[names[c]] = {
-            "jaccard": _div(tp, tp + fp + fn),
+            "jaccard": float(jac_c[c]),
             "dice": _div(2 * tp, 2 * tp + fp + fn),
             "precision": _div(tp, tp + fp),
             "recall": _div(tp, tp + fn),
@@ -226,7 +246,7 @@ def error_blobs(
     names: Sequence[str],
     *,
     z_ranges: Sequence[tuple[int, int]] | None = None,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
     connectivity: int = 26,
 ) -> dict[str, dict[str, Any]]:
     """False-positive and false-negative connected components per class, and their sizes.

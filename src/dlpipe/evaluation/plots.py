@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from dlpipe.labels import IGNORE_INDEX
+
 
 def _plt() -> Any:
     import matplotlib
@@ -75,7 +77,7 @@ def overlay(
     truth: np.ndarray,
     pred: np.ndarray,
     z: int,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
 ) -> Any:
     """One slice: image, truth, prediction and the image with wrong voxels in red.
 

@@ -27,6 +27,7 @@ confusion, jaccard, mean_jaccard, pixel_error
     Metrics that skip the ignore index.
 """
 
+from dlpipe.labels import IGNORE_INDEX
 from dlpipe.training.augment import Augment, apply_dihedral, dihedral_elements
 from dlpipe.training.data import (
     PatchDataset,
@@ -56,7 +57,6 @@ from dlpipe.training.losses import (
 from dlpipe.training.maskrcnn import MaskRCNNTask, load_pretrained, train_maskrcnn
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard, pixel_error
 from dlpipe.training.stores import (
-    IGNORE_INDEX,
     open_source,
     sparse_labels,
     sparse_labels_from_demo,

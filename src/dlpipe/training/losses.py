@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from dlpipe.errors import UserError
+from dlpipe.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 LOSSES = ("ce", "weighted_ce", "dice", "jaccard2", "focal")
 
 

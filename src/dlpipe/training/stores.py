@@ -28,11 +28,11 @@ import numpy as np
 import zarr
 
 from dlpipe.errors import UserError
+from dlpipe.labels import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
 MARKER = ".dlpipe_complete"
-IGNORE_INDEX = 255
 
 
 @dataclass
