@@ -3,18 +3,16 @@
 Public API
 ----------
 train
-    Train the model named by ``params["model"]`` (``unet`` or ``maskrcnn``); both run the
-    one loop of :mod:`dlpipe.training.loop` and write the same model folder layout.
-train_maskrcnn
-    Train torchvision's Mask R-CNN on an instance dataset Zarr (``dlpipe cvat`` /
-    ``dlpipe import``).
+    Train the model named by ``params["model"]`` (a U-Net, 2D, 2.5D or 3D, on a tiled
+    volume or a CVAT dataset Zarr; torchvision's Mask R-CNN on an instance dataset Zarr);
+    every family runs the one loop :func:`fit` and writes the same model folder
+    (``weights.pt``, ``card.json``, ...).
+TASKS, UNetTask, MaskRCNNTask, fit
+    The task table (``train.model`` -> task class), the two tasks and the one loop.
 load_pretrained
     Load a local weights file into a Mask R-CNN (never downloads).
 CropDataset, open_instances, random_crops, grid_crops, drop_cut_objects
     Mask R-CNN crops with augmentation; targets recomputed from the transformed masks.
-train_unet
-    Train a U-Net (2D, 2.5D or 3D) on a tiled volume or a CVAT dataset Zarr; writes a
-    model folder with ``weights.pt`` and ``card.json``.
 make_loss, CrossEntropy, SoftDice, SoftJaccard2, Focal, WeightedSum, inverse_frequency_weights
     Losses honouring the ignore index.
 Augment, dihedral_elements, apply_dihedral
@@ -54,7 +52,7 @@ from dlpipe.training.losses import (
     inverse_frequency_weights,
     make_loss,
 )
-from dlpipe.training.maskrcnn import MaskRCNNTask, load_pretrained, train_maskrcnn
+from dlpipe.training.maskrcnn import MaskRCNNTask, load_pretrained
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard, pixel_error
 from dlpipe.training.stores import (
     open_source,
@@ -63,11 +61,12 @@ from dlpipe.training.stores import (
     statistics,
     write_labelled_volume,
 )
-from dlpipe.training.train import train
-from dlpipe.training.unet import UNetTask, train_unet
+from dlpipe.training.train import TASKS, train
+from dlpipe.training.unet import UNetTask
 
 __all__ = [
     "IGNORE_INDEX",
+    "TASKS",
     "Augment",
     "CropDataset",
     "CropSpec",
@@ -103,7 +102,5 @@ __all__ = [
     "sparse_labels_from_demo",
     "statistics",
     "train",
-    "train_maskrcnn",
-    "train_unet",
     "write_labelled_volume",
 ]
