@@ -12,6 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
+from dlpipe.evaluation import evaluate
 from dlpipe.evaluation.volumes import (
     chunk_shape,
     dlpipe_attrs,
@@ -20,6 +21,7 @@ from dlpipe.evaluation.volumes import (
     write_labels,
 )
 from dlpipe.labels import IGNORE_INDEX
+from dlpipe.postprocess.components import blocks
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +192,6 @@ def baseline(
     attributes), else on the z-slices that hold no training slice (``z_range`` / ``use_all``
     override), writing ``metrics_json``.
     """
-    from dlpipe.evaluation import evaluate
-
     method = method or params["method"]
     if method not in METHODS:
         raise UserError(f"unknown baseline method {method!r} (use one of {', '.join(METHODS)})")
@@ -223,8 +223,6 @@ def baseline(
     chunks = chunk_shape(truth)
     attrs = {k: v for k, v in dlpipe_attrs(volume_path).items() if k in ("split", "source")}
     attrs["baseline"] = {"method": method, "training_slices": train}
-    from dlpipe.postprocess.components import blocks
-
     write_labels(
         out,
         ((sl, pred[sl]) for sl in blocks(pred.shape, chunks)),

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from dlpipe._io import write_json_atomic, write_text_atomic
 from dlpipe.errors import UserError
+from dlpipe.evaluation import plots
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import open_labels, test_range
 
@@ -66,8 +68,6 @@ def evaluate_arrays(
 
 def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path, Path]:
     """Write ``metrics.json`` (NaN as null) and a CSV beside it (one row per class)."""
-    from dlpipe._io import write_json_atomic, write_text_atomic
-
     out_json = Path(out_json)
     write_json_atomic(out_json, dict(result))
     out_csv = out_json.with_suffix(".csv")
@@ -232,8 +232,6 @@ def make_figures(
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Jaccard bars, confusion heatmap and up to ``params['overlays']`` overlay slices."""
-    from dlpipe.evaluation import plots
-
     figs = {
         "jaccard.png": plots.jaccard_bars(result),
         "confusion.png": plots.confusion_heatmap(result),

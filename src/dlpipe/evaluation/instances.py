@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from dlpipe._io import write_json_atomic, write_text_atomic
 from dlpipe.errors import UserError
+from dlpipe.evaluation import instance_plots
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -378,8 +380,6 @@ def evaluate_instances(
     """
     from tqdm.auto import tqdm
 
-    from dlpipe._io import write_json_atomic, write_text_atomic
-
     p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(params or {})
     pred_path, truth_path, out_json = Path(pred_path), Path(truth_path), Path(out_json)
     pred, truth = _open_instances(pred_path, "prediction"), _open_instances(truth_path, "truth")
@@ -480,8 +480,6 @@ def evaluate_instances(
 
 
 def _figures(result: dict[str, Any], pred: Any, truth: Any, overlays: int) -> dict[str, Any]:
-    from dlpipe.evaluation import instance_plots
-
     figs = {"ap_f1.png": instance_plots.ap_f1_bars(result)}
     n = int(pred["instances"].shape[0])
     picks = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(overlays, n))}) if n else []

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
 from dlpipe.labels import IGNORE_INDEX
+from dlpipe.postprocess.components import label_chunked
 
 
 def _slabs(z_ranges: Sequence[tuple[int, int]], step: int) -> list[tuple[int, int]]:
@@ -260,8 +261,6 @@ def error_blobs(
     dict
         name -> {"fp_blobs", "fp_max", "fp_mean", "fp_median", "fn_blobs", ...} (sizes in voxels).
     """
-    from dlpipe.postprocess.components import label_chunked
-
     if len(pred.shape) == 2:
         pred, truth = _Expand(pred), _Expand(truth)
         connectivity = {4: 6, 8: 18}.get(connectivity, connectivity)

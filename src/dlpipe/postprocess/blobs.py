@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlpipe._io import atomic_path
 from dlpipe.postprocess.components import Components
 
 COLUMNS = [
@@ -99,8 +100,6 @@ def blob_table(comp: Components) -> dict[str, np.ndarray]:
 
 def write_csv(path: str | Path, columns: dict[str, np.ndarray] | dict[str, list]) -> None:
     """Write equal-length columns as CSV (floats with 6 significant digits), atomically."""
-    from dlpipe._io import atomic_path
-
     names = list(columns)
     n = len(next(iter(columns.values()))) if names else 0
     with atomic_path(path, overwrite=True) as tmp, open(tmp, "w", newline="") as fh:

@@ -101,6 +101,9 @@ def label_chunked(
         component first appears. The partition equals ``scipy.ndimage.label`` run on
         ``source == p`` for each phase ``p`` on the whole array.
     """
+    # Function-level: dlpipe.evaluation imports this module (error_blobs), and importing
+    # dlpipe.evaluation.volumes runs dlpipe.evaluation's __init__, a cycle. chunk_shape moves
+    # to dlpipe.stores (issue 13); this import then goes to the top.
     from dlpipe.evaluation.volumes import chunk_shape
 
     shape = tuple(int(s) for s in source.shape)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from dlpipe.errors import UserError
 from dlpipe.evaluation.instances import evaluate_instance_images
-from dlpipe.models import build_maskrcnn, count_parameters
+from dlpipe.models import build_maskrcnn, count_parameters, torch_device
 from dlpipe.prediction.instances import Detection, paint_instances
 from dlpipe.training.augment import Augment
 from dlpipe.training.instances import (
@@ -28,7 +28,6 @@ from dlpipe.training.instances import (
 from dlpipe.training.loop import (
     autocast,
     check_shared,
-    device,
     loader_workers,
     optimiser,
     scheduler,
@@ -181,7 +180,7 @@ class MaskRCNNTask:
                 p["val_fraction"],
             )
         self.augment = Augment(**p["augment"])
-        self.device = device(p["device"])
+        self.device = torch_device(p["device"], "train.device")
         self.amp = bool(p["amp"]) and self.device.type == "cuda"
         self.pretrained_tensors = 0
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dlpipe.errors import UserError
-from dlpipe.models import UNet, count_parameters
+from dlpipe.models import UNet, count_parameters, torch_device
 from dlpipe.training.augment import Augment
 from dlpipe.training.data import (
     MODES,
@@ -26,7 +26,6 @@ from dlpipe.training.data import (
 from dlpipe.training.loop import (
     autocast,
     check_shared,
-    device,
     loader_workers,
     optimiser,
     scheduler,
@@ -141,7 +140,7 @@ class UNetTask:
             in_channels=self.context,
             n_classes=len(self.classes),
         )
-        self.device = device(p["device"])
+        self.device = torch_device(p["device"], "train.device")
         self.amp = bool(p["amp"]) and self.device.type == "cuda"
 
     # ------------------------------------------------------------------ pieces
