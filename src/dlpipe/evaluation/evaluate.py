@@ -197,28 +197,15 @@ def evaluate(
     out_json = Path(out_json)
     write_metrics(result, out_json)
     figures = make_figures(result, pred, truth, image_path, pred_path, truth_path, params)
-    plot_dir = out_json.parent / f"{out_json.stem}_plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    for fname, fig in figures.items():
-        fig.savefig(plot_dir / fname, dpi=100)
-    if run is not None:
-        metrics = {
-            "mean_jaccard": result["mean_jaccard"],
-            "mean_dice": result["mean_dice"],
-            "accuracy": result["accuracy"],
-        }
-        for cname, m in result["per_class"].items():
-            for k in ("jaccard", "dice", "precision", "recall", "fraction_pred", "fraction_true"):
-                metrics[f"{k}_{cname}"] = m[k]
-        run.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
-        run.log_artifact(out_json)
-        run.log_artifact(out_json.with_suffix(".csv"))
-        for fname, fig in figures.items():
-            run.log_figure(fig, f"plots/{fname}")
-    import matplotlib.pyplot as plt
-
-    for fig in figures.values():
-        plt.close(fig)
+    metrics = {
+        "mean_jaccard": result["mean_jaccard"],
+        "mean_dice": result["mean_dice"],
+        "accuracy": result["accuracy"],
+    }
+    for cname, m in result["per_class"].items():
+        for k in ("jaccard", "dice", "precision", "recall", "fraction_pred", "fraction_true"):
+            metrics[f"{k}_{cname}"] = m[k]
+    plots.save_figures(out_json, figures, run, metrics)
     return result
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from dlpipe._io import write_json_atomic, write_text_atomic
 from dlpipe.errors import UserError
 from dlpipe.evaluation import instance_plots
+from dlpipe.evaluation.plots import save_figures
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -458,24 +459,11 @@ def evaluate_instances(
         lines.append(",".join([name, *cells]))
     write_text_atomic(out_json.with_suffix(".csv"), "\n".join(lines) + "\n")
     figures = _figures(result, pred, truth, int(p["overlays"]))
-    plot_dir = out_json.parent / f"{out_json.stem}_plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    for fname, fig in figures.items():
-        fig.savefig(plot_dir / fname, dpi=100)
-    if run is not None:
-        metrics = {k: result["overall"][k] for k in keys if k != "mean_matched_iou"}
-        for name, m in result["per_class"].items():
-            for k in ("ap", "ap50", "ap75", "f1", "precision", "recall"):
-                metrics[f"{k}_{name}"] = m[k]
-        run.log_metrics({k: float(v) for k, v in metrics.items() if not math.isnan(v)})
-        run.log_artifact(out_json)
-        run.log_artifact(out_json.with_suffix(".csv"))
-        for fname, fig in figures.items():
-            run.log_figure(fig, f"plots/{fname}")
-    import matplotlib.pyplot as plt
-
-    for fig in figures.values():
-        plt.close(fig)
+    metrics = {k: result["overall"][k] for k in keys if k != "mean_matched_iou"}
+    for name, m in result["per_class"].items():
+        for k in ("ap", "ap50", "ap75", "f1", "precision", "recall"):
+            metrics[f"{k}_{name}"] = m[k]
+    save_figures(out_json, figures, run, metrics)
     return result
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,39 @@ def _plt() -> Any:
     return plt
 
 
+def label_bars(ax: Any, bars: Any, values: Sequence[float], fmt: str, fontsize: int) -> None:
+    """Write each bar's value above it (``fmt``), ``n/a`` for NaN."""
+    for b, v in zip(bars, values, strict=True):
+        ax.text(
+            b.get_x() + b.get_width() / 2,
+            b.get_height() + 0.01,
+            "n/a" if math.isnan(v) else fmt.format(v),
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+        )
+
+
+def save_figures(
+    out_json: Path, figures: Mapping[str, Any], run: Any, metrics: Mapping[str, float]
+) -> None:
+    """Save ``figures`` beside ``out_json`` (``<stem>_plots/``), log them, ``metrics`` (NaN
+    left out), ``out_json`` and its CSV to ``run`` (when given), and close the figures."""
+    plot_dir = out_json.parent / f"{out_json.stem}_plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for fname, fig in figures.items():
+        fig.savefig(plot_dir / fname, dpi=100)
+    if run is not None:
+        run.log_metrics({k: float(v) for k, v in metrics.items() if not math.isnan(v)})
+        run.log_artifact(out_json)
+        run.log_artifact(out_json.with_suffix(".csv"))
+        for fname, fig in figures.items():
+            run.log_figure(fig, f"plots/{fname}")
+    plt = _plt()
+    for fig in figures.values():
+        plt.close(fig)
+
+
 def jaccard_bars(result: dict[str, Any]) -> Any:
     """Bar chart of the Jaccard index per class (absent classes drawn as 'n/a')."""
     plt = _plt()
@@ -28,15 +62,7 @@ def jaccard_bars(result: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.5))
     shown = [0 if math.isnan(v) else v for v in values]
     bars = ax.bar(names, shown, color="tab:blue")
-    for b, v in zip(bars, values, strict=True):
-        ax.text(
-            b.get_x() + b.get_width() / 2,
-            b.get_height() + 0.01,
-            "n/a" if math.isnan(v) else f"{v:.3f}",
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
+    label_bars(ax, bars, values, "{:.3f}", 8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("Jaccard")
     ax.set_title(f"mean Jaccard {result['mean_jaccard']:.3f}")
