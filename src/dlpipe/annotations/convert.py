@@ -18,24 +18,13 @@ from dlpipe.annotations._parse import CvatReader
 from dlpipe.annotations._sources import ImageSource, open_annotations, video_index
 from dlpipe.annotations.rasterise import DrawOptions, rasterise_frame
 from dlpipe.annotations.table import ObjectsTable
+from dlpipe.config import defaults
 from dlpipe.errors import UserError
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "classes": [],
-    "label_map": {},
-    "unknown_label": "error",
-    "lenient": False,
-    "skip_missing": False,
-    "size_mismatch": "error",
-    "size": None,
-    "polyline_width": 0.0,
-    "points_radius": 0.0,
-    "read_images": True,
-    "chunk": 1024,
-    "table": "parquet",
-}
+DEFAULTS: dict[str, Any] = defaults()["cvat"]
+"""The ``cvat`` section's defaults, from the config schema (the one source of defaults)."""
 
 MARKER = ".dlpipe_complete"
 _BATCH_BYTES = 32 << 20

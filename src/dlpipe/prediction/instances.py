@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dlpipe.config import defaults
 from dlpipe.errors import UserError
 
 log = logging.getLogger("dlpipe.prediction")
@@ -41,17 +42,8 @@ COLUMNS = [
     "y2",
     "area",
 ]
-DEFAULTS: dict[str, Any] = {
-    "overlap": 0.25,
-    "score_threshold": 0.5,
-    "mask_threshold": 0.5,
-    "merge_rule": "iou",
-    "merge_threshold": 0.5,
-    "nms_iou": 0.5,
-    "min_area": 4,
-    "batch_size": 2,
-    "slices": "all",
-}
+DEFAULTS: dict[str, Any] = defaults()["predict"]["maskrcnn"]
+"""The ``predict.maskrcnn`` defaults, from the config schema (the one source of defaults)."""
 MERGE_RULES = ("iou", "overlap_min")
 
 

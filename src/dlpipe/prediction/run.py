@@ -20,6 +20,7 @@ import torch
 import zarr
 
 from dlpipe._io import write_text_atomic
+from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.model import LoadedModel, load_model
@@ -32,21 +33,11 @@ MANIFEST = ".dlpipe_manifest.json"
 MARKERS = ".dlpipe_blocks"
 COMPLETE = ".dlpipe_complete"
 DEFAULTS: dict[str, Any] = {
-    "block": [32, 256, 256],
-    "halo": None,
-    "window": None,
-    "overlap": 0.25,
-    "batch_size": 8,
-    "tta": 1,
-    "probabilities": False,
-    "threads": 1,
-    "torch_threads": None,
-    "device": "auto",
-    "amp": True,
-    "memory_budget_mb": None,
-    "labels_name": "phases",
-    "level": "0",
+    k: v
+    for k, v in defaults()["predict"].items()
+    if k not in ("model", "slabs", "scheduler", "maskrcnn")  # the CLI's; maskrcnn: its own
 }
+"""The ``predict`` section's defaults, from the config schema (the one source of defaults)."""
 
 
 @dataclass(frozen=True)
