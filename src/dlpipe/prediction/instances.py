@@ -22,6 +22,7 @@ import numpy as np
 
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
+from dlpipe.models import torch_device
 
 log = logging.getLogger("dlpipe.prediction")
 
@@ -617,16 +618,6 @@ def predict_image(
     return inst, sem, rows, n_tiles
 
 
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but CUDA is not available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def _write_tables(rows: list[dict[str, Any]], folder: Path) -> None:
     import csv
 
@@ -706,7 +697,7 @@ def predict_instances(
         torch.set_num_threads(int(torch_threads))
     model = load_maskrcnn(model_dir)
     inp = _open_input(source, model.card, p["slices"])
-    dev = _device(device)
+    dev = torch_device(device, "predict.device")
     model.net.to(dev)
     n, (h, w) = len(inp.indices), inp.shape
     rows: list[dict[str, Any]] = []

@@ -22,6 +22,7 @@ import zarr
 from dlpipe._io import write_text_atomic
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
+from dlpipe.models import torch_device
 from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.model import LoadedModel, load_model
 from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
@@ -67,14 +68,6 @@ _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but CUDA is not available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def _resources(
     job: Job, loaded: LoadedModel | None = None
 ) -> tuple[LoadedModel, zarr.Array, VolumeInfo, zarr.Group, torch.device]:
@@ -91,7 +84,7 @@ def _resources(
             model = loaded or load_model(job.model_dir, list(job.window) if job.window else None)
             if job.digest and model.digest != job.digest:
                 raise UserError("the model changed while predicting", path=job.model_dir)
-            device = _device(job.device)
+            device = torch_device(job.device, "predict.device")
             model.net.to(device)
             info = open_volume(job.volume, model.mode, model.card, job.level)
             arr = zarr.open_group(job.volume, mode="r")[job.level]
@@ -635,7 +628,7 @@ def predict_volume(
         p["torch_threads"],
         model.digest,
     )
-    _device(job.device)
+    torch_device(job.device, "predict.device")
     manifest = _manifest(model, info, job)
     manifest["layout"]["mode"] = model.mode
     out = Path(out)
