@@ -23,13 +23,7 @@ from dlpipe.training.data import (
     max_label,
     scan_labels,
 )
-from dlpipe.training.loop import (
-    autocast,
-    check_shared,
-    loader_workers,
-    optimiser,
-    scheduler,
-)
+from dlpipe.training.loop import autocast, check_shared, loader_workers, optimiser, scheduler
 from dlpipe.training.losses import make_loss
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard
 from dlpipe.training.plots import save_plots
