@@ -30,7 +30,7 @@ from dlpipe.training import (
     jaccard,
     pixel_error,
     sparse_labels_from_demo,
-    train_unet,
+    train,
     write_labelled_volume,
 )
 
@@ -100,7 +100,7 @@ def demo(args: argparse.Namespace, work: Path) -> dict:
     )
     p = params(args.minutes, loss={"ce": 1.0, "dice": 1.0}, lr=2e-3)
     t0 = time.perf_counter()
-    card = train_unet(store, work / "model", p)
+    card = train(store, work / "model", p)
     train_s = time.perf_counter() - t0
     z0, z1 = split["test"]
     pred = predict_slices(work / "model", volume[z0:z1])
@@ -150,7 +150,7 @@ def isbi(args: argparse.Namespace, work: Path) -> dict:
         oversample=0.0,
     )
     t0 = time.perf_counter()
-    card = train_unet(store, work / "model", p)
+    card = train(store, work / "model", p)
     train_s = time.perf_counter() - t0
     pred = predict_slices(work / "model", image[25:30])
     cm = confusion(torch.from_numpy(pred), torch.from_numpy(labels[25:30]), 2)

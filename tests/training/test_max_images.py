@@ -10,7 +10,7 @@ import pytest
 import torch
 import zarr
 
-from dlpipe.training import open_source, scan_labels, train_unet
+from dlpipe.training import open_source, scan_labels, train
 from dlpipe.training.resume import can_resume, resume_or_start
 from dlpipe.training.stores import KeptSlices, evenly_spaced
 
@@ -84,7 +84,7 @@ def test_too_many_images_exits_2(tmp_path, make_volume, capsys) -> None:
 
 def test_training_uses_only_the_kept_images(tmp_path, make_volume, tiny_params) -> None:
     store = _cvat(tmp_path, make_volume)
-    card = train_unet(store, tmp_path / "m", tiny_params(epochs=1, max_images=2), progress=False)
+    card = train(store, tmp_path / "m", tiny_params(epochs=1, max_images=2), progress=False)
     assert card["params"]["max_images"] == 2
     # Class counts of 2 of the 8 training images (16 x 16 pixels each).
     assert sum(card["train_class_counts"]) == 2 * 16 * 16
@@ -105,7 +105,7 @@ def test_resume_or_start(tmp_path, tiny_params) -> None:
     assert not can_resume(tmp_path / "m", dict(params, max_images=3))
     assert resume_or_start(tmp_path / "m", params) is True
     # Starting again: a folder of empty folders (made by Snakemake) is cleared; a real one
-    # is left for train_unet(overwrite=True).
+    # is left for train(overwrite=True).
     (tmp_path / "e" / "plots").mkdir(parents=True)
     assert resume_or_start(tmp_path / "e", params) is False and not (tmp_path / "e").exists()
     assert resume_or_start(tmp_path / "m", dict(params, lr=0.5)) is False
@@ -121,7 +121,7 @@ def test_cli_resume_or_start(tiny_store, tmp_path, capsys, tiny_params) -> None:
     from dlpipe.cli import main
 
     store, out = tiny_store(), tmp_path / "m"
-    train_unet(store, out, tiny_params(epochs=1), progress=False)
+    train(store, out, tiny_params(epochs=1), progress=False)
     (out / "card.json").unlink()  # as Snakemake leaves a killed job's folder
 
     def run(*extra: str) -> str:

@@ -12,7 +12,7 @@ import zarr
 
 from dlpipe.cli import main
 from dlpipe.models import build_unet, count_parameters
-from dlpipe.training import NaNLossError, sparse_labels, train_unet
+from dlpipe.training import NaNLossError, sparse_labels, train
 
 NO_TRACKING = ["--config-json", '{"tracking": {"enabled": false}}']
 
@@ -20,7 +20,7 @@ NO_TRACKING = ["--config-json", '{"tracking": {"enabled": false}}']
 def test_outputs_and_card(tiny_store, tmp_path, make_volume, tiny_params):
     store = tiny_store()
     params = tiny_params(input="2.5d", context_slices=3)
-    card = train_unet(store, tmp_path / "m", params, progress=False)
+    card = train(store, tmp_path / "m", params, progress=False)
     out = tmp_path / "m"
     for name in (
         "weights.pt",
@@ -63,9 +63,9 @@ def test_resume_is_bit_identical(tiny_store, tmp_path, mode, make_volume, tiny_p
         architecture={"dropout": 0.3, "input_noise": 0.05},
         **extra,
     )
-    train_unet(store, tmp_path / "straight", params, progress=False)
-    train_unet(store, tmp_path / "split", dict(params, epochs=1), progress=False)
-    train_unet(store, tmp_path / "split", params, resume=True, progress=False)
+    train(store, tmp_path / "straight", params, progress=False)
+    train(store, tmp_path / "split", dict(params, epochs=1), progress=False)
+    train(store, tmp_path / "split", params, resume=True, progress=False)
     for name in ("weights.pt", "checkpoints/last.pt"):
         a = torch.load(tmp_path / "straight" / name, weights_only=True)
         b = torch.load(tmp_path / "split" / name, weights_only=True)
@@ -80,13 +80,13 @@ def test_resume_is_bit_identical(tiny_store, tmp_path, mode, make_volume, tiny_p
 
 def test_resume_refuses_changed_settings(tiny_store, tmp_path, make_volume, tiny_params):
     store = tiny_store()
-    train_unet(store, tmp_path / "m", tiny_params(epochs=1), progress=False)
+    train(store, tmp_path / "m", tiny_params(epochs=1), progress=False)
     with pytest.raises(Exception, match="different settings \\(lr\\)"):
-        train_unet(store, tmp_path / "m", tiny_params(lr=0.5), resume=True, progress=False)
+        train(store, tmp_path / "m", tiny_params(lr=0.5), resume=True, progress=False)
 
 
 def test_early_stopping_and_sparse_validation(tiny_store, tmp_path, make_volume, tiny_params):
-    card = train_unet(
+    card = train(
         tiny_store(),
         tmp_path / "m",
         tiny_params(epochs=5, patience=1, min_delta=1.0),
@@ -97,19 +97,19 @@ def test_early_stopping_and_sparse_validation(tiny_store, tmp_path, make_volume,
     # labels only on slices 1 and 4 (training slab): no validation voxel -> train loss monitor
     img, lab = make_volume()
     store = tiny_store(image=img, labels=sparse_labels(lab, [1, 4]), name="sparse.zarr")
-    card = train_unet(store, tmp_path / "s", tiny_params(epochs=1), progress=False)
+    card = train(store, tmp_path / "s", tiny_params(epochs=1), progress=False)
     assert card["monitor"] == "train_loss" and card["val_mean_jaccard"] is None
 
 
 def test_nan_loss_keeps_last_good_checkpoint(tiny_store, tmp_path, capsys, tiny_params):
     store = tiny_store()
     out = tmp_path / "m"
-    train_unet(store, out, tiny_params(epochs=1), progress=False)
+    train(store, out, tiny_params(epochs=1), progress=False)
     before = (out / "checkpoints" / "last.pt").read_bytes()
     arr = zarr.open_array(str(store / "0"), mode="r+")
     arr[...] = np.nan
     with pytest.raises(NaNLossError, match="training loss is nan at epoch 2, step 1"):
-        train_unet(store, out, tiny_params(epochs=2), resume=True, progress=False)
+        train(store, out, tiny_params(epochs=2), resume=True, progress=False)
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
     with pytest.raises(SystemExit) as exc:
         main(
@@ -198,9 +198,7 @@ def test_bad_inputs_exit_2(tiny_store, tmp_path, capsys, make_volume, tiny_param
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_with_mixed_precision(tiny_store, tmp_path, make_volume, tiny_params):
-    card = train_unet(
-        tiny_store(), tmp_path / "m", tiny_params(device="auto", epochs=1), progress=False
-    )
+    card = train(tiny_store(), tmp_path / "m", tiny_params(device="auto", epochs=1), progress=False)
     assert card["device"].startswith("cuda")
     weights = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
     assert all(v.device.type == "cpu" for v in weights.values())
@@ -214,7 +212,7 @@ def test_trains_on_a_cvat_dataset_zarr(tmp_path, make_volume, tiny_params):
     group.create_array("instances", data=lab.astype(np.uint32), chunks=(1, 16, 16))
     group.attrs["classes"] = ["background", "fibre", "pore"]
     group.attrs["image_names"] = [f"slice_{i:04d}.png" for i in range(5)]
-    card = train_unet(tmp_path / "cvat.zarr", tmp_path / "m", tiny_params(epochs=1), progress=False)
+    card = train(tmp_path / "cvat.zarr", tmp_path / "m", tiny_params(epochs=1), progress=False)
     assert card["classes"] == ["background", "fibre", "pore"]
     assert card["split"] == {"train": [0, 4], "val": [4, 5]}
     assert card["monitor"] == "val_mean_jaccard"

@@ -12,7 +12,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
+from dlpipe.evaluation import evaluate
 from dlpipe.evaluation.volumes import test_range
+from dlpipe.labels import IGNORE_INDEX
+from dlpipe.postprocess.components import blocks
 from dlpipe.results import StageResult
 from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_labels
 
@@ -44,7 +47,7 @@ def multi_otsu(
     slices: Sequence[int],
     n_classes: int,
     params: Mapping[str, Any],
-    ignore: int | None = 255,
+    ignore: int | None = IGNORE_INDEX,
 ) -> np.ndarray:
     """Multi-Otsu thresholds on the training slices, each intensity class mapped to a label.
 
@@ -87,7 +90,7 @@ def random_forest(
     truth: Any,
     slices: Sequence[int],
     params: Mapping[str, Any],
-    ignore: int | None = 255,
+    ignore: int | None = IGNORE_INDEX,
 ) -> np.ndarray:
     """Random-forest pixel classifier on :func:`skimage.feature.multiscale_basic_features`.
 
@@ -184,8 +187,6 @@ def baseline(
     attributes), else on the z-slices that hold no training slice (``z_range`` / ``use_all``
     override), writing ``metrics_json``.
     """
-    from dlpipe.evaluation import evaluate
-
     method = method or params["method"]
     if method not in METHODS:
         raise UserError(f"unknown baseline method {method!r} (use one of {', '.join(METHODS)})")
@@ -217,8 +218,6 @@ def baseline(
     chunks = chunk_shape(truth)
     attrs = {k: v for k, v in dlpipe_attrs(volume_path).items() if k in ("split", "source")}
     attrs["baseline"] = {"method": method, "training_slices": train}
-    from dlpipe.postprocess.components import blocks
-
     write_labels(
         out,
         ((sl, pred[sl]) for sl in blocks(pred.shape, chunks)),

@@ -4,6 +4,8 @@ Public API
 ----------
 confusion_matrix
     Exact int64 confusion matrix accumulated slab by slab (Zarr, TIFF or NumPy).
+jaccard
+    Per-class Jaccard from a confusion matrix (the one implementation; training uses it too).
 scores
     Jaccard, Dice, precision, recall and volume fractions per class; mean Jaccard.
 error_blobs
@@ -28,7 +30,7 @@ from dlpipe.evaluation.instances import (
     match_detections,
     pair_iou,
 )
-from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
+from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, jaccard, scores
 from dlpipe.evaluation.volumes import test_range
 from dlpipe.stores.volume import dlpipe_attrs, open_labels, write_labels
 
@@ -42,6 +44,7 @@ __all__ = [
     "evaluate_arrays",
     "evaluate_instance_images",
     "evaluate_instances",
+    "jaccard",
     "match_detections",
     "open_labels",
     "pair_iou",

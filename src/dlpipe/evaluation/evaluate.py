@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+from dlpipe.evaluation import plots
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import test_range
 from dlpipe.results import StageResult
@@ -69,7 +70,6 @@ def evaluate_arrays(
 
 def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path, Path]:
     """Write ``metrics.json`` (NaN as null) and a CSV beside it (one row per class)."""
-
     out_json = Path(out_json)
     write_json_atomic(out_json, dict(result))
     out_csv = out_json.with_suffix(".csv")
@@ -203,10 +203,6 @@ def evaluate(
     out_json = Path(out_json)
     write_metrics(result, out_json)
     figures = make_figures(result, pred, truth, image_path, pred_path, truth_path, params)
-    plot_dir = out_json.parent / f"{out_json.stem}_plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    for fname, fig in figures.items():
-        fig.savefig(plot_dir / fname, dpi=100)
     metrics = {
         "mean_jaccard": result["mean_jaccard"],
         "mean_dice": result["mean_dice"],
@@ -215,15 +211,10 @@ def evaluate(
     for cname, m in result["per_class"].items():
         for k in ("jaccard", "dice", "precision", "recall", "fraction_pred", "fraction_true"):
             metrics[f"{k}_{cname}"] = m[k]
-    import matplotlib.pyplot as plt
-
-    for fig in figures.values():
-        plt.close(fig)
     return StageResult(
         result,
         metrics={k: v for k, v in metrics.items() if not math.isnan(v)},
-        artifacts=[out_json, out_json.with_suffix(".csv")]
-        + [(plot_dir / fname, "plots") for fname in figures],
+        artifacts=[out_json, out_json.with_suffix(".csv"), *plots.save_figures(out_json, figures)],
     )
 
 
@@ -237,8 +228,6 @@ def make_figures(
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Jaccard bars, confusion heatmap and up to ``params['overlays']`` overlay slices."""
-    from dlpipe.evaluation import plots
-
     figs = {
         "jaccard.png": plots.jaccard_bars(result),
         "confusion.png": plots.confusion_heatmap(result),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dlpipe.evaluation.plots import _plt
+from dlpipe.evaluation.plots import _plt, label_bars
 
 
 def ap_f1_bars(result: dict[str, Any]) -> Any:
@@ -22,15 +22,7 @@ def ap_f1_bars(result: dict[str, Any]) -> Any:
         xs = np.arange(len(names)) + (k - (len(keys) - 1) / 2) * width
         vals = [r[key] for r in rows]
         bars = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=label)
-        for b, v in zip(bars, vals, strict=True):
-            ax.text(
-                b.get_x() + b.get_width() / 2,
-                b.get_height() + 0.01,
-                "n/a" if math.isnan(v) else f"{v:.2f}",
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
+        label_bars(ax, bars, vals, "{:.2f}", 7)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.15)
     ax.legend(fontsize=8, ncols=3, loc="upper center")

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
+from dlpipe.evaluation import instance_plots
+from dlpipe.evaluation.plots import save_figures
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
 
@@ -456,24 +458,15 @@ def evaluate_instances(
         lines.append(",".join([name, *cells]))
     write_text_atomic(out_json.with_suffix(".csv"), "\n".join(lines) + "\n")
     figures = _figures(result, pred, truth, int(p["overlays"]))
-    plot_dir = out_json.parent / f"{out_json.stem}_plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    for fname, fig in figures.items():
-        fig.savefig(plot_dir / fname, dpi=100)
     metrics = {k: result["overall"][k] for k in keys if k != "mean_matched_iou"}
     for name, m in result["per_class"].items():
         for k in ("ap", "ap50", "ap75", "f1", "precision", "recall"):
             metrics[f"{k}_{name}"] = m[k]
-    import matplotlib.pyplot as plt
-
-    for fig in figures.values():
-        plt.close(fig)
     o = result["overall"]
     return StageResult(
         result,
         metrics={k: float(v) for k, v in metrics.items() if not math.isnan(v)},
-        artifacts=[out_json, out_json.with_suffix(".csv")]
-        + [(plot_dir / fname, "plots") for fname in figures],
+        artifacts=[out_json, out_json.with_suffix(".csv"), *save_figures(out_json, figures)],
         summary=f"AP {o['ap']:.3f}, AP50 {o['ap50']:.3f}, F1@{result['f1_iou']:g} "
         f"{o['f1']:.3f} ({o['n_matched']} of {o['n_true']} true matched, "
         f"{o['n_pred']} predicted): {out_json}",
@@ -481,8 +474,6 @@ def evaluate_instances(
 
 
 def _figures(result: dict[str, Any], pred: Any, truth: Any, overlays: int) -> dict[str, Any]:
-    from dlpipe.evaluation import instance_plots
-
     figs = {"ap_f1.png": instance_plots.ap_f1_bars(result)}
     n = int(pred["instances"].shape[0])
     picks = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(overlays, n))}) if n else []

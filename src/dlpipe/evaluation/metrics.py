@@ -11,6 +11,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
+from dlpipe.labels import IGNORE_INDEX
+from dlpipe.postprocess.components import label_chunked
 
 
 def _slabs(z_ranges: Sequence[tuple[int, int]], step: int) -> list[tuple[int, int]]:
@@ -53,7 +55,7 @@ def confusion_matrix(
     *,
     z_ranges: Sequence[tuple[int, int]] | None = None,
     n_classes: int | None = None,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
     slab: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -145,6 +147,24 @@ def _div(a: float, b: float) -> float:
     return float(a / b) if b else math.nan
 
 
+def jaccard(cm: np.ndarray) -> np.ndarray:
+    """Per-class Jaccard TP / (TP + FP + FN) from a confusion matrix; NaN where the class is
+    neither present nor predicted.
+
+    Parameters
+    ----------
+    cm : (C, C) counts, rows truth, columns prediction
+
+    Returns
+    -------
+    ndarray (C,) float64
+    """
+    tp = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
 def scores(cm: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Per-class Jaccard, Dice, precision, recall and volume fractions from a confusion matrix.
 
@@ -166,13 +186,14 @@ def scores(cm: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]
     if len(names) < n:
         names += [f"class_{i}" for i in range(len(names), n)]
     total = int(cm.sum())
+    jac_c = jaccard(cm)
     per_class = {}
     for c in range(n):
         tp = int(cm[c, c])
         fp = int(cm[:, c].sum()) - tp
         fn = int(cm[c, :].sum()) - tp
         per_class[names[c]] = {
-            "jaccard": _div(tp, tp + fp + fn),
+            "jaccard": float(jac_c[c]),
             "dice": _div(2 * tp, 2 * tp + fp + fn),
             "precision": _div(tp, tp + fp),
             "recall": _div(tp, tp + fn),
@@ -226,7 +247,7 @@ def error_blobs(
     names: Sequence[str],
     *,
     z_ranges: Sequence[tuple[int, int]] | None = None,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
     connectivity: int = 26,
 ) -> dict[str, dict[str, Any]]:
     """False-positive and false-negative connected components per class, and their sizes.
@@ -240,8 +261,6 @@ def error_blobs(
     dict
         name -> {"fp_blobs", "fp_max", "fp_mean", "fp_median", "fn_blobs", ...} (sizes in voxels).
     """
-    from dlpipe.postprocess.components import label_chunked
-
     if len(pred.shape) == 2:
         pred, truth = _Expand(pred), _Expand(truth)
         connectivity = {4: 6, 8: 18}.get(connectivity, connectivity)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dlpipe.labels import IGNORE_INDEX
 
 
 def _plt() -> Any:
@@ -18,6 +21,35 @@ def _plt() -> Any:
     return plt
 
 
+def label_bars(ax: Any, bars: Any, values: Sequence[float], fmt: str, fontsize: int) -> None:
+    """Write each bar's value above it (``fmt``), ``n/a`` for NaN."""
+    for b, v in zip(bars, values, strict=True):
+        ax.text(
+            b.get_x() + b.get_width() / 2,
+            b.get_height() + 0.01,
+            "n/a" if math.isnan(v) else fmt.format(v),
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+        )
+
+
+def save_figures(out_json: Path, figures: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """Save ``figures`` beside ``out_json`` (``<stem>_plots/``) and close them.
+
+    Returns the saved files as ``(path, "plots")`` artifacts of a
+    :class:`~dlpipe.results.StageResult`.
+    """
+    plot_dir = out_json.parent / f"{out_json.stem}_plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for fname, fig in figures.items():
+        fig.savefig(plot_dir / fname, dpi=100)
+    plt = _plt()
+    for fig in figures.values():
+        plt.close(fig)
+    return [(plot_dir / fname, "plots") for fname in figures]
+
+
 def jaccard_bars(result: dict[str, Any]) -> Any:
     """Bar chart of the Jaccard index per class (absent classes drawn as 'n/a')."""
     plt = _plt()
@@ -26,15 +58,7 @@ def jaccard_bars(result: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.5))
     shown = [0 if math.isnan(v) else v for v in values]
     bars = ax.bar(names, shown, color="tab:blue")
-    for b, v in zip(bars, values, strict=True):
-        ax.text(
-            b.get_x() + b.get_width() / 2,
-            b.get_height() + 0.01,
-            "n/a" if math.isnan(v) else f"{v:.3f}",
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
+    label_bars(ax, bars, values, "{:.3f}", 8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("Jaccard")
     ax.set_title(f"mean Jaccard {result['mean_jaccard']:.3f}")
@@ -75,7 +99,7 @@ def overlay(
     truth: np.ndarray,
     pred: np.ndarray,
     z: int,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
 ) -> Any:
     """One slice: image, truth, prediction and the image with wrong voxels in red.
 

@@ -9,12 +9,15 @@ build_unet
     A U-Net from a model card's ``architecture`` mapping.
 count_parameters
     Trainable parameter count.
+torch_device
+    The ``device`` setting (``auto``, ``cpu``, ``cuda``) as a torch device.
 build_maskrcnn, maskrcnn_from_card, to_model_input
     torchvision's Mask R-CNN (ResNet-50/34/18-FPN or MobileNetV3-FPN), its input convention.
 """
 
 from typing import Any
 
+from dlpipe.models.devices import torch_device
 from dlpipe.models.unet import UNet, build_unet, count_parameters
 
 _LAZY = ("build_maskrcnn", "maskrcnn_from_card", "to_model_input")
@@ -37,4 +40,5 @@ __all__ = [
     "count_parameters",
     "maskrcnn_from_card",
     "to_model_input",
+    "torch_device",
 ]

@@ -100,7 +100,6 @@ def blob_table(comp: Components) -> dict[str, np.ndarray]:
 
 def write_csv(path: str | Path, columns: dict[str, np.ndarray] | dict[str, list]) -> None:
     """Write equal-length columns as CSV (floats with 6 significant digits), atomically."""
-
     names = list(columns)
     n = len(next(iter(columns.values()))) if names else 0
     with atomic_path(path, overwrite=True) as tmp, open(tmp, "w", newline="") as fh:

@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from dlpipe.config import schema
 from dlpipe.errors import UserError
 from dlpipe.postprocess.blobs import blob_table, write_csv
 from dlpipe.postprocess.components import Components, blocks, label_chunked
@@ -19,7 +20,9 @@ from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_l
 
 log = logging.getLogger(__name__)
 
-RING_DEFAULTS = {"max_slices": 3, "min_area": 50, "min_slenderness": 8}
+_RING = schema()["properties"]["postprocess"]["properties"]["rules"]["items"]["properties"]["ring"]
+RING_DEFAULTS = {k: v["default"] for k, v in _RING["properties"].items()}
+"""A ring rule's defaults, from the config schema (rules are list items, not filled in)."""
 IN_MEMORY_LIMIT = 2**30  # bytes of uint32 ids kept in RAM; larger volumes use a Zarr scratch
 
 

@@ -27,9 +27,10 @@ import torch
 import zarr
 
 from dlpipe.errors import UserError
+from dlpipe.models.devices import torch_device
 from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.memory import malloc_trim
-from dlpipe.prediction.model import LoadedModel, load_model, torch_device
+from dlpipe.prediction.model import LoadedModel, load_model
 from dlpipe.prediction.output import mark_block
 from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
 from dlpipe.prediction.windows import block_bounds
@@ -80,7 +81,7 @@ def load_resources(
             model = loaded or load_model(job.model_dir, list(job.window) if job.window else None)
             if job.digest and model.digest != job.digest:
                 raise UserError("the model changed while predicting", path=job.model_dir)
-            device = torch_device(job.device)
+            device = torch_device(job.device, "predict.device")
             model.net.to(device)
             if info is None:
                 info = open_volume(job.volume, model.mode, model.card, job.level)

@@ -26,9 +26,9 @@ import zarr
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
+from dlpipe.models.devices import torch_device
 from dlpipe.prediction.detections import MERGE_RULES
 from dlpipe.prediction.maskrcnn import DEFAULTS, load_maskrcnn, predict_image
-from dlpipe.prediction.model import torch_device
 from dlpipe.prediction.volume import open_volume
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
@@ -251,7 +251,7 @@ def predict_instances(
         torch.set_num_threads(int(torch_threads))
     model = load_maskrcnn(model_dir, card)
     inp = _open_input(source, model.card, p["slices"])
-    dev = torch_device(device)
+    dev = torch_device(device, "predict.device")
     model.net.to(dev)
     n, (h, w) = len(inp.indices), inp.shape
     rows: list[dict[str, Any]] = []

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from dlpipe import models  # Mask R-CNN's torchvision is imported on first use (models.__getattr__)
+from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.prediction.detections import (
     Detection,
@@ -53,17 +54,8 @@ __all__ = [
     "tile_starts",
 ]
 
-DEFAULTS: dict[str, Any] = {
-    "overlap": 0.25,
-    "score_threshold": 0.5,
-    "mask_threshold": 0.5,
-    "merge_rule": "iou",
-    "merge_threshold": 0.5,
-    "nms_iou": 0.5,
-    "min_area": 4,
-    "batch_size": 2,
-    "slices": "all",
-}
+DEFAULTS: dict[str, Any] = defaults()["predict"]["maskrcnn"]
+"""The ``predict.maskrcnn`` defaults, from the config schema (the one source of defaults)."""
 
 
 @dataclass

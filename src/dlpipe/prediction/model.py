@@ -1,11 +1,9 @@
-"""A U-Net from its model card: load, check, hash; the torch device it runs on.
+"""A U-Net from its model card: load, check, hash.
 
 Public API
 ----------
 LoadedModel, load_model
     A U-Net rebuilt from ``card.json`` + ``weights.pt`` and checked.
-torch_device
-    The torch device of a ``device`` option (auto, cpu, cuda).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from dlpipe.errors import UserError
 from dlpipe.models import build_unet
 from dlpipe.stores.card import read_card
 
-__all__ = ["INPUTS", "LoadedModel", "load_model", "torch_device"]
+__all__ = ["INPUTS", "LoadedModel", "load_model"]
 
 INPUTS = ("2d", "2.5d", "3d")
 
@@ -43,21 +41,6 @@ class LoadedModel:
     window: tuple[int, ...]
     classes: list[str]
     digest: str
-
-
-def torch_device(name: str) -> torch.device:
-    """The torch device of a ``device`` option: ``auto`` (CUDA when available), cpu or cuda.
-
-    Raises
-    ------
-    UserError
-        ``cuda`` asked for but not available.
-    """
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but CUDA is not available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def _check_card(model_dir: Path, card: dict[str, Any]) -> dict[str, Any]:

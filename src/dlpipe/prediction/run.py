@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from dlpipe.config import defaults
 from dlpipe.errors import UserError
+from dlpipe.models.devices import torch_device
 from dlpipe.prediction.block import Job, auto_halo, load_resources
 from dlpipe.prediction.engine import tta_ops
 from dlpipe.prediction.instances import predict_instances
@@ -34,7 +36,7 @@ from dlpipe.prediction.memory import (
     peak_rss_mb,
     workers_in_budget,
 )
-from dlpipe.prediction.model import load_model, torch_device
+from dlpipe.prediction.model import load_model
 from dlpipe.prediction.output import (
     MANIFEST,
     all_marked,
@@ -54,21 +56,11 @@ log = logging.getLogger("dlpipe.prediction")
 __all__ = ["DEFAULTS", "predict", "predict_volume"]
 
 DEFAULTS: dict[str, Any] = {
-    "block": [32, 256, 256],
-    "halo": None,
-    "window": None,
-    "overlap": 0.25,
-    "batch_size": 8,
-    "tta": 1,
-    "probabilities": False,
-    "threads": 1,
-    "torch_threads": None,
-    "device": "auto",
-    "amp": True,
-    "memory_budget_mb": None,
-    "labels_name": "phases",
-    "level": "0",
+    k: v
+    for k, v in defaults()["predict"].items()
+    if k not in ("model", "slabs", "scheduler", "maskrcnn")  # the CLI's; maskrcnn: its own
 }
+"""The ``predict`` section's defaults, from the config schema (the one source of defaults)."""
 
 
 def predict_volume(
@@ -144,7 +136,7 @@ def predict_volume(
         p["torch_threads"],
         model.digest,
     )
-    torch_device(job.device)
+    torch_device(job.device, "predict.device")
     manifest = build_manifest(model, info, job)
     out = Path(out)
     if slab is not None:

@@ -3,18 +3,16 @@
 Public API
 ----------
 train
-    Train the model named by ``params["model"]`` (``unet`` or ``maskrcnn``); both run the
-    one loop of :mod:`dlpipe.training.loop` and write the same model folder layout.
-train_maskrcnn
-    Train torchvision's Mask R-CNN on an instance dataset Zarr (``dlpipe cvat`` /
-    ``dlpipe import``).
+    Train the model named by ``params["model"]`` (a U-Net, 2D, 2.5D or 3D, on a tiled
+    volume or a CVAT dataset Zarr; torchvision's Mask R-CNN on an instance dataset Zarr);
+    every family runs the one loop :func:`fit` and writes the same model folder
+    (``weights.pt``, ``card.json``, ...).
+TASKS, UNetTask, MaskRCNNTask, fit
+    The task table (``train.model`` -> task class), the two tasks and the one loop.
 load_pretrained
     Load a local weights file into a Mask R-CNN (never downloads).
 CropDataset, open_instances, random_crops, grid_crops, drop_cut_objects
     Mask R-CNN crops with augmentation; targets recomputed from the transformed masks.
-train_unet
-    Train a U-Net (2D, 2.5D or 3D) on a tiled volume or a CVAT dataset Zarr; writes a
-    model folder with ``weights.pt`` and ``card.json``.
 make_loss, CrossEntropy, SoftDice, SoftJaccard2, Focal, WeightedSum, inverse_frequency_weights
     Losses honouring the ignore index.
 Augment, dihedral_elements, apply_dihedral
@@ -27,6 +25,7 @@ confusion, jaccard, mean_jaccard, pixel_error
     Metrics that skip the ignore index.
 """
 
+from dlpipe.labels import IGNORE_INDEX
 from dlpipe.training.augment import Augment, apply_dihedral, dihedral_elements
 from dlpipe.training.data import (
     PatchDataset,
@@ -53,21 +52,21 @@ from dlpipe.training.losses import (
     inverse_frequency_weights,
     make_loss,
 )
-from dlpipe.training.maskrcnn import MaskRCNNTask, load_pretrained, train_maskrcnn
+from dlpipe.training.maskrcnn import MaskRCNNTask, load_pretrained
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard, pixel_error
 from dlpipe.training.stores import (
-    IGNORE_INDEX,
     open_source,
     sparse_labels,
     sparse_labels_from_demo,
     statistics,
     write_labelled_volume,
 )
-from dlpipe.training.train import train
-from dlpipe.training.unet import UNetTask, train_unet
+from dlpipe.training.train import TASKS, train
+from dlpipe.training.unet import UNetTask
 
 __all__ = [
     "IGNORE_INDEX",
+    "TASKS",
     "Augment",
     "CropDataset",
     "CropSpec",
@@ -103,7 +102,5 @@ __all__ = [
     "sparse_labels_from_demo",
     "statistics",
     "train",
-    "train_maskrcnn",
-    "train_unet",
     "write_labelled_volume",
 ]

@@ -21,8 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dlpipe.errors import UserError
+from dlpipe.labels import IGNORE_INDEX
 from dlpipe.training.augment import Augment
-from dlpipe.training.stores import IGNORE_INDEX, TrainingSource
+from dlpipe.training.stores import TrainingSource
 
 log = logging.getLogger(__name__)
 

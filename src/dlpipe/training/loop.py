@@ -94,15 +94,6 @@ class Task(Protocol):
         """The model-specific fields of ``card.json`` (model, architecture, classes, ...)."""
 
 
-def device(name: str) -> torch.device:
-    """``auto``, ``cpu`` or ``cuda`` as a torch device (``auto`` picks CUDA when present)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device is cuda but no CUDA device is available")
-    return torch.device(name)
-
-
 def loader_workers(value: int | str, dev: torch.device) -> int:
     """DataLoader worker processes for ``train.workers``.
 

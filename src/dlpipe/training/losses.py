@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from dlpipe.errors import UserError
+from dlpipe.labels import IGNORE_INDEX
 
-IGNORE_INDEX = 255
 LOSSES = ("ce", "weighted_ce", "dice", "jaccard2", "focal")
 
 
@@ -56,8 +56,8 @@ class CrossEntropy(nn.Module):
         )
 
 
-class SoftDice(nn.Module):
-    """1 − mean over classes of (2 Σ p·y + s) / (Σ p + Σ y + s), p = softmax, y = one-hot."""
+class _SoftOverlap(nn.Module):
+    """1 − mean over classes of a soft overlap score of p = softmax and y = one-hot."""
 
     def __init__(self, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
@@ -68,25 +68,26 @@ class SoftDice(nn.Module):
         if y.shape[0] == 0:
             return logits.sum() * 0.0
         inter = (p * y).sum(0)
-        dice = (2 * inter + self.smooth) / (p.sum(0) + y.sum(0) + self.smooth)
-        return 1 - dice.mean()
+        return 1 - self._score(p, y, inter).mean()
+
+    def _score(self, p: torch.Tensor, y: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        """Per-class score from probabilities, one-hot truth and their intersection Σ p·y."""
+        raise NotImplementedError
 
 
-class SoftJaccard2(nn.Module):
+class SoftDice(_SoftOverlap):
+    """1 − mean over classes of (2 Σ p·y + s) / (Σ p + Σ y + s), p = softmax, y = one-hot."""
+
+    def _score(self, p: torch.Tensor, y: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        return (2 * inter + self.smooth) / (p.sum(0) + y.sum(0) + self.smooth)
+
+
+class SoftJaccard2(_SoftOverlap):
     """The seeds' soft Jaccard²: per class I = Σ y·ỹ, J₂ = (I + s) / (Σ y² + Σ ỹ² − I + s);
     loss = 1 − mean over classes of J₂ (ỹ = softmax probabilities, y = one-hot)."""
 
-    def __init__(self, smooth: float = 1.0, ignore_index: int = IGNORE_INDEX) -> None:
-        super().__init__()
-        self.smooth, self.ignore_index = smooth, ignore_index
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        p, y, _ = _flatten(logits, target, self.ignore_index)
-        if y.shape[0] == 0:
-            return logits.sum() * 0.0
-        inter = (p * y).sum(0)
-        j2 = (inter + self.smooth) / ((y * y).sum(0) + (p * p).sum(0) - inter + self.smooth)
-        return 1 - j2.mean()
+    def _score(self, p: torch.Tensor, y: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
+        return (inter + self.smooth) / ((y * y).sum(0) + (p * p).sum(0) - inter + self.smooth)
 
 
 class Focal(nn.Module):

@@ -13,7 +13,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dlpipe.errors import UserError
-from dlpipe.models import build_maskrcnn, count_parameters
+from dlpipe.evaluation.instances import evaluate_instance_images
+from dlpipe.models import build_maskrcnn, count_parameters, torch_device
+from dlpipe.prediction.detections import Detection, paint_instances
 from dlpipe.training.augment import Augment
 from dlpipe.training.instances import (
     CropDataset,
@@ -23,16 +25,8 @@ from dlpipe.training.instances import (
     open_instances,
     random_crops,
 )
-from dlpipe.training.loop import (
-    autocast,
-    check_shared,
-    device,
-    fit,
-    loader_workers,
-    optimiser,
-    prepare_out,
-    scheduler,
-)
+from dlpipe.training.loop import autocast, check_shared, loader_workers, optimiser, scheduler
+from dlpipe.training.plots import save_instance_plots
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +174,7 @@ class MaskRCNNTask:
                 p["val_fraction"],
             )
         self.augment = Augment(**p["augment"])
-        self.device = device(p["device"])
+        self.device = torch_device(p["device"], "train.device")
         self.amp = bool(p["amp"]) and self.device.type == "cuda"
         self.pretrained_tensors = 0
 
@@ -279,9 +273,6 @@ class MaskRCNNTask:
         > 0.5, painted highest score on top) and scored against the tile's true instances
         with the instance metrics of ``dlpipe evaluate --instances``.
         """
-        from dlpipe.evaluation.instances import evaluate_instance_images
-        from dlpipe.prediction.detections import Detection, paint_instances
-
         t = self.tile
         ds = CropDataset(
             self.source, self.val_specs, t, None, self.params["maskrcnn"]["min_object_area"]
@@ -347,8 +338,6 @@ class MaskRCNNTask:
         )
 
     def plots(self, folder: Path, history: list[dict[str, Any]], model: nn.Module) -> list[Path]:
-        from dlpipe.training.plots import save_instance_plots
-
         return save_instance_plots(folder, history, self, model)
 
     def card(self, best_row: Mapping[str, Any]) -> dict[str, Any]:
@@ -371,35 +360,3 @@ class MaskRCNNTask:
             "val_losses": {k: best_row.get(f"val_{k}") for k in LOSS_TERMS},
             "split": {"train": [names[i] for i in src.train], "val": [names[i] for i in src.val]},
         }
-
-
-def train_maskrcnn(
-    store: str | Path,
-    out_dir: str | Path,
-    params: Mapping[str, Any],
-    *,
-    run: Any = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """Train torchvision's Mask R-CNN on an instance dataset Zarr and write a model card.
-
-    Parameters
-    ----------
-    store : dataset Zarr from ``dlpipe cvat`` or ``dlpipe import`` (``images``, ``semantic``,
-        ``instances``, attribute ``classes``); the last ``val_fraction`` of its images
-        validate
-    out_dir : model folder (``weights.pt``, ``card.json`` last, ``metrics.csv``, ``plots/``,
-        ``checkpoints/{last,best}.pt``), the same layout as the U-Net's
-    params : the ``train`` config section (``model: maskrcnn``; its own keys in ``maskrcnn``)
-    run, resume, overwrite, progress : as for :func:`dlpipe.training.train_unet`
-
-    Returns
-    -------
-    dict
-        The model card (rebuild with :func:`dlpipe.models.maskrcnn_from_card`).
-    """
-    prepare_out(Path(out_dir), resume=resume, overwrite=overwrite)
-    task = MaskRCNNTask(store, params)
-    return fit(task, store, out_dir, run=run, resume=resume, progress=progress)

@@ -1,11 +1,17 @@
-"""Confusion matrices and Jaccard indices that skip the ignore index."""
+"""Confusion matrices of torch tensors that skip the ignore index, and their scores.
+
+The per-class Jaccard is :func:`dlpipe.evaluation.metrics.jaccard` (one implementation).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from dlpipe.training.stores import IGNORE_INDEX
+from dlpipe.evaluation.metrics import jaccard
+from dlpipe.labels import IGNORE_INDEX
+
+__all__ = ["confusion", "jaccard", "mean_jaccard", "pixel_error"]
 
 
 def confusion(
@@ -23,15 +29,6 @@ def confusion(
     idx = t[keep] * n_classes + p[keep]
     counts = torch.bincount(idx.cpu(), minlength=n_classes * n_classes)
     return counts.numpy().reshape(n_classes, n_classes).astype(np.int64)
-
-
-def jaccard(cm: np.ndarray) -> np.ndarray:
-    """Per-class Jaccard TP / (TP + FP + FN) from a confusion matrix; NaN where the class is
-    neither present nor predicted."""
-    tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
 
 
 def mean_jaccard(cm: np.ndarray) -> float:

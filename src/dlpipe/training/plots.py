@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from dlpipe.stores.atomic import atomic_path
+from dlpipe.training.data import PatchDataset
+from dlpipe.training.instances import CropDataset
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -58,8 +60,6 @@ def save_plots(folder: Path, history: list[dict[str, Any]], trainer: Any, model:
 def _overlay(path: Path, trainer: Any, model: Any) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-
-    from dlpipe.training.data import PatchDataset
 
     ds = PatchDataset(
         trainer.source, trainer.val_specs, trainer.mode, trainer.patch, trainer.context
@@ -141,8 +141,6 @@ def save_instance_plots(
 def _instance_overlay(path: Path, task: Any, model: Any) -> Path:
     import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
-
-    from dlpipe.training.instances import CropDataset
 
     ds = CropDataset(
         task.source,

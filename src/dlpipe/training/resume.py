@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from dlpipe.training.loop import RESUMABLE_CHANGES
+
 log = logging.getLogger(__name__)
 
 
@@ -19,10 +23,6 @@ def can_resume(out_dir: str | Path, params: Mapping[str, Any]) -> bool:
     Used by ``dlpipe train --resume-or-start`` (the workflow's train rule): a job killed
     mid-training continues from its last epoch; changed settings start again.
     """
-    import torch
-
-    from dlpipe.training.loop import RESUMABLE_CHANGES
-
     last = Path(out_dir) / "checkpoints" / "last.pt"
     if not last.is_file():
         return False
@@ -45,7 +45,7 @@ def resume_or_start(out_dir: str | Path, params: Mapping[str, Any]) -> bool:
 
     Starting again, a folder that holds only empty folders (Snakemake creates the parents
     of a rule's outputs, such as ``OUT/plots/``, before the job) is removed so that
-    training may write there; anything else is left for ``train_unet(overwrite=True)``.
+    training may write there; anything else is left for ``train(overwrite=True)``.
     """
     out = Path(out_dir)
     if can_resume(out, params):

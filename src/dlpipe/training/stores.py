@@ -27,14 +27,13 @@ import numpy as np
 import zarr
 
 from dlpipe.errors import UserError
+from dlpipe.labels import IGNORE_INDEX
 from dlpipe.stores.dataset import Dataset, is_dataset, open_dataset, open_store
 from dlpipe.stores.marker import mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
 from dlpipe.stores.volume import open_volume
 
 log = logging.getLogger(__name__)
-
-IGNORE_INDEX = 255
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``train``: one entry point for every model family, dispatching on ``params["model"]``."""
+"""``train``: the one entry point; the task table maps ``params["model"]`` to its task."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ from typing import Any
 
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
+from dlpipe.training.loop import fit, prepare_out
+from dlpipe.training.maskrcnn import MaskRCNNTask
+from dlpipe.training.unet import UNetTask
+
+__all__ = ["TASKS", "train"]
+
+TASKS: dict[str, type] = {"unet": UNetTask, "maskrcnn": MaskRCNNTask}
+"""Model family (``train.model``, the card's ``model``) -> its task class."""
 
 
 def train(
@@ -20,21 +28,45 @@ def train(
     overwrite: bool = False,
     progress: bool | None = None,
 ) -> StageResult:
-    """Train the model named by ``params["model"]`` (``unet`` or ``maskrcnn``).
+    """Train the model named by ``params["model"]`` and write its model folder.
 
-    See :func:`dlpipe.training.train_unet` and :func:`dlpipe.training.train_maskrcnn`;
-    both run the same loop (:mod:`dlpipe.training.loop`) and write the same model folder,
-    logging to ``run`` as they go. Returns the model card, with one line for the user.
+    Every family runs the one loop (:func:`dlpipe.training.loop.fit`) and writes the same
+    layout.
+
+    Parameters
+    ----------
+    store : for ``unet``, ``VOL.zarr`` (image ``0``, labels ``labels/<name>/0``, split and
+        statistics in the ``dlpipe`` attribute) or a CVAT dataset Zarr (``images``,
+        ``semantic``); for ``maskrcnn``, a dataset Zarr from ``dlpipe cvat`` or
+        ``dlpipe import`` (``images``, ``semantic``, ``instances``, attribute ``classes``),
+        whose last ``val_fraction`` of images validate
+    out_dir : model folder: ``weights.pt``, ``card.json`` (written last), ``metrics.csv``,
+        ``plots/``, ``checkpoints/{last,best}.pt``
+    params : the ``train`` config section (``model``: a key of :data:`TASKS`; Mask R-CNN's
+        own keys in ``maskrcnn``)
+    run : a :class:`dlpipe.tracking.StageRun` (metrics per epoch, plots, card as artifacts)
+    resume : continue from ``checkpoints/last.pt`` (same settings; ``epochs`` may grow)
+    overwrite : replace an existing model folder
+    progress : show a progress bar (None: when the output is a terminal)
+
+    Returns
+    -------
+    StageResult
+        The model card (a Mask R-CNN rebuilds with :func:`dlpipe.models.maskrcnn_from_card`),
+        with one line for the user.
+
+    Raises
+    ------
+    UserError
+        Unknown model or bad input (see docs/training.md);
+        :class:`~dlpipe.training.NaNLossError` when the loss stops being finite (the last
+        good checkpoint stays in place).
     """
-    from dlpipe.training.maskrcnn import train_maskrcnn
-    from dlpipe.training.unet import train_unet
-
-    trainers = {"unet": train_unet, "maskrcnn": train_maskrcnn}
-    if params["model"] not in trainers:
-        raise UserError(f"unknown train.model {params['model']!r} ({', '.join(trainers)})")
-    card = trainers[params["model"]](
-        store, out_dir, params, run=run, resume=resume, overwrite=overwrite, progress=progress
-    )
+    if params["model"] not in TASKS:
+        raise UserError(f"unknown train.model {params['model']!r} ({', '.join(TASKS)})")
+    prepare_out(Path(out_dir), resume=resume, overwrite=overwrite)
+    task = TASKS[params["model"]](store, params)
+    card = fit(task, store, out_dir, run=run, resume=resume, progress=progress)
     return StageResult(card, summary=_summary(card, out_dir))
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dlpipe.errors import UserError
-from dlpipe.models import UNet, count_parameters
+from dlpipe.models import UNet, count_parameters, torch_device
 from dlpipe.training.augment import Augment
 from dlpipe.training.data import (
     MODES,
@@ -23,24 +23,15 @@ from dlpipe.training.data import (
     max_label,
     scan_labels,
 )
-from dlpipe.training.loop import (
-    NaNLossError,
-    autocast,
-    check_shared,
-    device,
-    fit,
-    loader_workers,
-    optimiser,
-    prepare_out,
-    scheduler,
-)
+from dlpipe.training.loop import autocast, check_shared, loader_workers, optimiser, scheduler
 from dlpipe.training.losses import make_loss
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard
+from dlpipe.training.plots import save_plots
 from dlpipe.training.stores import TrainingSource, open_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NaNLossError", "Trainer", "UNetTask", "train_unet"]
+__all__ = ["UNetTask"]
 
 
 def _check(params: Mapping[str, Any]) -> None:
@@ -143,7 +134,7 @@ class UNetTask:
             in_channels=self.context,
             n_classes=len(self.classes),
         )
-        self.device = device(p["device"])
+        self.device = torch_device(p["device"], "train.device")
         self.amp = bool(p["amp"]) and self.device.type == "cuda"
 
     # ------------------------------------------------------------------ pieces
@@ -235,8 +226,6 @@ class UNetTask:
     def plots(
         self, folder: Path, history: list[dict[str, Any]], model: torch.nn.Module
     ) -> list[Path]:
-        from dlpipe.training.plots import save_plots
-
         return save_plots(folder, history, self, model)
 
     def card(self, best_row: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,45 +246,3 @@ class UNetTask:
             "rare_classes": [self.classes[c] for c in self.rare],
             "loss": p["loss"],
         }
-
-
-Trainer = UNetTask  # the former name
-
-
-def train_unet(
-    store: str | Path,
-    out_dir: str | Path,
-    params: Mapping[str, Any],
-    *,
-    run: Any = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """Train a U-Net on a tiled Zarr volume (or a CVAT dataset Zarr) and write a model card.
-
-    Parameters
-    ----------
-    store : ``VOL.zarr`` (image ``0``, labels ``labels/<name>/0``, split and statistics in the
-        ``dlpipe`` attribute) or a CVAT dataset Zarr (``images``, ``semantic``)
-    out_dir : model folder: ``weights.pt``, ``card.json``, ``metrics.csv``, ``plots/``,
-        ``checkpoints/{last,best}.pt``; ``card.json`` is written last
-    params : the ``train`` config section
-    run : a :class:`dlpipe.tracking.StageRun` (metrics per epoch, plots, card as artifacts)
-    resume : continue from ``checkpoints/last.pt`` (same settings; ``epochs`` may grow)
-    overwrite : replace an existing model folder
-
-    Returns
-    -------
-    dict
-        The model card.
-
-    Raises
-    ------
-    UserError
-        Bad input (see docs/training.md); :class:`NaNLossError` when the loss stops being
-        finite (the last good checkpoint stays in place).
-    """
-    prepare_out(Path(out_dir), resume=resume, overwrite=overwrite)
-    task = UNetTask(store, params)
-    return fit(task, store, out_dir, run=run, resume=resume, progress=progress)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import write_text_atomic
@@ -31,20 +32,8 @@ PROGRESS_DIR = ".dlpipe_progress"
 BASE_RSS_MB = 250
 """Resident memory of the interpreter with NumPy, zarr and the readers loaded (measured)."""
 
-DEFAULTS: dict[str, Any] = {
-    "chunks": [64, 64, 64],
-    "shards": None,
-    "voxel_size": [1.0, 1.0, 1.0],
-    "unit": "micrometer",
-    "levels": 3,
-    "codec": "zstd",
-    "clevel": 3,
-    "ngff": "0.5",
-    "split": {"fractions": [0.7, 0.1, 0.2], "gap": 0, "ranges": None},
-    "memory_budget_mb": 1024,
-    "labels_name": "phases",
-    "replace_nonfinite": None,
-}
+DEFAULTS: dict[str, Any] = defaults()["tile"]
+"""The ``tile`` section's defaults, from the config schema (the one source of defaults)."""
 
 
 def tile_volume(

@@ -18,6 +18,7 @@ from dlpipe.annotations.cvat import _background
 from dlpipe.annotations.cvat._sources import ImageSource, open_annotations, video_index
 from dlpipe.annotations.cvat.rasterise import DrawOptions, rasterise_frame
 from dlpipe.annotations.cvat.reader import CvatReader
+from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
@@ -26,20 +27,8 @@ from dlpipe.stores.table import ObjectsTable
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "classes": [],
-    "label_map": {},
-    "unknown_label": "error",
-    "lenient": False,
-    "skip_missing": False,
-    "size_mismatch": "error",
-    "size": None,
-    "polyline_width": 0.0,
-    "points_radius": 0.0,
-    "read_images": True,
-    "chunk": 1024,
-    "table": "parquet",
-}
+DEFAULTS: dict[str, Any] = defaults()["cvat"]
+"""The ``cvat`` section's defaults, from the config schema (the one source of defaults)."""
 
 
 def class_table(
