@@ -1,0 +1,81 @@
+"""``dlpipe slices``: slices of a tiled volume as PNG images for a CVAT task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlpipe.cli._app import app
+from dlpipe.errors import UserError
+
+
+def _indices(text: str | None) -> list[int] | None:
+    """``"12,24, 40"`` -> [12, 24, 40]."""
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--at {text!r}: expected comma-separated slice indices") from None
+
+
+@app.command()
+def slices(
+    volume: Annotated[Path, typer.Argument(help="VOL.zarr of `dlpipe tile`.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Task folder to write (images, slices.json).")
+    ],
+    axis: Annotated[
+        list[str] | None,
+        typer.Option(help="Axis of the slices: z, y or x; repeat (or z,y,x) for several."),
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Comma-separated slice indices, on every axis.")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(help="N evenly spaced slices per axis (instead of --at).")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Label volume (PRED.zarr) whose slices become annotations.zip, a CVAT for "
+            "images 1.1 export of masks (one per connected region) for 'Upload annotations'."
+        ),
+    ] = None,
+    labels_name: Annotated[
+        str, typer.Option(help="Label image of --labels (labels/<name>/0).")
+    ] = "phases",
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated class names by label value, 0 first (default: "
+            "those stored with --labels)."
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Write slices of a volume as 8-bit PNGs for a CVAT task, and a manifest slices.json.
+
+    Images are windowed by the volume's p0.1-p99.9 statistics and named
+    <stem>_z0012.png, <stem>_y0080.png, <stem>_x0100.png; `dlpipe cvat EXPORT --volume
+    VOL.zarr` puts their annotations back at those slices. Only the slices are read.
+    """
+    from dlpipe.annotations.slices import export_slices
+
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    summary = export_slices(
+        volume,
+        out,
+        axes=axis or ["z"],
+        at=_indices(at),
+        count=count,
+        labels=labels,
+        labels_name=labels_name,
+        classes=names,
+        overwrite=overwrite,
+    )
+    extra = f" and {summary['annotations'].name}" if summary["annotations"] else ""
+    per_axis = ", ".join(f"{a} {len(v)}" for a, v in summary["slices"].items())
+    typer.echo(f"wrote {len(summary['images'])} slices ({per_axis}){extra}: {out}")
