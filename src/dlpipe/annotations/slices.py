@@ -25,7 +25,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from skimage import measure
 from tqdm.auto import tqdm
 
 from dlpipe.annotations.cvat.write import encode_rle, write_cvat_xml
@@ -174,6 +173,8 @@ def label_shapes(labels: np.ndarray, classes: Sequence[str]) -> list[dict[str, A
 
     Value 0 is the background and gets no shape; value ``v`` is labelled ``classes[v]``.
     """
+    from skimage import measure  # heavy: only when labels are exported
+
     shapes: list[dict[str, Any]] = []
     for value in np.unique(labels):
         if value == 0:
