@@ -179,3 +179,49 @@ def test_round_trip_all_axes_at_once(run_cli: RunCli, tmp_path: Path) -> None:
     assert code == 2 and "--overwrite" in err
     code, err = run_cli("cvat", task / "annotations.zip", "--volume", store, "--overwrite")
     assert code == 0, err
+
+
+def test_reads_only_the_slices(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A y-slice reads one column of chunks (4 of 4 x 4 x 4), a z-slice one layer."""
+    from zarr.storage import LocalStore
+
+    from dlpipe.annotations.slices import export_slices
+
+    vol = np.random.default_rng(3).integers(0, 255, (16, 32, 32)).astype(np.uint8)
+    store = _tile(run_cli, tmp_path, vol)  # chunks (4, 8, 8): 4 x 4 x 4 chunks
+    read: list[str] = []
+    original = LocalStore.get
+
+    async def counting(self, key, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if key.startswith("0/c/"):
+            read.append(key)
+        return await original(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "get", counting)
+    export_slices(store, tmp_path / "y", axes=["y"], at=[9])
+    assert sorted(read) == sorted(f"0/c/{z}/1/{x}" for z in range(4) for x in range(4))
+    read.clear()
+    export_slices(store, tmp_path / "z", axes=["z"], at=[5])
+    assert sorted(read) == sorted(f"0/c/1/{y}/{x}" for y in range(4) for x in range(4))
+
+
+def test_slices_bad_input(run_cli: RunCli, tmp_path: Path) -> None:
+    vol, labels = _phantom()
+    store = _tile(run_cli, tmp_path, vol)
+    pred = _pred(tmp_path, labels[:, :, :-1], store)
+    task = tmp_path / "task"
+    for args, words in [
+        (["--at", "12"], ["outside", "z axis"]),
+        (["--at", "1", "--count", "2"], ["either"]),
+        (["--at", "one"], ["--at"]),
+        (["--axis", "w", "--count", "1"], ["'w'"]),
+        (["--at", "1", "--labels", pred], ["labels are (12, 20, 23)"]),
+        (["--at", "1", "--labels", tmp_path / "none.zarr"], ["none.zarr"]),
+    ]:
+        code, err = run_cli("slices", store, "--out", task, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert all(w in err for w in words), err
+        assert not task.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".task")] == []
