@@ -20,6 +20,11 @@ read_coco, read_instance_folders
     (DSB2018), to a dataset Zarr in the same layout as :func:`convert`.
 write_instance_dataset
     Images with semantic and instance maps to that layout (padded, atomic).
+export_slices, place_annotations
+    The annotation loop: slices of a tiled volume out as PNGs for a CVAT task (with
+    predicted labels as CVAT masks), and a CVAT export back into
+    ``VOL.zarr/labels/annotations`` at those slices (:mod:`dlpipe.annotations.slices`,
+    :mod:`dlpipe.annotations.placement`).
 """
 
 from dlpipe.annotations import cvat
@@ -27,11 +32,15 @@ from dlpipe.annotations.coco import read_coco
 from dlpipe.annotations.cvat import *  # noqa: F403 (re-exports cvat.__all__)
 from dlpipe.annotations.instance_dataset import write_instance_dataset
 from dlpipe.annotations.instance_folders import read_instance_folders
+from dlpipe.annotations.placement import place_annotations
+from dlpipe.annotations.slices import export_slices
 from dlpipe.annotations.targets import targets, targets_from_arrays
 from dlpipe.stores.table import read_objects, table_path
 
 __all__ = [
     *cvat.__all__,
+    "export_slices",
+    "place_annotations",
     "read_coco",
     "read_instance_folders",
     "read_objects",

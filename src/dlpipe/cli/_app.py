@@ -18,6 +18,7 @@ from dlpipe.tracking import StageRun, stage_run
 PIPELINE = (
     "synth",
     "tile",
+    "slices",
     "cvat",
     "import",
     "train",

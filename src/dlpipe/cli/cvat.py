@@ -1,4 +1,5 @@
-"""``dlpipe cvat``: CVAT annotations to U-Net masks and Mask R-CNN targets."""
+"""``dlpipe cvat``: CVAT annotations to U-Net masks and Mask R-CNN targets, or back into the
+volume they were sliced from."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dlpipe.cli._app import app, configure, run_stage
-from dlpipe.cli._options import comma_list, config_option, out_option, overwrite_option
+from dlpipe.cli._options import comma_list, config_option, overwrite_option
 
 
 @app.command()
@@ -16,8 +17,27 @@ def cvat(
     annotations: Annotated[
         Path, typer.Argument(help="CVAT 'for images/video 1.1' annotations.xml or export .zip.")
     ],
-    out: Annotated[Path, out_option("Zarr group to write (OUT.zarr).")],
-    overwrite: Annotated[bool, overwrite_option()] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Zarr dataset to write (OUT.zarr); optional with --volume.",
+            metavar="PATH",
+        ),
+    ] = None,
+    volume: Annotated[
+        Path | None,
+        typer.Option(
+            help="VOL.zarr the images are slices of: write the masks into "
+            "VOL.zarr/labels/annotations (255 = not annotated) at the slices the image names "
+            "(<stem>_z0012.png, slice_0012.png) or the manifest give.",
+            metavar="PATH",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, overwrite_option("Replace OUT (or the volume's annotations) if it exists.")
+    ] = False,
     images: Annotated[
         Path | None,
         typer.Option(
@@ -26,6 +46,22 @@ def cvat(
             metavar="PATH",
         ),
     ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="slices.json of `dlpipe slices` (default: the one beside EXPORT).",
+            metavar="PATH",
+        ),
+    ] = None,
+    empty: Annotated[
+        str,
+        typer.Option(
+            help="With --volume, an image without shapes is 'skip' (not annotated) or "
+            "'background' (annotated, all background); 'auto': background when the manifest "
+            "says the images went out with predicted labels (slices --labels), else skip.",
+            metavar="auto|skip|background",
+        ),
+    ] = "auto",
     classes: Annotated[
         str | None,
         config_option("Comma-separated class names, in order", "cvat.classes", metavar="A,B"),
@@ -46,8 +82,11 @@ def cvat(
     and the attributes `classes` (classes[0] == "background") and `image_names`. Pixel
     (i, j) belongs to a shape when its centre (x=j+0.5, y=i+0.5) is inside. Nothing is
     written unless the whole conversion succeeds.
+
+    With --volume VOL.zarr the masks go back into the volume they were sliced from
+    (`dlpipe slices`), on any axis, as VOL.zarr/labels/annotations; --out is then optional.
     """
-    from dlpipe.annotations import convert  # stage imports are deferred: `--help` stays fast
+    from dlpipe.annotations.cvat.stage import cvat_stage  # deferred: `--help` stays fast
 
     options = {
         "classes": comma_list(classes),
@@ -60,7 +99,16 @@ def cvat(
     run_stage(
         config,
         "cvat",
-        lambda run: convert(annotations, out, images=images, params=params, overwrite=overwrite),
+        lambda run: cvat_stage(
+            annotations,
+            out=out,
+            volume=volume,
+            params=params,
+            images=images,
+            manifest=manifest,
+            empty=empty,
+            overwrite=overwrite,
+        ),
         dataset=annotations.stem,
         params=params,
     )

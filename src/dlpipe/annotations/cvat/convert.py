@@ -243,6 +243,8 @@ def convert(
         | {_metric(f"objects_{k}"): v for k, v in summary["objects_per_label"].items()}
         | summary["counts"],
         dicts={"cvat_summary.json": summary},
+        summary=f"converted {summary['images']} images, "
+        f"{sum(per_label.values())} objects ({len(summary['classes'])} classes): {out}",
     )
 
 
