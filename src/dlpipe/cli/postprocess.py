@@ -32,7 +32,7 @@ def postprocess(
 
     Rules (config postprocess.rules): size, elongation and area limits, ring artefacts,
     hole filling, opening and closing. Writes the cleaned volume, the blob table and a table
-    of every change; OUT/.dlpipe_complete is written last.
+    of every change; OUT's completion marker is written last.
     """
     from dlpipe.postprocess import postprocess as clean  # deferred: `--help` stays fast
 

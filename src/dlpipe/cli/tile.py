@@ -94,7 +94,7 @@ def tile(
     Reads slab by slab (memory bounded by --memory-budget-mb), writes levels 0, 1, ...
     (mean ×2 downsampling; labels by mode), stores min/max/mean/std/p0.1/p99.9 and a
     histogram, and train/val/test z-ranges in the root attributes under `dlpipe`
-    (and OUT/split.json). OUT/.dlpipe_complete is written last; a killed run resumes.
+    (and OUT/split.json). its completion marker is written last; a killed run resumes.
     """
     from dlpipe.volumes import tile_volume  # stage imports are deferred: `--help` stays fast
 

@@ -70,7 +70,7 @@ def require_complete(path: str | Path, what: str = "store", hint: str = "") -> N
     Raises
     ------
     UserError
-        ``"incomplete <what> (no .dlpipe_complete marker)<hint>"``, naming ``path``.
+        ``"incomplete <what> (no <MARKER> marker)<hint>"``, naming ``path``.
     """
     if not is_complete(path):
         raise UserError(f"incomplete {what} (no {MARKER} marker){hint}", path=path)
