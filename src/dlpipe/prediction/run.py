@@ -254,7 +254,7 @@ def predict(
     progress: bool = True,
     slab: tuple[int, int] | None = None,
     prepare_only: bool = False,
-) -> dict[str, Any]:
+) -> StageResult:
     """Predict ``volume`` with the model in ``model_dir`` into ``out``, as its card says.
 
     The card is read once (:func:`dlpipe.stores.card.read_card`). A Mask R-CNN
