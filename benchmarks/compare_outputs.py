@@ -231,10 +231,22 @@ def _cmp_torch(a: Path, b: Path, norm: _Norm) -> str:
                 if d := diff(p, q, f"{where}[{i}]"):
                     return d
             return ""
+        if isinstance(x, str) and isinstance(y, str):  # JSON kept as text (training history)
+            x, y = _maybe_json(x), _maybe_json(y)
         return _first_diff(norm.value(x), norm.value(y), where)
 
     load = {"map_location": "cpu", "weights_only": True}
     return diff(torch.load(a, **load), torch.load(b, **load), "")
+
+
+def _maybe_json(text: str) -> Any:
+    """``text`` parsed when it is a JSON list or object (volatile keys inside get masked)."""
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _cmp_bytes(a: Path, b: Path, norm: _Norm) -> str:

@@ -170,3 +170,23 @@ def test_state_dicts_compared_by_tensor(co, tmp_path: Path) -> None:
     torch.save(state, b / "weights.pt")
     row = _by_path(co.compare(a, b)[0])["weights.pt"]
     assert row.status == "different" and "conv.bias" in row.detail
+
+
+def test_checkpoint_history_differing_only_in_seconds_is_identical(
+    co: ModuleType, tmp_path: Path
+) -> None:
+    """A checkpoint keeps its training history as JSON text: its timings are masked too,
+    its scores are not."""
+    import torch
+
+    def save(path: Path, seconds: float, loss: float) -> None:
+        history = json.dumps([{"epoch": 1, "train_loss": loss, "seconds": seconds}])
+        torch.save({"model": {"w": torch.ones(2)}, "history": history}, path)
+
+    a, b, c = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    save(a, 1.0, 0.5)
+    save(b, 99.0, 0.5)
+    save(c, 1.0, 0.6)
+    norm = co._Norm([tmp_path], frozenset({"seconds"}))
+    assert co._cmp_torch(a, b, norm) == ""
+    assert "train_loss" in co._cmp_torch(a, c, norm)
