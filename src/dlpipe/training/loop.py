@@ -34,7 +34,9 @@ from dlpipe.stores.atomic import atomic_path, json_safe, write_json_atomic, writ
 log = logging.getLogger(__name__)
 
 OPTIMISERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "step", "plateau")
+SCHEDULES = ("constant", "cosine", "onecycle", "step", "plateau")
+# Schedules stepped after every optimiser step (the others after every epoch).
+PER_STEP_SCHEDULES = ("onecycle",)
 # Keys that may change between a run and its --resume.
 RESUMABLE_CHANGES = {
     "epochs",
@@ -134,8 +136,18 @@ def optimiser(
 
 
 def scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer) -> Any:
-    """The per-epoch LR schedule named by ``train.schedule``."""
+    """The LR schedule named by ``train.schedule``.
+
+    ``onecycle`` is stepped after every optimiser step (:data:`PER_STEP_SCHEDULES`): a linear
+    warm-up from ``lr / warmup steps`` to ``lr`` over the first ``train.warmup`` fraction of the
+    ``epochs * steps_per_epoch`` steps, then a cosine decay to zero. The others are stepped
+    after every epoch.
+    """
     kind = params["schedule"]
+    if kind == "onecycle":
+        total = max(1, params["epochs"] * params["steps_per_epoch"])
+        warm = max(1, round(params.get("warmup", 0.0) * total))
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _one_cycle(s, warm, total))
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, params["epochs"]))
     if kind == "step":
@@ -147,6 +159,14 @@ def scheduler(params: Mapping[str, Any], opt: torch.optim.Optimizer) -> Any:
             opt, mode="max", factor=params["step_gamma"], patience=params["step_size"]
         )
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
+
+
+def _one_cycle(step: int, warm: int, total: int) -> float:
+    """LR factor of ``onecycle`` at optimiser step ``step`` (0-based)."""
+    if step < warm:
+        return (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def autocast(dev: torch.device, amp: bool) -> Any:
@@ -272,6 +292,7 @@ def _fit(
     t_start = time.perf_counter()
     stop_reason = "epochs"
     steps = p["steps_per_epoch"]
+    per_step = p["schedule"] in PER_STEP_SCHEDULES
     for epoch in range(start, p["epochs"]):
         t_epoch = time.perf_counter()
         rng = np.random.default_rng([p["seed"], epoch])
@@ -304,6 +325,8 @@ def _fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if per_step:
+                sched.step()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             seen += 1
@@ -316,7 +339,7 @@ def _fit(
             score = -train_loss
         if p["schedule"] == "plateau":
             sched.step(score)
-        else:
+        elif not per_step:
             sched.step()
         row: dict[str, Any] = {
             "epoch": epoch + 1,
