@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from _predict_helpers import phantom
 
 from dlpipe.config import defaults
 from dlpipe.postprocess import postprocess
 from dlpipe.prediction import predict_volume
 from dlpipe.stores.pyramid import downsample_mode
 from dlpipe.volumes import tile_volume
-
-from _predict_helpers import phantom
 
 ome_zarr_models = pytest.importorskip("ome_zarr_models", reason="pip install ome-zarr-models")
 

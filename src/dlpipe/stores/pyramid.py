@@ -145,7 +145,7 @@ def write_label_pyramid(
     root = zarr.open_group(str(store), mode="r+")
     grp = root[f"labels/{labels_name}"]
     base = grp["0"]
-    axes, size, unit = ngff.spatial_metadata(dict(grp.attrs))
+    _, size, unit = ngff.spatial_metadata(dict(grp.attrs))
     size = size or [1.0] * base.ndim
     names = list(ngff.AXES[-base.ndim :])
     shapes = level_shapes(base.shape, max(1, int(levels)))
