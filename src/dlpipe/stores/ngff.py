@@ -14,6 +14,7 @@ __all__ = [
     "AXES",
     "PALETTE",
     "hidden_channel",
+    "holds_labels",
     "image_attrs",
     "label_image_attrs",
     "labels_group_attrs",
@@ -123,6 +124,17 @@ def hidden_channel(label: str, end: int) -> dict[str, Any]:
         ],
         "rdefs": {"model": "greyscale"},
     }
+
+
+def holds_labels(attrs: Mapping[str, Any]) -> bool:
+    """Whether a group's root image holds label values (a label volume), not grey values.
+
+    The root image of ``PRED.zarr`` / ``CLEAN.zarr`` is mode-downsampled (``multiscales``
+    type ``mode``); a scan's is ``mean``.
+    """
+    ome = attrs.get("ome", attrs)
+    ms = (ome.get("multiscales") or [{}])[0]
+    return ms.get("type") == "mode"
 
 
 def labels_group_attrs(names: Sequence[str], version: str) -> dict[str, Any]:

@@ -127,8 +127,9 @@ def write_label_pyramid(
     Reads ``STORE/labels/<labels_name>/0`` slab by slab and writes levels ``1 ..
     levels - 1`` (mode ×2 downsampling, as the labels of ``VOL.zarr``), then the root image
     ``STORE/0 .. levels - 1``: the same uint8 label values as a hidden grey image (OMERO
-    channel ``active: false``), so that NGFF readers (``ome_zarr info``, napari-ome-zarr) find
-    an image whose ``labels`` they show. Level 0 of the labels is not rewritten.
+    channel ``active: false``; ``multiscales`` type ``mode``, see :func:`ngff.holds_labels`),
+    so that NGFF readers (``ome_zarr info``, napari-ome-zarr) find an image whose ``labels``
+    they show. Level 0 of the labels is not rewritten.
 
     Parameters
     ----------
@@ -184,6 +185,10 @@ def write_label_pyramid(
     ome["multiscales"] = ngff.multiscales(labels_name, n, size, unit, "0.5", method="mode")
     grp.attrs["ome"] = ome
     values = [c["label-value"] for c in ome.get("image-label", {}).get("colors", [])] or [0]
-    image = ngff.image_attrs(image_name or store.stem, n, size, unit, "0.5")["ome"]
-    image["omero"] = ngff.hidden_channel("label values", max(values))
-    root.attrs["ome"] = image
+    root.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": ngff.multiscales(
+            image_name or store.stem, n, size, unit, "0.5", method="mode"
+        ),
+        "omero": ngff.hidden_channel("label values", max(values)),
+    }
