@@ -285,17 +285,23 @@ def test_report(run: dict, tmp_path: Path) -> None:
     html = report.read_text()
     for text in ("Summary", "Evaluation", "Models", "learning_curve.png", "overlay_z"):
         assert text in html, text
-    # The tables are embedded as data URIs: the same bytes as the files.
+    # The tables are HTML, shown in the page (CSV would be a download): embedded as data URIs,
+    # the same bytes as the files, scores to 3 digits.
     embedded = {
         name: base64.b64decode(data)
         for name, data in re.findall(
-            r"data:text/csv;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
+            r"data:text/html;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
         )
     }
     work = run["work"]
-    assert embedded["models.csv"] == (work / TARGET).read_bytes()
-    metrics = (work / R / "unet" / MODEL / "clean_metrics.csv").read_bytes()
-    assert embedded["clean_metrics.csv"] == metrics and b"jaccard" in metrics
+    assert embedded["models.html"] == (work / R / "summary" / "models.html").read_bytes()
+    assert b"best model: " in embedded["models.html"]
+    assert b"architecture.depth" in embedded["cards.html"]
+    metrics = (work / R / "unet" / MODEL / "clean_metrics.html").read_bytes()
+    assert embedded["clean_metrics.html"] == metrics and b"jaccard" in metrics
+    assert not re.search(rb"\d\.\d{4,}", embedded["models.html"] + metrics)
+    # an item's info shows the rule's params: a config file's path, not the JSON
+    assert "--config-json '{" not in html
 
 
 def _baseline_job(tags: dict[str, str]) -> bool:
