@@ -150,18 +150,20 @@ window.addEventListener("load", function () {
 """
 
 
-def report_summary(results: Path, workdir: Path, out: Path) -> Path:
-    """``snakemake --report`` of ``workdir``, opened on its Summary (the table of models)."""
-    if not (workdir / "Snakefile").is_file():
-        raise RuntimeError(f"no Snakefile in {workdir} (give --workdir)")
+def report_summary(results: Path, workdir: Path, out: Path, report: Path | None = None) -> Path:
+    """``snakemake --report`` of ``workdir`` (or the report file ``report``), opened on its
+    Summary (the table of models)."""
+    if report is None and not (workdir / "Snakefile").is_file():
+        raise RuntimeError(f"no Snakefile in {workdir} (give --workdir or --report)")
     snakemake = Path(sys.executable).parent / "snakemake"
     with tempfile.TemporaryDirectory() as tmp:
-        html = Path(tmp) / "report.html"
-        cmd = [str(snakemake) if snakemake.exists() else "snakemake", "--report", str(html)]
-        cmd += ["--config", f"results={results.resolve()}"]
-        done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
-        if done.returncode or not html.is_file():
-            raise RuntimeError(f"snakemake --report failed: {done.stderr.strip()[-500:]}")
+        html = report or Path(tmp) / "report.html"
+        if report is None:
+            cmd = [str(snakemake) if snakemake.exists() else "snakemake", "--report", str(html)]
+            cmd += ["--config", f"results={results.resolve()}"]
+            done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=600)
+            if done.returncode or not html.is_file():
+                raise RuntimeError(f"snakemake --report failed: {done.stderr.strip()[-500:]}")
         shown = Path(tmp) / "report_summary.html"
         page, _, tail = html.read_text().rpartition("</body>")  # the page's own, the last one
         shown.write_text(page + _REPORT_JS + "</body>" + tail)
@@ -256,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", type=Path, help="a finished demo results folder")
     ap.add_argument("--workdir", type=Path, help="checkout that ran the workflow (RESULTS/..)")
     ap.add_argument("--out", type=Path, default=HERE / "screenshots")
+    ap.add_argument("--report", type=Path, help="an existing report.html (else made)")
     ap.add_argument("--experiment", help="MLflow experiment (default: the last with runs)")
     ap.add_argument("--napari-python", type=Path, default=Path("/work/napari-venv/bin/python"))
     ap.add_argument("--scan", type=Path, help="default RESULTS/demo/volume.zarr")
@@ -267,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     parts = {
         "mlflow": lambda: mlflow_runs(results, args.out, args.experiment),
-        "report": lambda: report_summary(results, (args.workdir or results.parent), args.out),
+        "report": lambda: report_summary(
+            results, (args.workdir or results.parent), args.out, args.report
+        ),
         "napari": lambda: napari_prediction(
             (args.scan or results / "demo" / "volume.zarr").resolve(),
             (args.prediction or _best_prediction(results)).resolve(),
