@@ -128,7 +128,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def merge_json(config: dict[str, Any], text: str) -> dict[str, Any]:
-    """Merge a JSON mapping over ``config`` (nested mappings merged key by key), re-validate."""
+    """Merge a JSON mapping over ``config`` (nested mappings merged key by key), re-validate.
+
+    ``text`` is the JSON itself, or the path of a file holding it (what the workflow passes,
+    so that the Snakemake report shows a short path instead of the JSON).
+    """
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"--config-json: neither a JSON object nor a file: {text}")
+        text = path.read_text()
     try:
         extra = json.loads(text)
     except json.JSONDecodeError as exc:

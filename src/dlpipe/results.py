@@ -15,7 +15,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StageResult"]
+__all__ = ["StageResult", "score"]
+
+
+def score(value: Any) -> str:
+    """A score for a result line: 3 digits, ``n/a`` for a missing or NaN one.
+
+    >>> score(0.7586957206546844), score(float("nan")), score(None), score(1)
+    ('0.759', 'n/a', 'n/a', '1.000')
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if value != value else f"{value:.3f}"
 
 
 class StageResult(dict[str, Any]):

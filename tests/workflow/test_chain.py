@@ -285,17 +285,23 @@ def test_report(run: dict, tmp_path: Path) -> None:
     html = report.read_text()
     for text in ("Summary", "Evaluation", "Models", "learning_curve.png", "overlay_z"):
         assert text in html, text
-    # The tables are embedded as data URIs: the same bytes as the files.
-    embedded = {
-        name: base64.b64decode(data)
-        for name, data in re.findall(
-            r"data:text/csv;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
-        )
-    }
+    # The tables are HTML, shown in the page (CSV would be a download): embedded as data URIs,
+    # the same bytes as the files, scores to 3 digits.
+    embedded: dict[str, list[bytes]] = {}
+    for name, data in re.findall(
+        r"data:text/html;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
+    ):
+        embedded.setdefault(name, []).append(base64.b64decode(data))
     work = run["work"]
-    assert embedded["models.csv"] == (work / TARGET).read_bytes()
-    metrics = (work / R / "unet" / MODEL / "clean_metrics.csv").read_bytes()
-    assert embedded["clean_metrics.csv"] == metrics and b"jaccard" in metrics
+    models = (work / R / "summary" / "models.html").read_bytes()
+    assert models in embedded["models.html"] and b"best model: " in models
+    assert any(b"architecture.depth" in c for c in embedded["cards.html"])
+    metrics = (work / R / "unet" / MODEL / "clean_metrics.html").read_bytes()
+    assert metrics in embedded["clean_metrics.html"] and b"jaccard" in metrics
+    assert len(embedded["clean_metrics.html"]) == 3  # the model, otsu and rf
+    assert not re.search(rb"\d\.\d{4,}", models + metrics)
+    # an item's info shows the rule's params: a config file's path, not the JSON
+    assert "--config-json '{" not in html
 
 
 def _baseline_job(tags: dict[str, str]) -> bool:

@@ -1,4 +1,5 @@
 # Shared helpers and the MLflow parent run of each workflow invocation.
+import hashlib
 import itertools
 import json
 import os
@@ -18,12 +19,21 @@ BENCH = f"{LOGS}/benchmarks"
 
 
 def cfg_arg(*sections):
-    """`--config-json '...'` with the given config sections, for a rule's shell command.
+    """`--config-json FILE` with the given config sections, for a rule's shell command.
 
-    Put it in a rule's params so that changing those sections re-runs the rule.
+    Put it in a rule's params so that changing those sections re-runs the rule: the file is
+    named by the hash of its JSON ({RESULTS}/.config/<hash>.json), so the report's item info
+    shows that short path, not the JSON.
     """
     payload = json.dumps({s: config[s] for s in ("results", "tracking", *sections)}, sort_keys=True)
-    return f"--config-json {shlex.quote(payload)}"
+    path = f"{RESULTS}/.config/{hashlib.sha256(payload.encode()).hexdigest()[:16]}.json"
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(payload + "\n")
+        os.replace(tmp, path)
+    return f"--config-json {shlex.quote(path)}"
 
 
 def sweep_models():

@@ -69,8 +69,9 @@ rule evaluate:
         truth=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
     output:
         metrics=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.json",
-        csv=report(
-            f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.csv",
+        csv=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.csv",
+        table=report(
+            f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.html",
             caption="../report/metrics.rst",
             category="Evaluation",
             subcategory="{kind}/{name}",

@@ -24,11 +24,18 @@ rule summary:
             category="Summary",
             labels={"figure": "learning curve"},
         ),
-        table=report(
-            f"{RESULTS}/summary/models.csv",
+        table=f"{RESULTS}/summary/models.csv",
+        table_html=report(
+            f"{RESULTS}/summary/models.html",
             caption="../report/summary_table.rst",
             category="Summary",
             labels={"figure": "table of models"},
+        ),
+        cards=report(
+            f"{RESULTS}/summary/cards.html",
+            caption="../report/card.rst",
+            category="Summary",
+            labels={"figure": "model cards"},
         ),
     params:
         cfg=cfg_arg(),

@@ -11,13 +11,7 @@ rule train:
     input:
         f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
     output:
-        card=report(
-            f"{RESULTS}/models/{{model}}/card.json",
-            caption="../report/card.rst",
-            category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "card.json"},
-        ),
+        card=f"{RESULTS}/models/{{model}}/card.json",
         loss=report(
             f"{RESULTS}/models/{{model}}/plots/loss.png",
             caption="../report/train_curves.rst",

@@ -117,7 +117,8 @@ def random_forest(
     rng = np.random.default_rng(params["seed"])
     xs, ys = [], []
     per_slice = max(1, params["max_samples"] // len(slices))
-    for i, z in enumerate(slices):
+    bar = tqdm(slices, desc="random forest features", unit="slice", disable=None, leave=False)
+    for i, z in enumerate(bar):
         f = features(z)
         idx = np.flatnonzero(valid[i].ravel())
         pick = rng.choice(idx, size=min(per_slice, idx.size), replace=False)
@@ -129,9 +130,11 @@ def random_forest(
         n_jobs=params["n_jobs"],
         random_state=params["seed"],
     )
-    clf.fit(np.concatenate(xs), np.concatenate(ys))
+    x_train = np.concatenate(xs)
+    log.info("random forest: fitting %d trees on %d pixels", params["n_estimators"], len(x_train))
+    clf.fit(x_train, np.concatenate(ys))
     out = np.empty(volume.shape, np.uint8)
-    for z in tqdm(range(volume.shape[0]), desc="random forest", disable=None, leave=False):
+    for z in tqdm(range(volume.shape[0]), desc="random forest", unit="slice", disable=None):
         f = features(z)
         out[z] = clf.predict(f.reshape(-1, f.shape[-1])).reshape(f.shape[:2]).astype(np.uint8)
     return out
@@ -246,4 +249,5 @@ def baseline(
     )
     result["method"] = method
     result["training_slices"] = train
+    result.summary = f"{method}: {result.summary.rsplit(': ', 1)[0]}: {out}"
     return result

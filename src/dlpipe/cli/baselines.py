@@ -32,8 +32,10 @@ def baseline(
 ) -> None:
     """Segment VOLUME with multi-Otsu or a random forest trained on annotated slices.
 
-    The result is evaluated like a network's: on the test split when the volume has one,
-    else on the z-slices that hold no training slice.
+    Writes OUT (OME-Zarr: labels/<name>/0, 1, ... with the volume's pyramid and units) and
+    evaluates it like a network's: on the test split when the volume has one, else on the
+    z-slices that hold no training slice, into --metrics (JSON), its .csv and
+    <metrics stem>_plots/. Ends with one line: the method, mean and per-class Jaccard, OUT.
     """
     from dlpipe.baselines import baseline as segment  # deferred: `--help` stays fast
 

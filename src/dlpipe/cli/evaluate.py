@@ -44,7 +44,8 @@ def evaluate(
 
     Writes OUT (JSON with per_class and mean_jaccard), OUT with .csv, and OUT_plots/ (Jaccard
     bars, confusion heatmap, overlays with errors in red), all logged to MLflow. A class absent
-    from both volumes has Jaccard null (NaN) and is left out of the mean.
+    from both volumes has Jaccard null (NaN) and is left out of the mean. Ends with one line:
+    mean and per-class Jaccard (3 digits), the slices scored and OUT.
 
     With --instances: matching by mask IoU per image and class (COCO rules); precision,
     recall, F1 at IoU 0.5, AP@[.50:.95], AP50, AP75 and counts per class and overall into

@@ -11,7 +11,8 @@ from dlpipe.cli._app import app, load, run_stage
 from dlpipe.cli._options import comma_list, out_option, overwrite_option
 
 import_app = typer.Typer(
-    help="Import instance annotations into a dataset Zarr (the layout of `dlpipe cvat`).",
+    help="Import instance annotations into a dataset Zarr (the layout of `dlpipe cvat`): "
+    "OUT/images, OUT/semantic (uint8), OUT/instances (uint32) and the objects table.",
     no_args_is_help=True,
 )
 app.add_typer(import_app, name="import")

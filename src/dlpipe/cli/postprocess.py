@@ -31,8 +31,10 @@ def postprocess(
     """Connected components of every phase across chunks, a blob table, and per-phase rules.
 
     Rules (config postprocess.rules): size, elongation and area limits, ring artefacts,
-    hole filling, opening and closing. Writes the cleaned volume, the blob table and a table
-    of every change; OUT's completion marker is written last.
+    hole filling, opening and closing. Writes OUT (OME-Zarr: labels/<name>/0, 1, ... with the
+    input's pyramid, class names and units), the blob table (--blobs) and the table of every
+    change (--changes); OUT's completion marker is written last. Ends with one line: blobs
+    changed, voxels changed and OUT.
     """
     from dlpipe.postprocess import postprocess as clean  # deferred: `--help` stays fast
 

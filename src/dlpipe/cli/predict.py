@@ -100,8 +100,11 @@ def predict(
     With a U-Net, each output block is predicted from the block plus a halo of real neighbouring
     voxels (mirror padding only at the volume border) with Gaussian-blended sliding
     windows; OUT/labels/<name>/0 gets the argmax (uint8), OUT/probabilities/0 the
-    float16 probabilities if asked. OUT's completion marker is written last. Killed and
-    re-run with --resume, only the missing blocks are computed.
+    float16 probabilities if asked. OUT is an OME-Zarr image (napari-ome-zarr, `ome_zarr
+    info`): the labels get the volume's pyramid (OUT/labels/<name>/1, ...) and class names,
+    OUT/0, 1, ... the label values as a hidden image. OUT's completion marker is written last.
+    Killed and re-run with --resume, only the missing blocks are computed. Ends with one
+    line: blocks predicted, speed, peak memory and OUT.
     """
     # stage imports are deferred: `--help` stays fast
     from dlpipe.prediction import gather

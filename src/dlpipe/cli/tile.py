@@ -91,10 +91,11 @@ def tile(
 ) -> None:
     """Write a volume (z, y, x) as a chunked OME-Zarr pyramid with statistics and a z-split.
 
-    Reads slab by slab (memory bounded by --memory-budget-mb), writes levels 0, 1, ...
-    (mean ×2 downsampling; labels by mode), stores min/max/mean/std/p0.1/p99.9 and a
-    histogram, and train/val/test z-ranges in the root attributes under `dlpipe`
-    (and OUT/split.json). its completion marker is written last; a killed run resumes.
+    Reads slab by slab (memory bounded by --memory-budget-mb) and writes OUT/0, OUT/1, ...
+    (mean ×2 downsampling), OUT/labels/<name>/0, 1, ... with --labels (mode), the
+    statistics (min/max/mean/std/p0.1/p99.9, histogram) and the train/val/test z-ranges in
+    the root attributes under `dlpipe`, and OUT/split.json. The completion marker is written
+    last; a killed run resumes. Ends with one line: shape, levels, throughput and OUT.
     """
     from dlpipe.volumes import tile_volume  # stage imports are deferred: `--help` stays fast
 

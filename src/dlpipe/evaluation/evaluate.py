@@ -15,8 +15,10 @@ from dlpipe.errors import UserError
 from dlpipe.evaluation import plots
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import test_range
-from dlpipe.results import StageResult
+from dlpipe.results import StageResult, score
+from dlpipe.stores import ngff
 from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
+from dlpipe.stores.html import html_table, write_html_tables
 from dlpipe.stores.volume import open_labels
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,8 @@ def evaluate_arrays(
 
 
 def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path, Path]:
-    """Write ``metrics.json`` (NaN as null) and a CSV beside it (one row per class)."""
+    """Write ``metrics.json`` (NaN as null), a CSV beside it (one row per class) and the same
+    table as HTML (``.html``, 3 digits) for the Snakemake report."""
     out_json = Path(out_json)
     write_json_atomic(out_json, dict(result))
     out_csv = out_json.with_suffix(".csv")
@@ -97,6 +100,12 @@ def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path
     buf = io.StringIO()
     csv.writer(buf).writerows(lines)
     write_text_atomic(out_csv, buf.getvalue())
+    table = [{"class": name, **v} for name, v in rows]
+    table.append({"class": "mean", "jaccard": result["mean_jaccard"], "dice": result["mean_dice"]})
+    title = f"{result.get('prediction', out_json.stem)} against {result.get('truth', 'the truth')}"
+    write_html_tables(
+        out_json.with_suffix(".html"), [(title, html_table(table, ["class", *cols]))], title
+    )
     return out_json, out_csv
 
 
@@ -215,7 +224,21 @@ def evaluate(
         result,
         metrics={k: v for k, v in metrics.items() if not math.isnan(v)},
         artifacts=[out_json, out_json.with_suffix(".csv"), *plots.save_figures(out_json, figures)],
+        summary=score_line(result, out_json),
     )
+
+
+def score_line(result: Mapping[str, Any], out: str | Path) -> str:
+    """``mean Jaccard 0.882 (matrix 0.950, fibre 0.901, pore 0.795) on 24 slices: OUT``.
+
+    >>> score_line({"mean_jaccard": 0.88184, "per_class": {"a": {"jaccard": 0.5},
+    ...             "b": {"jaccard": float("nan")}}, "z_ranges": [[0, 4], [8, 10]]}, "m.json")
+    'mean Jaccard 0.882 (a 0.500, b n/a) on 6 slices: m.json'
+    """
+    per_class = ", ".join(f"{c} {score(m['jaccard'])}" for c, m in result["per_class"].items())
+    n = sum(int(b) - int(a) for a, b in result.get("z_ranges") or [])
+    where = f" on {n} slices" if n else ""
+    return f"mean Jaccard {score(result['mean_jaccard'])} ({per_class}){where}: {out}"
 
 
 def make_figures(
@@ -252,19 +275,26 @@ def make_figures(
                 np.asarray(pred),
                 0,
                 params.get("ignore_index"),
+                classes=list(result["per_class"]),
             )
         }
     for z in plots.overlay_slices(result["z_ranges"], int(params.get("overlays", 3))):
         img = None if image is None else np.asarray(image[z])
         figs[f"overlay_z{z:04d}.png"] = plots.overlay(
-            img, np.asarray(truth[z]), np.asarray(pred[z]), z, params.get("ignore_index")
+            img,
+            np.asarray(truth[z]),
+            np.asarray(pred[z]),
+            z,
+            params.get("ignore_index"),
+            classes=list(result["per_class"]),
         )
     return figs
 
 
 def _group_image(path: Any, shape: tuple[int, ...]) -> Any:
     """Level ``0`` of the OME-Zarr group holding ``path`` (the group itself or, for a path
-    inside it such as ``VOL.zarr/labels/phases/0``, its ``.zarr`` root) if of ``shape``."""
+    inside it such as ``VOL.zarr/labels/phases/0``, its ``.zarr`` root) if of ``shape`` and
+    grey (not the label values at the root of ``PRED.zarr``, :func:`ngff.holds_labels`)."""
     import warnings
 
     import zarr
@@ -278,7 +308,8 @@ def _group_image(path: Any, shape: tuple[int, ...]) -> Any:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 node = zarr.open(str(cand), mode="r")
-                arr = node["0"] if isinstance(node, zarr.Group) and "0" in node else None
+                grey = isinstance(node, zarr.Group) and not ngff.holds_labels(dict(node.attrs))
+                arr = node["0"] if grey and "0" in node else None
         except Exception:
             continue
         if arr is not None and isinstance(arr, zarr.Array) and tuple(arr.shape) == shape:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.labels import IGNORE_INDEX
+from dlpipe.stores import ngff
 
 
 def _plt() -> Any:
@@ -94,19 +95,58 @@ def confusion_heatmap(result: dict[str, Any]) -> Any:
     return fig
 
 
+def paint(grey: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Labels over a grey image in the colours of napari and the stores (:data:`ngff.PALETTE`).
+
+    Parameters
+    ----------
+    grey : (y, x) float in 0..1
+    labels : (y, x) integer labels; 0 and values above 255 (unlabelled) stay grey
+
+    Returns
+    -------
+    ndarray (y, x, 3) float in 0..1
+    """
+    table = np.array([ngff.rgba(v) for v in range(256)], np.float64) / 255
+    lab = np.asarray(labels).astype(np.int64)
+    colour = table[np.clip(lab, 0, 255)]
+    a = np.where((lab > 0) & (lab < 255), alpha * colour[..., 3], 0.0)[..., None]
+    return np.stack([grey] * 3, axis=-1) * (1 - a) + colour[..., :3] * a
+
+
+def class_legend(fig: Any, classes: Sequence[str]) -> None:
+    """A legend of the class colours (:func:`ngff.rgba`) below the figure's panels."""
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(
+            facecolor=np.array(ngff.rgba(v)[:3]) / 255 if v else "none",
+            edgecolor="0.3",
+            label=f"{v} {name}" + (" (no colour)" if v == 0 else ""),
+        )
+        for v, name in enumerate(classes)
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
+
+
 def overlay(
     image: np.ndarray | None,
     truth: np.ndarray,
     pred: np.ndarray,
     z: int,
     ignore_index: int | None = IGNORE_INDEX,
+    classes: Sequence[str] | None = None,
 ) -> Any:
     """One slice: image, truth, prediction and the image with wrong voxels in red.
+
+    Truth and prediction are painted over the image in the label colours of the stores
+    (napari shows the same); a legend names the classes.
 
     Parameters
     ----------
     image : (y, x) grey values or None (the truth is shown instead)
     truth, pred : (y, x) labels
+    classes : class names (default ``class 0``, ``class 1``, ...)
     """
     plt = _plt()
     wrong = pred != truth
@@ -119,20 +159,21 @@ def overlay(
     rgb = np.stack([grey] * 3, axis=-1)
     rgb[wrong] = [1.0, 0.0, 0.0]
     vmax = max(int(np.max(truth[truth != ignore_index], initial=0)), int(pred.max(initial=0)), 1)
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    names = list(classes or [f"class {v}" for v in range(vmax + 1)])
+    fig, axes = plt.subplots(1, 4, figsize=(13, 4.0))
     axes[0].imshow(grey, cmap="gray")
     axes[0].set_title(f"image z={z}" if image is not None else f"truth z={z}")
-    axes[1].imshow(
-        np.where(truth == ignore_index, 0, truth), cmap="tab10", vmin=0, vmax=max(vmax, 9)
-    )
+    shown_truth = np.where(truth == ignore_index, 0, truth) if ignore_index is not None else truth
+    axes[1].imshow(paint(grey, shown_truth))
     axes[1].set_title("truth")
-    axes[2].imshow(pred, cmap="tab10", vmin=0, vmax=max(vmax, 9))
+    axes[2].imshow(paint(grey, pred))
     axes[2].set_title("prediction")
     axes[3].imshow(rgb)
     axes[3].set_title(f"errors (red): {wrong.mean():.1%}")
     for a in axes:
         a.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    class_legend(fig, names)
     return fig
 
 

@@ -295,4 +295,6 @@ def postprocess(
         | {f"changed_voxels_{k}": v for k, v in summary["changed_voxels"].items()}
         | {f"fraction_after_{k}": v for k, v in summary["fraction_after"].items()},
         artifacts=[Path(blobs_csv), Path(changes_csv)],
+        summary=f"cleaned {len(idx)} of {comp.count} blobs, "
+        f"{sum(by_reason.values())} voxels changed: {out}",
     )

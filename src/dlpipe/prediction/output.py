@@ -31,6 +31,7 @@ from dlpipe.prediction.windows import block_grid
 from dlpipe.stores import ngff
 from dlpipe.stores.atomic import write_text_atomic
 from dlpipe.stores.marker import mark_complete
+from dlpipe.stores.pyramid import source_levels, write_label_pyramid
 
 if TYPE_CHECKING:  # only for annotations: block.py imports this module
     from dlpipe.prediction.block import Job
@@ -199,5 +200,6 @@ def gather(out: str | Path) -> bool:
     meta = dict(root.attrs["dlpipe"])
     meta["complete"] = True
     root.attrs["dlpipe"] = meta
+    write_label_pyramid(out, lay["labels"], source_levels(manifest["volume"]["path"]))
     mark_complete(out, json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))
     return True

@@ -13,6 +13,8 @@ from typing import Any
 __all__ = [
     "AXES",
     "PALETTE",
+    "hidden_channel",
+    "holds_labels",
     "image_attrs",
     "label_image_attrs",
     "labels_group_attrs",
@@ -95,6 +97,44 @@ def image_attrs(
     if version == "0.4":
         return {"multiscales": ms}
     return {"ome": {"version": "0.5", "multiscales": ms}}
+
+
+def hidden_channel(label: str, end: int) -> dict[str, Any]:
+    """OMERO rendering settings of a one-channel image that viewers should not show.
+
+    The root image of a label volume holds the label values themselves; napari-ome-zarr
+    reads ``active: false`` as a hidden layer, so the labels show over the scan.
+
+    Parameters
+    ----------
+    label : the channel's name
+    end : the largest value (the contrast window is ``0 .. end``)
+    """
+    return {
+        "channels": [
+            {
+                "active": False,
+                "coefficient": 1,
+                "color": "FFFFFF",
+                "family": "linear",
+                "inverted": False,
+                "label": label,
+                "window": {"min": 0, "max": 255, "start": 0, "end": max(1, int(end))},
+            }
+        ],
+        "rdefs": {"model": "greyscale"},
+    }
+
+
+def holds_labels(attrs: Mapping[str, Any]) -> bool:
+    """Whether a group's root image holds label values (a label volume), not grey values.
+
+    The root image of ``PRED.zarr`` / ``CLEAN.zarr`` is mode-downsampled (``multiscales``
+    type ``mode``); a scan's is ``mean``.
+    """
+    ome = attrs.get("ome", attrs)
+    ms = (ome.get("multiscales") or [{}])[0]
+    return ms.get("type") == "mode"
 
 
 def labels_group_attrs(names: Sequence[str], version: str) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 A tiled volume is an OME-Zarr group: image levels ``0, 1, ...`` (z, y, x), label images
 ``labels/<name>/<level>`` (uint8), the ``dlpipe`` root attributes (``statistics``, ``split``,
 ``source``, ``labels``, ...) and the completion marker (:mod:`dlpipe.stores.marker`).
-A label volume (``PRED.zarr``, ``CLEAN.zarr``, a baseline's output) holds
-``labels/<name>/0`` with the NGFF attributes of :mod:`dlpipe.stores.ngff`, carrying the
-voxel size and unit of the store it was derived from.
+A label volume (``PRED.zarr``, ``CLEAN.zarr``, a baseline's output) holds the label pyramid
+``labels/<name>/<level>`` with the NGFF attributes of :mod:`dlpipe.stores.ngff`, carrying the
+voxel size, unit and number of levels of the store it was derived from, and a root image
+(the label values, hidden in viewers) so that NGFF readers open it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dlpipe.errors import UserError
 from dlpipe.stores import ngff
 from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.marker import mark_complete, require_complete
+from dlpipe.stores.pyramid import source_levels, write_label_pyramid
 
 __all__ = [
     "Volume",
@@ -264,7 +266,8 @@ def write_labels(
     labels_name : the label image's name
     attrs : the root's ``dlpipe`` attributes
     overwrite : replace ``out`` if it exists
-    like : a store to take the voxel size and unit from (:func:`source_grid`)
+    like : a store to take the voxel size, unit (:func:`source_grid`) and number of pyramid
+        levels from
     classes : class names for the label ``properties``; default ``attrs["classes"]``
     voxel_size, unit : override those of ``like`` (default voxel size 1, no unit)
 
@@ -272,7 +275,9 @@ def write_labels(
     -----
     The ``labels`` group and the label image get the NGFF attributes of
     :mod:`dlpipe.stores.ngff` (colours for every class, or for the values written when no
-    classes are known); the completion marker is written last.
+    classes are known); the labels get the pyramid of ``like`` and the root a hidden image of
+    the label values (:func:`dlpipe.stores.pyramid.write_label_pyramid`), so the store is an
+    NGFF image; the completion marker is written last.
     """
     attrs = dict(attrs or {})
     names = list(classes if classes is not None else attrs.get("classes") or [])
@@ -294,6 +299,7 @@ def write_labels(
             chunks=tuple(min(c, s) for c, s in zip(chunks, shape, strict=True)),
             dtype="uint8",
             fill_value=0,
+            dimension_names=list(ngff.AXES[-len(shape) :]),
         )
         for sl, block in blocks:
             data = np.asarray(block, dtype=np.uint8)
@@ -306,6 +312,7 @@ def write_labels(
                 labels_name, 1, size, unit, "0.5", [int(v) for v in values], classes=names
             )
         )
+        write_label_pyramid(tmp, labels_name, source_levels(like, labels_name), image_name=out.stem)
         mark_complete(tmp)
     return out
 

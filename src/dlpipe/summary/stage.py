@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlpipe.results import StageResult
+from dlpipe.summary.report import write_report_tables
 from dlpipe.summary.table import best_lines, summarise
 
 __all__ = ["summarise_metrics"]
@@ -54,12 +55,14 @@ def summarise_metrics(
         for m in baselines
     }
     rows = summarise(entries, out, bases)
+    best = best_lines(rows)
     lines = [
         f"summarised {len(entries)} models and {len(bases)} baselines: {out / 'models.csv'}",
-        *best_lines(rows),
+        *best,
     ]
+    tables = write_report_tables(rows, {k: v[0] for k, v in entries.items()}, out, best)
     return StageResult(
         {"rows": rows},
-        artifacts=[out / "models.csv", *(out / png for png in PLOTS)],
+        artifacts=[out / "models.csv", *(out / png for png in PLOTS), *tables],
         summary="\n".join(lines),
     )

@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 
 from dlpipe.errors import UserError
-from dlpipe.results import StageResult
+from dlpipe.results import StageResult, score
 from dlpipe.stores.atomic import staged_dir
 from dlpipe.synth.cvat_export import write_cvat_export
 from dlpipe.synth.imaging import ct_image
@@ -107,4 +107,8 @@ def make_demo(
         metrics={f"fraction_{k}": v for k, v in meta["phase_fractions"].items()}
         | {"fibres": meta["fibres"], "pores": meta["pores"]},
         artifacts=[Path(out_dir) / "metadata.json"],
+        summary=f"wrote a {'x'.join(map(str, shape))} scan (fibre "
+        f"{score(meta['phase_fractions']['fibre'])}, "
+        f"pore {score(meta['phase_fractions']['pore'])}), "
+        f"labels and {len(slices)} annotated slices: {out_dir}",
     )

@@ -61,6 +61,8 @@ def _overlay(path: Path, trainer: Any, model: Any) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
+    from dlpipe.evaluation.plots import class_legend, paint  # matplotlib: imported when plotting
+
     ds = PatchDataset(
         trainer.source, trainer.val_specs, trainer.mode, trainer.patch, trainer.context
     )
@@ -81,21 +83,21 @@ def _overlay(path: Path, trainer: Any, model: Any) -> Path:
     shown = img[img.shape[0] // 2]
     ignore = mask == trainer.params["ignore_index"]
     err = np.where(ignore, 0, np.where(pred == mask, 1, 2))
-    n = len(trainer.classes)
-    cmap = plt.get_cmap("viridis", n)
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    axes[0].imshow(shown, cmap="gray")
+    lo, hi = np.percentile(shown, [0.5, 99.5]) if shown.size else (0, 1)
+    grey = np.clip((shown.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 4.0))
+    axes[0].imshow(grey, cmap="gray")
     axes[0].set_title("image")
-    axes[1].imshow(np.ma.masked_where(ignore, mask), cmap=cmap, vmin=-0.5, vmax=n - 0.5)
-    axes[1].set_title("truth")
-    im = axes[2].imshow(pred, cmap=cmap, vmin=-0.5, vmax=n - 0.5)
+    axes[1].imshow(paint(grey, np.where(ignore, 0, mask)))
+    axes[1].set_title("truth (unlabelled: grey)")
+    axes[2].imshow(paint(grey, pred))
     axes[2].set_title("prediction")
     axes[3].imshow(err, cmap=ListedColormap(["0.6", "tab:green", "tab:red"]), vmin=0, vmax=2)
     axes[3].set_title("errors (red)")
     for a in axes:
         a.axis("off")
-    cbar = fig.colorbar(im, ax=axes[:3], ticks=range(n), fraction=0.02)
-    cbar.ax.set_yticklabels(trainer.classes)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    class_legend(fig, trainer.classes)
     return _save(fig, path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dlpipe.errors import UserError
-from dlpipe.results import StageResult
+from dlpipe.results import StageResult, score
 from dlpipe.training.loop import fit, prepare_out
 from dlpipe.training.maskrcnn import MaskRCNNTask
 from dlpipe.training.unet import UNetTask
@@ -76,9 +76,9 @@ def _summary(card: Mapping[str, Any], out_dir: str | Path) -> str:
         return (
             f"trained Mask R-CNN {card['architecture']['backbone']}-FPN "
             f"({card['parameters']} parameters), best epoch {card['best_epoch']}, "
-            f"val loss {card['val_loss']}: {out_dir}"
+            f"val loss {score(card['val_loss'])}: {out_dir}"
         )
     return (
         f"trained {card['input']} U-Net ({card['parameters']} parameters), best epoch "
-        f"{card['best_epoch']}, val mean Jaccard {card['val_mean_jaccard']}: {out_dir}"
+        f"{card['best_epoch']}, val mean Jaccard {score(card['val_mean_jaccard'])}: {out_dir}"
     )

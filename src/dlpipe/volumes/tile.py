@@ -104,10 +104,10 @@ def tile_volume(
         src.close()
         if lab is not None:
             lab.close()
-    return _result(summary)
+    return _result(summary, out)
 
 
-def _result(summary: dict[str, Any]) -> StageResult:
+def _result(summary: dict[str, Any], out: str | Path) -> StageResult:
     """The summary with what tracking logs: shape tag, statistics, throughput, the split."""
     st = summary["statistics"]
     z, y, x = summary["shape"]
@@ -122,6 +122,10 @@ def _result(summary: dict[str, Any]) -> StageResult:
             "resumed_slabs": summary["resumed_slabs"],
         },
         dicts={"tile_summary.json": {"split": summary["split"], "statistics": st}},
+        summary=f"tiled {z}x{y}x{x} {summary['dtype']} voxels into {len(summary['levels'])} "
+        f"levels ({summary['mb_per_s']:.1f} MB/s"
+        + (f", {summary['resumed_slabs']} slabs resumed" if summary["resumed_slabs"] else "")
+        + f"): {out}",
     )
 
 
