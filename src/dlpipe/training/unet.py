@@ -71,6 +71,7 @@ class UNetTask:
             val_fraction=p["val_fraction"],
             max_images=p.get("max_images"),
             ignore_index=p["ignore_index"],
+            strict=p.get("strict", False),
         )
         src = self.source
         _, labels = src.open()

@@ -19,6 +19,7 @@ from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.chunks import ALL_CHUNKS, ALL_CHUNKS_CONFIG
 from dlpipe.stores.marker import is_complete, mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
 from dlpipe.volumes.pyramid import downsample_mean, downsample_mode, level_shapes
@@ -218,6 +219,7 @@ def _create_arrays(
             dtype=dtype,
             compressors=_codec(p, dtype.itemsize),
             fill_value=0,
+            attributes={ALL_CHUNKS: True},
             **kwargs,
         )
 
@@ -307,8 +309,13 @@ def _tile(
         prog.mkdir()
         write_text_atomic(prog / "settings.json", json.dumps(settings))
     root = zarr.open_group(out, mode="r+", zarr_format=zfmt)
-    image = [root[str(k)] for k in range(plan["levels"])]
-    labarr = [root[f"labels/{name}/{k}"] for k in range(plan["levels"])] if lab else []
+    # every chunk is stored, empty ones too: a chunk missing later was lost (stores.chunks)
+    image = [root[str(k)].with_config(ALL_CHUNKS_CONFIG) for k in range(plan["levels"])]
+    labarr = (
+        [root[f"labels/{name}/{k}"].with_config(ALL_CHUNKS_CONFIG) for k in range(plan["levels"])]
+        if lab
+        else []
+    )
 
     n_slabs, slab = plan["n_slabs"], plan["slab"]
     start = _done_slabs(prog, n_slabs)
