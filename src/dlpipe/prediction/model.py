@@ -121,7 +121,7 @@ def load_model(
     mult = 2 ** (int(arch.get("depth", 4)) - 1)
     if any(p % mult for p in patch):
         raise UserError(f"window {patch} must be multiples of {mult} (2^(depth-1))")
-    net = build_unet(arch)
+    net = build_unet(arch, source=model_dir / "card.json")
     try:
         state = load_weights(weights)
         net.load_state_dict(state)
