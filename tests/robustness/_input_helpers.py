@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,9 +54,13 @@ def dlpipe(
     return res.returncode, res.stdout, res.stderr
 
 
+_INFO = re.compile(r"^\d\d:\d\d:\d\d INFO ")
+
+
 def one_line_error(err: str) -> str:
-    """The stderr of a refused command: exactly one line, no traceback; returned."""
-    lines = [line for line in err.splitlines() if line.strip()]
+    """The error of a refused command: exactly one line besides INFO log lines, no
+    traceback; returned."""
+    lines = [line for line in err.splitlines() if line.strip() and not _INFO.match(line)]
     assert "Traceback" not in err, err
     assert len(lines) == 1, err
     return lines[0]

@@ -115,11 +115,12 @@ def test_training_with_only_class_0_warns(tmp_path: Path) -> None:
     assert code == 0, err
     assert err.count("validation labels hold no voxel of class(es) fibre") == 1
     card = json.loads((tmp_path / "model_out" / "card.json").read_text())
-    assert card["val_jaccard"]["fibre"] is None  # NaN, written as strict JSON
+    # absent from the truth: NaN (strict JSON null), or 0 where the model predicts it
+    assert card["val_jaccard"]["fibre"] in (None, 0.0)
 
 
 def test_float32_near_its_maximum_gives_no_overflow_warning(tmp_path: Path) -> None:
-    data = np.full((4, 16, 16), 3.0e38, np.float32)
+    data = np.full((6, 16, 16), 3.0e38, np.float32)
     data[::2] = -3.0e38
     tifffile.imwrite(tmp_path / "f.tif", data)
     out = tmp_path / "o.zarr"

@@ -7,6 +7,7 @@ and maps every failure — a truncated, empty, hostile or foreign file — to on
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ def load_weights(path: str | Path, *, map_location: Any = "cpu", keys: tuple[str
     if path.stat().st_size == 0:
         raise UserError(f"{NOT_WEIGHTS} (empty file)", path=path)
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles; we refuse them
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for damaged or hostile files
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
         detail = f"{type(exc).__name__}" + (f": {reason}" if reason else "")
