@@ -206,7 +206,8 @@ def build_unet(
     """A :class:`UNet` from the ``architecture`` mapping of a model card.
 
     The size of its weights is checked first (:func:`dlpipe.stores.guards.check_allocation`);
-    ``source`` (the card or config file) and ``prefix`` (``architecture``, ``train``) name
+    ``source`` (the card or config file) and ``prefix`` (``architecture``,
+    ``train.architecture``) name
     the culprit in the error.
 
     Raises

@@ -141,7 +141,7 @@ class UNetTask:
     # ------------------------------------------------------------------ pieces
     def build(self) -> tuple[UNet, torch.optim.Optimizer, Any]:
         torch.manual_seed(self.params["seed"])
-        model = build_unet(self.architecture, prefix="train").to(self.device)
+        model = build_unet(self.architecture, prefix="train.architecture").to(self.device)
         self.loss_fn = make_loss(
             self.params["loss"],
             n_classes=len(self.classes),
