@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -104,7 +105,44 @@ def validate_config(data: Any, *, source: str | Path | None = None) -> dict[str,
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
     if errors:
         raise ConfigError(_describe(errors[0]), path=source)
+    _check_values(config, source)
     return config
+
+
+ONE_BASED_CLASSES = ("cvat.classes",)
+"""Class lists whose first name is class 1: class 0 is the implicit ``background``."""
+
+
+def _check_values(node: Any, source: str | Path | None, where: str = "") -> None:
+    """What the schema cannot say: every number finite, class names unique.
+
+    NaN and infinity pass JSON Schema's ``minimum`` checks and cannot be written as
+    strict JSON, so no config value may be non-finite. A class list may not repeat a
+    name, and a 1-based list (:data:`ONE_BASED_CLASSES`) may not name ``background``.
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_values(value, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for value in node:
+            _check_values(value, source, where)
+        if where.rsplit(".", 1)[-1] == "classes":
+            _check_classes(node, source, where)
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"key '{where}': {node!r} is not a finite number", path=source)
+
+
+def _check_classes(names: list[Any], source: str | Path | None, where: str) -> None:
+    seen: set[Any] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"key '{where}': class {name!r} is listed twice", path=source)
+        seen.add(name)
+    if where in ONE_BASED_CLASSES and "background" in seen:
+        raise ConfigError(
+            f"key '{where}': 'background' is implicit as class 0; list only the classes from 1 on",
+            path=source,
+        )
 
 
 def _fill_defaults(instance: dict[str, Any], node: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dlpipe.annotations.cvat._raster import polygon_spans
-from dlpipe.annotations.images import read_image
+from dlpipe.annotations.images import read_image, refuse_unsafe_name
 from dlpipe.annotations.instance_dataset import Layout, import_result, renumber, write_import
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
@@ -144,6 +144,7 @@ def read_coco(
         by_image[a["image_id"]].append(a)
     paths = []
     for e in entries:
+        refuse_unsafe_name(str(e["file_name"]), what="file_name", path=annotations)
         p = images / e["file_name"]
         if not p.is_file():
             p = images / Path(e["file_name"]).name

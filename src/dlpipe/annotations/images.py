@@ -18,7 +18,28 @@ import numpy as np
 
 from dlpipe.errors import UserError
 
-__all__ = ["read_image"]
+__all__ = ["read_image", "refuse_unsafe_name", "unsafe_name"]
+
+
+def unsafe_name(name: str) -> bool:
+    """Whether an image name from an annotation file leaves its folder: an absolute
+    path (``/x``, ``C:x``, ``\\x``) or a ``..`` part."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    return p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":")
+
+
+def refuse_unsafe_name(
+    name: str, *, what: str = "image name", path: str | Path | None = None
+) -> str:
+    """``name`` if it stays inside its folder (see :func:`unsafe_name`), else a UserError.
+
+    The one check of every annotation reader (CVAT, COCO) before it opens a file that the
+    annotation names: a hostile file cannot make dlpipe read outside the images folder.
+    """
+    if unsafe_name(name):
+        raise UserError(f"{what} {name!r} has an absolute path or '..': refused", path=path)
+    return name
+
 
 _DTYPES = {8: np.uint8, 16: np.uint16}
 

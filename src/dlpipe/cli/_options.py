@@ -14,6 +14,7 @@ import typer
 __all__ = [
     "AllZ",
     "SetItems",
+    "Strict",
     "ZRange",
     "comma_list",
     "config_option",
@@ -62,5 +63,14 @@ SetItems = Annotated[
         "--set",
         help="KEY=JSON override of a train.* key, e.g. --set lr=1e-4 (repeatable).",
         metavar="KEY=VALUE",
+    ),
+]
+Strict = Annotated[
+    bool | None,
+    typer.Option(
+        "--strict/--no-strict",
+        help="Refuse an input volume with chunks absent from its store, instead of warning "
+        "[config: train.strict, predict.strict].",
+        show_default=False,
     ),
 ]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dlpipe.cli._app import app, configure, run_stage
-from dlpipe.cli._options import config_option, out_option, overwrite_option
+from dlpipe.cli._options import Strict, config_option, out_option, overwrite_option
 from dlpipe.errors import UserError
 from dlpipe.stores.card import read_card
 
@@ -70,6 +70,7 @@ def predict(
         ),
     ] = False,
     overwrite: Annotated[bool, overwrite_option("Replace an existing output.")] = False,
+    strict: Strict = None,
     score_threshold: Annotated[
         float | None,
         config_option(
@@ -124,6 +125,7 @@ def predict(
         "maskrcnn.score_threshold": score_threshold,
         "maskrcnn.overlap": tile_overlap,
         "maskrcnn.slices": slices,
+        "strict": strict,
     }
     config = configure("predict", options)
     card = read_card(model_dir)  # read once, before the run starts: a bad card is one line

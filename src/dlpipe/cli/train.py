@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dlpipe.cli._app import app, configure, run_stage
-from dlpipe.cli._options import SetItems, config_option, out_option, overwrite_option
+from dlpipe.cli._options import SetItems, Strict, config_option, out_option, overwrite_option
 
 
 @app.command()
@@ -39,6 +39,7 @@ def train(
         ),
     ] = False,
     overwrite: Annotated[bool, overwrite_option("Replace an existing model folder.")] = False,
+    strict: Strict = None,
 ) -> None:
     """Train a U-Net (2D, 2.5D or 3D) or a Mask R-CNN (--model maskrcnn).
 
@@ -57,6 +58,7 @@ def train(
         "epochs": epochs,
         "seed": seed,
         "device": device,
+        "strict": strict,
     }
     config = configure("train", options, set_)
     params = config["train"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dlpipe.errors import UserError
+from dlpipe.stores.guards import check_allocation
 
 BLOCKS = ("plain", "residual")
 NORMS = ("batch", "group", "none")
@@ -178,10 +180,53 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def build_unet(architecture: dict[str, Any]) -> UNet:
-    """A :class:`UNet` from the ``architecture`` mapping of a model card."""
+def estimate_parameters(architecture: dict[str, Any]) -> int:
+    """Number of weights a :class:`UNet` of ``architecture`` holds (convolutions only,
+    within a few per cent), computed without building it."""
+    dim = int(architecture.get("dim", 2))
+    depth = max(1, int(architecture.get("depth", 4)))
+    base, growth = (
+        float(architecture.get("base_filters", 32)),
+        float(architecture.get("growth", 2.0)),
+    )
+    widths = [max(1, round(base * growth**i)) for i in range(depth)]
+    k = 3**dim
+    total, cin = 0, int(architecture.get("in_channels", 1))
+    for w in widths:
+        total += (cin + w) * w * k
+        cin = w
+    for i in range(depth - 1):
+        total += widths[i + 1] * widths[i] * 2**dim + 3 * widths[i] * widths[i] * k
+    return total + widths[0] * int(architecture.get("n_classes", 2))
+
+
+def build_unet(
+    architecture: dict[str, Any], *, source: str | Path | None = None, prefix: str = "architecture"
+) -> UNet:
+    """A :class:`UNet` from the ``architecture`` mapping of a model card.
+
+    The size of its weights is checked first (:func:`dlpipe.stores.guards.check_allocation`);
+    ``source`` (the card or config file) and ``prefix`` (``architecture``,
+    ``train.architecture``) name
+    the culprit in the error.
+
+    Raises
+    ------
+    UserError
+        An unknown option, or weights that would not fit in memory.
+    """
     allowed = set(UNet.__init__.__code__.co_varnames[1 : UNet.__init__.__code__.co_argcount])
     unknown = sorted(set(architecture) - allowed)
     if unknown:
         raise UserError(f"unet: unknown architecture option {unknown[0]!r}")
+    try:
+        n_params = estimate_parameters(architecture)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"unet: {prefix} values must be numbers", path=source) from None
+    check_allocation(
+        4 * n_params,
+        f"a U-Net of {n_params:.3g} float32 weights",
+        path=source,
+        field=f"{prefix}.base_filters/depth",
+    )
     return UNet(**architecture)

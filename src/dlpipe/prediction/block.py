@@ -84,7 +84,7 @@ def load_resources(
             device = torch_device(job.device, "predict.device")
             model.net.to(device)
             if info is None:
-                info = open_volume(job.volume, model.mode, model.card, job.level)
+                info = open_volume(job.volume, model.mode, model.card, job.level, strict=None)
             out = zarr.open_group(job.out, mode="r+")
             _CACHE.clear()  # one job at a time per process: drop the previous run's model
             _CACHE[key] = (model, info, out, device)

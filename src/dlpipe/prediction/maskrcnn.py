@@ -44,6 +44,7 @@ from dlpipe.prediction.detections import (
 )
 from dlpipe.prediction.windows import window_starts
 from dlpipe.stores.card import read_card
+from dlpipe.stores.weights import load_weights
 
 __all__ = [
     "DEFAULTS",
@@ -112,7 +113,7 @@ def load_maskrcnn(model_dir: str | Path, card: Mapping[str, Any] | None = None) 
     except TypeError as exc:
         raise UserError(f"architecture does not describe a Mask R-CNN: {exc}", path=path) from None
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = load_weights(weights)
         net.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

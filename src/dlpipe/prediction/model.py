@@ -20,6 +20,7 @@ import torch
 from dlpipe.errors import UserError
 from dlpipe.models import build_unet
 from dlpipe.stores.card import read_card
+from dlpipe.stores.weights import load_weights
 
 __all__ = ["INPUTS", "LoadedModel", "load_model"]
 
@@ -120,9 +121,9 @@ def load_model(
     mult = 2 ** (int(arch.get("depth", 4)) - 1)
     if any(p % mult for p in patch):
         raise UserError(f"window {patch} must be multiples of {mult} (2^(depth-1))")
-    net = build_unet(arch)
+    net = build_unet(arch, source=model_dir / "card.json")
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = load_weights(weights)
         net.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]

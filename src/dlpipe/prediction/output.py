@@ -29,7 +29,7 @@ from dlpipe.prediction.model import LoadedModel
 from dlpipe.prediction.volume import VolumeInfo
 from dlpipe.prediction.windows import block_grid
 from dlpipe.stores import ngff
-from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.atomic import json_safe, write_text_atomic
 from dlpipe.stores.marker import mark_complete
 from dlpipe.stores.pyramid import source_levels, write_label_pyramid
 
@@ -199,7 +199,7 @@ def gather(out: str | Path) -> bool:
     root = zarr.open_group(out, mode="r+")
     meta = dict(root.attrs["dlpipe"])
     meta["complete"] = True
-    root.attrs["dlpipe"] = meta
+    root.attrs["dlpipe"] = json_safe(meta)  # strict JSON: no bare NaN
     write_label_pyramid(out, lay["labels"], source_levels(manifest["volume"]["path"]))
     mark_complete(out, json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))
     return True

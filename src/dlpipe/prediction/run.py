@@ -107,7 +107,7 @@ def predict_volume(
     p = dict(DEFAULTS) | dict(params or {})
     t0 = time.perf_counter()
     model = load_model(model_dir, p["window"], card)
-    info = open_volume(volume, model.mode, model.card, p["level"])
+    info = open_volume(volume, model.mode, model.card, p["level"], strict=p["strict"])
     block = tuple(int(b) for b in p["block"])
     if len(block) != 3 or min(block) < 1:
         raise UserError(f"predict.block must be three positive sides (z, y, x), got {list(block)}")

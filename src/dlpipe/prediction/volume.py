@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import zarr
 
 from dlpipe import stores
 from dlpipe.errors import UserError
+from dlpipe.stores.chunks import check_missing_chunks, read_checked
 
 
 @dataclass
@@ -34,8 +34,20 @@ class VolumeInfo:
     unit: str | None = None
 
 
-def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = "0") -> VolumeInfo:
+def open_volume(
+    path: str | Path,
+    mode: str,
+    card: dict[str, Any],
+    level: str = "0",
+    *,
+    strict: bool | None = False,
+) -> VolumeInfo:
     """Open ``VOL.zarr`` and check that a model with input ``mode`` can predict it.
+
+    Chunks absent from the image array are reported (:func:`check_missing_chunks`):
+    an error for a volume from ``dlpipe tile`` (which stores every chunk) or with
+    ``strict``, else a warning; ``strict=None`` skips the check (a worker reopening the
+    volume that was checked already).
 
     Raises
     ------
@@ -46,6 +58,8 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
     """
     vol = stores.open_volume(path, level=level)
     path, arr = vol.path, vol.image
+    if strict is not None:
+        check_missing_chunks(arr, path, strict=strict)
     axes = vol.axes
     if not axes:
         axes = (
@@ -94,13 +108,6 @@ def open_volume(path: str | Path, mode: str, card: dict[str, Any], level: str = 
     return VolumeInfo(path, level, shape, str(arr.dtype), scale, p0, p1, squeeze, arr, vol.unit)
 
 
-def _chunk_key(arr: zarr.Array, coords: tuple[int, ...]) -> str:
-    try:
-        return arr.metadata.encode_chunk_key(coords)
-    except AttributeError:  # pragma: no cover - zarr v2 arrays
-        return ".".join(str(c) for c in coords)
-
-
 def reflect_index(lo: int, hi: int, size: int) -> np.ndarray:
     """Indices ``lo..hi-1`` of an axis of length ``size`` mirrored into ``[0, size)``.
 
@@ -142,21 +149,7 @@ def read_region(
     index = [reflect_index(a, b, s) for a, b, s in zip(lo, hi, shape, strict=True)]
     real = tuple(slice(int(i.min()), int(i.max()) + 1) for i in index)
     sel = real[1:] if squeeze else real
-    try:
-        data = np.asarray(arr[sel])
-    except Exception as exc:
-        grid = arr.shards or arr.chunks
-        ranges = [range(sl.start // c, -(-sl.stop // c)) for sl, c in zip(sel, grid, strict=True)]
-        for coords in itertools.product(*ranges):
-            cell = tuple(slice(i * c, (i + 1) * c) for i, c in zip(coords, grid, strict=True))
-            try:
-                arr[cell]
-            except Exception as cexc:
-                raise UserError(
-                    f"corrupt input chunk {arr.path}/{_chunk_key(arr, coords)}: {cexc}",
-                    path=where,
-                ) from None
-        raise UserError(f"cannot read input region {lo}..{hi}: {exc}", path=where) from None
+    data = read_checked(arr, sel, where)
     if squeeze:
         data = data[None]
     for ax, (idx, sl) in enumerate(zip(index, real, strict=True)):

@@ -23,6 +23,13 @@ table
     The objects table of a dataset (``ObjectsTable``, ``read_objects``, ``table_path``).
 card
     The model card (``read_card``, ``model_family``, ``write_card``).
+weights
+    The one weights loader (``load_weights``): weights and checkpoints, never unpickled.
+chunks
+    Chunk reads that name a damaged or missing chunk (``read_checked``, ``CheckedArray``,
+    ``check_missing_chunks``).
+guards
+    The one size guard (``check_allocation``) for sizes read from a user's file.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import numpy as np
 import zarr
 
 from dlpipe.errors import UserError
-from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.atomic import atomic_path, json_safe
 from dlpipe.stores.marker import mark_complete, require_complete
 from dlpipe.stores.table import ObjectsTable
 
@@ -249,7 +249,7 @@ class DatasetWriter:
 
 def finish_dataset(store: str | Path, group: Any, attrs: Mapping[str, Any]) -> None:
     """Set the dataset's attributes and write its completion marker (``"complete\\n"``)."""
-    group.attrs.update(dict(attrs))
+    group.attrs.update(json_safe(dict(attrs)))  # strict JSON: no bare NaN
     mark_complete(store)
 
 

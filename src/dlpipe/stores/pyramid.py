@@ -51,15 +51,20 @@ def downsample_mean(a: np.ndarray) -> np.ndarray:
     up).
     """
     a = _pad_even(a)
-    acc = np.float32 if a.dtype == np.float32 else (np.uint16 if a.dtype == np.uint8 else np.int32)
+    if a.dtype == np.float32:
+        # the mean of pairs, one axis at a time (halves first: a sum of values near the
+        # float32 maximum would overflow to inf)
+        half = np.float32(0.5)
+        s = a[0::2] * half
+        s += a[1::2] * half
+        s = s[:, 0::2] * half + s[:, 1::2] * half
+        return s[:, :, 0::2] * half + s[:, :, 1::2] * half
+    acc = np.uint16 if a.dtype == np.uint8 else np.int32  # 8 values cannot overflow these
     # sum pairs one axis at a time: the biggest temporary is half the input
     s = a[0::2].astype(acc)
     s += a[1::2]
     s = s[:, 0::2] + s[:, 1::2]
     s = s[:, :, 0::2] + s[:, :, 1::2]
-    if a.dtype == np.float32:
-        s *= np.float32(0.125)
-        return s
     s += 4  # integer mean rounded half up: floor((sum + 4) / 8)
     s >>= 3
     return s.astype(a.dtype)

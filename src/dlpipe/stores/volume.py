@@ -23,7 +23,7 @@ import zarr
 
 from dlpipe.errors import UserError
 from dlpipe.stores import ngff
-from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.atomic import atomic_path, json_safe
 from dlpipe.stores.marker import mark_complete, require_complete
 from dlpipe.stores.pyramid import source_levels, write_label_pyramid
 
@@ -289,7 +289,7 @@ def write_labels(
     out = Path(out)
     with atomic_path(out, overwrite=overwrite) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        root.attrs["dlpipe"] = attrs
+        root.attrs["dlpipe"] = json_safe(attrs)  # strict JSON: no bare NaN
         labels = root.require_group("labels")
         labels.attrs.update(ngff.labels_group_attrs([labels_name], "0.5"))
         grp = labels.require_group(labels_name)

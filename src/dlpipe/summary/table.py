@@ -36,9 +36,12 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{what} not found", path=path)
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} is not valid JSON ({exc.msg})", path=path) from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} is not a JSON object", path=path)
+    return data
 
 
 def _bench_seconds(path: Path | None) -> float | None:

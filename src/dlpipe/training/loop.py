@@ -30,6 +30,7 @@ from dlpipe import __version__
 from dlpipe.errors import UserError
 from dlpipe.models import count_parameters
 from dlpipe.stores.atomic import atomic_path, json_safe, write_json_atomic, write_text_atomic
+from dlpipe.stores.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ SCHEDULES = ("constant", "cosine", "onecycle", "step", "plateau")
 PER_STEP_SCHEDULES = ("onecycle",)
 # Keys that may change between a run and its --resume.
 RESUMABLE_CHANGES = {
+    "strict",
     "epochs",
     "max_minutes",
     "workers",
@@ -189,6 +191,21 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+_CHECKPOINT_KEYS = (
+    "params",
+    "model",
+    "optimizer",
+    "scheduler",
+    "rng",
+    "epoch",
+    "best_score",
+    "best_epoch",
+    "bad_epochs",
+    "history",
+)
+"""What a training checkpoint (``last.pt``) holds."""
+
+
 def _save(path: Path, obj: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -267,7 +284,7 @@ def _fit(
     history: list[dict[str, Any]] = []
     start, best_score, best_epoch, bad_epochs = 0, -math.inf, -1, 0
     if resume:
-        ck = torch.load(last_path, map_location=task.device, weights_only=True)
+        ck = load_weights(last_path, map_location=task.device, keys=_CHECKPOINT_KEYS)
         old = json.loads(ck["params"])
         if _comparable(old) != _comparable(p):
             diff = sorted(
@@ -393,7 +410,7 @@ def _fit(
             stop_reason = f"time budget of {p['max_minutes']} min"
             break
     log.info("train: stopped after epoch %d: %s", len(history), stop_reason)
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    best = load_weights(best_path, keys=("model",))
     model.load_state_dict(best["model"])
     buf = io.BytesIO()
     torch.save({k: v.cpu() for k, v in best["model"].items()}, buf)

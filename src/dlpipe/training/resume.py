@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from dlpipe.errors import UserError
+from dlpipe.stores.weights import load_weights
 from dlpipe.training.loop import RESUMABLE_CHANGES
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ def can_resume(out_dir: str | Path, params: Mapping[str, Any]) -> bool:
     if not last.is_file():
         return False
     try:
-        old = json.loads(torch.load(last, map_location="cpu", weights_only=True)["params"])
-    except Exception as exc:  # a damaged checkpoint: start again
+        old = json.loads(load_weights(last, keys=("params",))["params"])
+    except (UserError, ValueError) as exc:  # a damaged checkpoint: start again
         log.warning("train: cannot read %s (%s); starting again", last, exc)
         return False
     new = json.loads(json.dumps(dict(params), sort_keys=True))

@@ -28,6 +28,7 @@ import zarr
 
 from dlpipe.errors import UserError
 from dlpipe.labels import IGNORE_INDEX
+from dlpipe.stores.chunks import CheckedArray, check_missing_chunks
 from dlpipe.stores.dataset import Dataset, is_dataset, open_dataset, open_store
 from dlpipe.stores.marker import mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
@@ -70,7 +71,9 @@ class TrainingSource:
         training slices not kept read as the ignore index.
         """
         group = zarr.open_group(str(self.path), mode="r")
-        image, labels = group[self.image_key], group[self.label_key]
+        # reads of a damaged chunk raise one UserError naming the array and chunk key
+        image = CheckedArray(group[self.image_key], self.path)
+        labels = CheckedArray(group[self.label_key], self.path)
         if "keep" in self.extra:
             labels = KeptSlices(labels, self.train, self.extra["keep"], self.extra["ignore_index"])
         return image, labels
@@ -154,8 +157,13 @@ def open_source(
     val_fraction: float = 0.2,
     max_images: int | None = None,
     ignore_index: int = IGNORE_INDEX,
+    strict: bool = False,
 ) -> TrainingSource:
     """Inspect a training store (volume or CVAT dataset) and check it is complete.
+
+    Chunks absent from a volume's image or labels are refused, or with ``strict=False``
+    only warned about where the store may leave all-fill chunks out
+    (:func:`dlpipe.stores.chunks.check_missing_chunks`).
 
     ``max_images`` keeps that many evenly spaced annotated images (z-slices with a labelled
     voxel) of the training range; the labels of the others read as ``ignore_index``.
@@ -170,17 +178,21 @@ def open_source(
     if is_dataset(keys):
         source = _cvat_source(open_dataset(path, complete=False), classes, val_fraction)
     else:
-        source = _volume_source(path, labels, classes)
+        source = _volume_source(path, labels, classes, strict)
     if max_images is not None:
         source = _keep_images(source, int(max_images), ignore_index)
     return source
 
 
-def _volume_source(path: Path, labels: str, classes: Sequence[str] | None) -> TrainingSource:
+def _volume_source(
+    path: Path, labels: str, classes: Sequence[str] | None, strict: bool = False
+) -> TrainingSource:
     vol = open_volume(path, labels=labels, what="volume store", hint="")
     label_key = f"labels/{labels}/0"
     if vol.labels is None:
         raise UserError(f"no label array '{label_key}' in the volume store", path=path)
+    for arr in (vol.image, vol.labels):
+        check_missing_chunks(arr, path, strict=strict)
     image, lab = vol.image, vol.labels
     if image.ndim != 3 or tuple(lab.shape) != tuple(image.shape):
         raise UserError(

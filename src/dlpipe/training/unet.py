@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dlpipe.errors import UserError
-from dlpipe.models import UNet, count_parameters, torch_device
+from dlpipe.models import UNet, build_unet, count_parameters, torch_device
 from dlpipe.training.augment import Augment
 from dlpipe.training.data import (
     MODES,
@@ -71,6 +71,7 @@ class UNetTask:
             val_fraction=p["val_fraction"],
             max_images=p.get("max_images"),
             ignore_index=p["ignore_index"],
+            strict=p.get("strict", False),
         )
         src = self.source
         _, labels = src.open()
@@ -140,7 +141,7 @@ class UNetTask:
     # ------------------------------------------------------------------ pieces
     def build(self) -> tuple[UNet, torch.optim.Optimizer, Any]:
         torch.manual_seed(self.params["seed"])
-        model = UNet(**self.architecture).to(self.device)
+        model = build_unet(self.architecture, prefix="train.architecture").to(self.device)
         self.loss_fn = make_loss(
             self.params["loss"],
             n_classes=len(self.classes),
@@ -211,6 +212,7 @@ class UNetTask:
         if self.val_specs:
             val_loss, cm = self.evaluate(model, self.loss_fn)
             per, mean = jaccard(cm), mean_jaccard(cm)
+            self._warn_absent(cm)
             score: float | None = mean
         else:
             val_loss, per, mean = float("nan"), np.full(len(self.classes), np.nan), float("nan")
@@ -219,6 +221,30 @@ class UNetTask:
         row.update({f"val_jaccard_{c}": float(v) for c, v in zip(self.classes, per, strict=True)})
         row["val_mean_jaccard"] = mean
         return score, row
+
+    def _warn_absent(self, cm: np.ndarray) -> None:
+        """Warn once when classes are absent from the validation labels.
+
+        Their Jaccard is NaN (left out of the mean); with only one class present the mean
+        is that class's alone (1.0 for a model that predicts only it), which says nothing.
+        """
+        if getattr(self, "_absent_warned", False):
+            return
+        self._absent_warned = True
+        present = cm.sum(axis=1) > 0
+        absent = [c for c, here in zip(self.classes, present, strict=True) if not here]
+        if not absent:
+            return
+        only = [c for c, here in zip(self.classes, present, strict=True) if here]
+        log.warning(
+            "train: validation labels hold no voxel of class(es) %s: their Jaccard is NaN "
+            "and left out of the mean%s",
+            ", ".join(absent),
+            f"; with only {', '.join(only) or 'no class'} present the mean Jaccard says "
+            "nothing about the others"
+            if len(only) <= 1
+            else "",
+        )
 
     def summary(self, row: Mapping[str, Any]) -> str:
         return f"val loss {row['val_loss']:.4f}, val mean Jaccard {row['val_mean_jaccard']:.4f}"

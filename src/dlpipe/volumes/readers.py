@@ -7,9 +7,12 @@ the z-slab ``[z0, z1)`` as an in-memory NumPy array. Nothing reads the whole vol
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import mmap
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import numpy as np
 import yaml
 
 from dlpipe.errors import UserError
+from dlpipe.stores.chunks import check_missing_chunks, read_checked
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
 LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64")
@@ -163,6 +167,8 @@ class _ArraySource(Source):
         self._handle = handle
 
     def read(self, z0: int, z1: int) -> np.ndarray:
+        if self.kind == "zarr":
+            return np.ascontiguousarray(read_checked(self._arr, slice(z0, z1), self.path))
         return np.ascontiguousarray(self._arr[z0:z1], dtype=self.dtype)
 
     def close(self) -> None:
@@ -260,9 +266,14 @@ def _open_tiff(p: Path) -> Source:
     import tifffile
 
     try:
-        tif = tifffile.TiffFile(p)
-        series = tif.series[0]
-        shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+        with _quiet_tifffile():  # its warnings about a damaged file become one UserError
+            tif = tifffile.TiffFile(p)
+            series = tif.series[0]
+            shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+            _check_tiff_complete(tif, p, shape)
+    except UserError:
+        tif.close()
+        raise
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise UserError(f"cannot read TIFF: {exc}", path=p) from None
     if len(shape) == 2:
@@ -276,6 +287,72 @@ def _open_tiff(p: Path) -> Source:
             tif.close()
             return _MemmapSource(p, mm.reshape(shape), "tiff")
     return _TiffPagesSource(p, tif, shape, dtype)
+
+
+@contextlib.contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's log warnings (a truncated file is reported as one error)."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _declared_slices(tif: Any, plane: tuple[int, ...]) -> int | None:
+    """Number of 2D slices the TIFF's own metadata declares (ImageJ ``images=``, or
+    tifffile's JSON ``shape``), None when it declares none."""
+    ij = tif.imagej_metadata or {}
+    if isinstance(ij.get("images"), int):
+        return int(ij["images"])
+    shaped = tif.shaped_metadata or ()
+    if shaped and isinstance(shaped[0], dict) and isinstance(shaped[0].get("shape"), list):
+        dims = [int(v) for v in shaped[0]["shape"]]
+        if len(dims) >= 2 and tuple(dims[-len(plane) :]) == tuple(plane):
+            return int(np.prod(dims[: -len(plane)], dtype=np.int64)) if len(dims) > 2 else 1
+    return None
+
+
+def _check_tiff_complete(tif: Any, p: Path, shape: tuple[int, ...]) -> None:
+    """Refuse a TIFF cut short: fewer slices or pages than its metadata declares, or
+    image data past the end of the file.
+
+    tifffile reads a truncated file without complaint, as fewer slices (a compressed
+    file) or as the full shape with data past the end (an uncompressed one).
+    """
+    size = p.stat().st_size
+    series = tif.series[0]
+    plane = tuple(shape[-2:])
+    n_slices = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+    declared = _declared_slices(tif, plane)
+    if declared is not None and declared != n_slices:
+        raise UserError(
+            f"TIFF declares {declared} slices but holds {n_slices} (file cut short?)", path=p
+        )
+    if series.dataoffset is not None:  # contiguous: one extent
+        end = int(series.dataoffset) + int(series.nbytes)
+        if end > size:
+            raise UserError(
+                f"TIFF cut short: image data ends at byte {end} but the file has {size} bytes",
+                path=p,
+            )
+        return
+    pages = tif.pages
+    n_pages = len(pages)
+    if tuple(pages[0].shape) == plane and n_pages < n_slices:
+        raise UserError(
+            f"TIFF cut short: {n_slices} slices need {n_slices} pages, the file has {n_pages}",
+            path=p,
+        )
+    for i, page in enumerate(pages):
+        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
+        if ends and max(ends) > size:
+            raise UserError(
+                f"TIFF cut short: page {i} ends at byte {max(ends)} but the file has {size} bytes",
+                path=p,
+            )
 
 
 def _open_npy(p: Path) -> Source:
@@ -320,6 +397,7 @@ def _open_zarr(p: Path) -> Source:
         arr = zarr.open_array(p, mode="r")
     except Exception as exc:
         raise UserError(f"cannot open Zarr array: {exc}", path=p) from None
+    check_missing_chunks(arr, p)
     return _ArraySource(p, arr, "zarr")
 
 

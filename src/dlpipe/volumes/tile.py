@@ -18,7 +18,8 @@ import numpy as np
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
-from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.atomic import json_safe, write_json_atomic, write_text_atomic
+from dlpipe.stores.chunks import ALL_CHUNKS, ALL_CHUNKS_CONFIG
 from dlpipe.stores.marker import is_complete, mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
 from dlpipe.volumes.pyramid import downsample_mean, downsample_mode, level_shapes
@@ -222,6 +223,7 @@ def _create_arrays(
             dtype=dtype,
             compressors=_codec(p, dtype.itemsize),
             fill_value=0,
+            attributes={ALL_CHUNKS: True},
             **kwargs,
         )
 
@@ -309,10 +311,15 @@ def _tile(
             lgroup.attrs.update(labels_group_attrs([name], p["ngff"]))
             _create_arrays(lgroup.create_group(name), plan["shapes"], np.dtype(np.uint8), plan, p)
         prog.mkdir()
-        write_text_atomic(prog / "settings.json", json.dumps(settings))
+        write_text_atomic(prog / "settings.json", json.dumps(json_safe(settings)))
     root = zarr.open_group(out, mode="r+", zarr_format=zfmt)
-    image = [root[str(k)] for k in range(plan["levels"])]
-    labarr = [root[f"labels/{name}/{k}"] for k in range(plan["levels"])] if lab else []
+    # every chunk is stored, empty ones too: a chunk missing later was lost (stores.chunks)
+    image = [root[str(k)].with_config(ALL_CHUNKS_CONFIG) for k in range(plan["levels"])]
+    labarr = (
+        [root[f"labels/{name}/{k}"].with_config(ALL_CHUNKS_CONFIG) for k in range(plan["levels"])]
+        if lab
+        else []
+    )
 
     n_slabs, slab = plan["n_slabs"], plan["slab"]
     start = _done_slabs(prog, n_slabs)
@@ -418,8 +425,8 @@ def _tile(
         lgroup.attrs.update(
             label_image_attrs(name, plan["levels"], p["voxel_size"], p["unit"], p["ngff"], values)
         )
-    root.attrs.update({"dlpipe": attrs})
-    write_text_atomic(out / "split.json", json.dumps(split, indent=2) + "\n")
+    root.attrs.update(json_safe({"dlpipe": attrs}))  # strict JSON: no bare NaN
+    write_json_atomic(out / "split.json", split)
     shutil.rmtree(prog)
     mark_complete(
         out,

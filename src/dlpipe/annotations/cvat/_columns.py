@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from dlpipe.annotations.cvat._model import COLUMN_KINDS, Counts, ShapeColumns
-from dlpipe.annotations.cvat._shapes import SHAPE_TAGS, TRUE_VALUES
+from dlpipe.annotations.cvat._shapes import SHAPE_TAGS, TRUE_VALUES, InvalidShape, reversed_box
 from dlpipe.annotations.cvat._xml import Record
 
 _CODE = {k: i for i, k in enumerate(COLUMN_KINDS)}  # kinds of the columnar fast path
@@ -40,12 +40,19 @@ def _floats_csv(text: str) -> np.ndarray:
     return np.array([_float_or_nan(v) for v in text.split(",")], np.float64)
 
 
-def shape_columns(records: list[Record], counts: Counts) -> ShapeColumns | None:
+def shape_columns(
+    records: list[Record], counts: Counts, *, lenient: bool = False, where: str = "image"
+) -> ShapeColumns | None:
     """An image with only polygons, ellipses, boxes, polylines and points as
     :class:`ShapeColumns` (None when it holds any other shape kind: the general path).
 
     Invalid shapes (bad numbers, a polygon with fewer than 3 vertices, an ellipse radius
-    <= 0) are dropped and counted in ``counts.invalid``.
+    <= 0, a reversed box under ``lenient``) are dropped and counted in ``counts.invalid``.
+
+    Raises
+    ------
+    UserError
+        A reversed box (``xtl > xbr`` or ``ytl > ybr``) without ``lenient``.
     """
     codes: list[int] = []
     kept: list[Record] = []
@@ -90,6 +97,16 @@ def shape_columns(records: list[Record], counts: Counts) -> ShapeColumns | None:
     if area_rows:
         ok = np.isfinite(vals).all(axis=1)
         ok &= (kind[area_rows] != 1) | ((vals[:, 2] > 0) & (vals[:, 3] > 0))
+        boxes = kind[area_rows] == 2
+        flipped = boxes & ok & ((vals[:, 0] > vals[:, 2]) | (vals[:, 1] > vals[:, 3]))
+        if flipped.any():
+            row = int(np.flatnonzero(flipped)[0])
+            try:
+                reversed_box(
+                    vals[row], lenient=lenient, where=f"{where}, box #{orders[area_rows[row]]}"
+                )
+            except InvalidShape:
+                ok &= ~flipped
         params[area_rows] = vals
         valid[area_rows] = ok
     if len(points):

@@ -16,6 +16,7 @@ import numpy as np
 from dlpipe.annotations.cvat._model import Counts, Shape
 from dlpipe.annotations.cvat._xml import Record
 from dlpipe.errors import UserError
+from dlpipe.stores.guards import check_allocation
 
 SHAPE_TAGS = frozenset(
     {"polygon", "ellipse", "box", "mask", "polyline", "points", "tag", "skeleton", "cuboid"}
@@ -77,12 +78,14 @@ def decode_rle(
     padded : whether the tail was padded
     """
     try:
-        runs = np.array([int(v) for v in rle.replace(" ", "").split(",") if v != ""], np.int64)
+        values_ = [int(v) for v in rle.replace(" ", "").split(",") if v != ""]
     except ValueError as exc:
         raise UserError(f"{where}: unreadable RLE {rle[:40]!r}") from exc
-    if width <= 0 or height <= 0 or np.any(runs < 0):
+    if width <= 0 or height <= 0 or any(v < 0 for v in values_):
         raise UserError(f"{where}: bad mask size {width}x{height} or negative RLE run")
-    total, need = int(runs.sum()), width * height
+    need = width * height
+    check_allocation(need, f"a {width} x {height} mask", field=f"{where} width/height")
+    total = sum(values_)  # Python ints: a run beyond int64 is reported, never overflows
     padded = False
     if total != need:
         if total < need and lenient:
@@ -93,6 +96,7 @@ def decode_rle(
                 f"{width}*{height} = {need}"
                 + (" (--lenient pads a short tail)" if total < need else "")
             )
+    runs = np.array(values_, np.int64)  # each run <= need now: fits int64
     values = np.zeros(len(runs), dtype=bool)
     values[1::2] = True
     flat = np.repeat(values, runs)
@@ -161,6 +165,7 @@ def _coordinates(shape: Shape, a: Any, *, lenient: bool, where: str, counts: Cou
     elif kind == "box":
         shape.params = tuple(_num(a, k) for k in ("xtl", "ytl", "xbr", "ybr"))
         shape.rotation = _num(a, "rotation") if a.get("rotation") else 0.0
+        reversed_box(shape.params, lenient=lenient, where=f"{where}, box #{order}")
     elif kind == "mask":
         left, top = int(_num(a, "left")), int(_num(a, "top"))
         width, height = int(_num(a, "width")), int(_num(a, "height"))
@@ -173,6 +178,27 @@ def _coordinates(shape: Shape, a: Any, *, lenient: bool, where: str, counts: Cou
             where=f"{where}, mask #{order} (label {shape.label!r})",
         )
         counts.padded_rle += padded
+
+
+def reversed_box(params: Any, *, lenient: bool, where: str) -> bool:
+    """Whether a box's corners are reversed (``xtl > xbr`` or ``ytl > ybr``).
+
+    Raises
+    ------
+    UserError
+        A reversed box without ``lenient`` (with it the box is skipped and counted as
+        invalid: the caller raises :class:`InvalidShape` or drops it).
+    """
+    xtl, ytl, xbr, ybr = (float(v) for v in params[:4])
+    if xtl <= xbr and ytl <= ybr:
+        return False
+    if not lenient:
+        raise UserError(
+            f"{where}: reversed box (xtl={xtl:g} xbr={xbr:g}, ytl={ytl:g} ybr={ybr:g}: "
+            "the top-left corner must not lie right of or below the bottom-right one; "
+            "--lenient skips it)"
+        )
+    raise InvalidShape("reversed box")
 
 
 def image_shapes(

@@ -11,16 +11,14 @@ from typing import IO
 
 import numpy as np
 
-from dlpipe.annotations.images import read_image
+from dlpipe.annotations.images import read_image, refuse_unsafe_name, unsafe_name
 from dlpipe.errors import UserError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
-def _unsafe(name: str) -> bool:
-    p = PurePosixPath(name.replace("\\", "/"))
-    return p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":")
+_unsafe = unsafe_name
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:
@@ -191,8 +189,7 @@ class ImageSource:
 
     def find(self, name: str, subset: str = "") -> tuple[str, str] | None:
         """("dir"|"zip", path) of the frame's image, or None when absent."""
-        if _unsafe(name):
-            raise UserError(f"image name {name!r} has an absolute path or '..': refused")
+        refuse_unsafe_name(name)
         stemmed = "." not in PurePosixPath(name).name  # video frames: frame_000010
         for cand in self._candidates(name, subset):
             if self.folder is not None:

@@ -20,6 +20,7 @@ document's prolog, before the parser sees a byte of it.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import IO
@@ -38,6 +39,10 @@ from dlpipe.annotations.cvat._shapes import (
 )
 from dlpipe.annotations.cvat._xml import CHUNK, Record, Target, read_prolog, syntax_error
 from dlpipe.errors import UserError
+from dlpipe.stores.guards import check_allocation
+
+BYTES_PER_PIXEL = 8
+"""Bytes a converted frame holds per pixel: uint32 instances, uint8 semantic, RGB image."""
 
 __all__ = ["Counts", "CvatReader", "InvalidShape", "decode_rle"]
 
@@ -150,13 +155,15 @@ class CvatReader:
                     if kind == "meta":
                         self.meta = _meta(item)
                     elif kind == "track":
-                        order = self._track(item, tracks, order)
+                        with self._named():
+                            order = self._track(item, tracks, order)
                     else:
                         if tracks:
                             raise UserError(
                                 "tracks before images are not supported", path=self.name
                             )
-                        frame = self._image(*item)
+                        with self._named():
+                            frame = self._image(*item)
                         self.n_images += 1
                         yield frame
                 if not chunk:
@@ -191,6 +198,8 @@ class CvatReader:
             ) from None
         if frame.width <= 0 or frame.height <= 0:
             raise UserError(f"image {name!r}: width and height must be > 0", path=self.name)
+        self._check_size(frame.width, frame.height, f"image {name!r} width/height")
+        self._where = f"image {name!r}"
         columns = self._columns(records)
         if columns is not None:
             frame.columns = columns
@@ -200,9 +209,29 @@ class CvatReader:
         )
         return frame
 
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """Errors about a shape name this file too (one line: file, image, shape)."""
+        try:
+            yield
+        except UserError as exc:
+            if exc.path is None:
+                raise UserError(str(exc), path=self.name) from None
+            raise
+
+    def _check_size(self, width: int, height: int, field: str) -> None:
+        """Refuse a frame size whose masks would not fit in memory (the one size guard)."""
+        check_allocation(
+            width * height * BYTES_PER_PIXEL,
+            f"{width} x {height} pixel masks",
+            path=self.name,
+            field=field,
+        )
+
     def _columns(self, records: list[Record]) -> ShapeColumns | None:
         """The fast path (:func:`._columns.shape_columns`), None for the general one."""
-        return shape_columns(records, self.counts)
+        where = getattr(self, "_where", "image")
+        return shape_columns(records, self.counts, lenient=self.lenient, where=where)
 
     def _track(self, el: etree._Element, tracks: dict[int, list[Shape]], order: int) -> int:
         track_id = parse_int(el.get("id"), -1)
@@ -240,6 +269,9 @@ class CvatReader:
         if meta.original_size is None:
             raise UserError("video export without <original_size>", path=self.name)
         width, height = meta.original_size
+        if width <= 0 or height <= 0:
+            raise UserError("video <original_size> width and height must be > 0", path=self.name)
+        self._check_size(width, height, "<original_size> width/height")
         step = meta.frame_step
         if meta.stop_frame is not None:
             numbers = list(range(meta.start_frame, meta.stop_frame + 1, step))
