@@ -265,3 +265,82 @@ def test_truth_of_another_shape_is_refused_by_tile(run: dict, tmp_path: Path) ->
     assert re.search(r"\(8, 128, 128\).*\(128, 128, 128\)", log[-1]), log[-3:]
     assert str(small) in log[-1] and SCAN.split("/")[-1] in log[-1]
     assert not (work / "results_bad/cement/volume.zarr").exists()
+
+
+def _dry(work: Path, *configs: Path) -> subprocess.CompletedProcess:
+    return _run(
+        work,
+        "snakemake",
+        "-n",
+        "--cores",
+        "2",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        *(str(c) for c in configs),
+    )
+
+
+def _jobs(out: subprocess.CompletedProcess) -> dict[str, int]:
+    stats = out.stdout[out.stdout.index("Job stats") :]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_shipped_own_scan_config_plans_the_scan_alone(tmp_path: Path) -> None:
+    """config/own-scan.yaml over config.yaml: the demo dropped, one model for the scan; its
+    paths must exist (relative to the working directory)."""
+    shipped = (ROOT / "config.yaml", ROOT / "config/own-scan.yaml")
+    out = _dry(tmp_path, *shipped)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "config error: datasets.myscan.volume: path not found: data/myscan.tif"
+    )
+    (tmp_path / "data").mkdir()
+    for name in ("myscan.tif", "myscan_cvat.zip"):
+        (tmp_path / "data" / name).write_bytes(b"")
+    out = _dry(tmp_path, *shipped)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _jobs(out) == {
+        "tile": 1,
+        "cvat": 1,
+        "place": 1,
+        "train": 1,
+        "predict": 1,
+        "postprocess": 1,
+        "all": 1,
+        "total": 7,
+    }
+    assert "results/myscan/models/unet-myscan/card.json" in out.stdout
+    assert "results/demo" not in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("entry", "line"),
+    [
+        (
+            {"synth": True, "volume": "scan.tif"},
+            "datasets.bad.volume: a synth dataset makes its own volume; leave it out",
+        ),
+        ({"volume": "scan.tif"}, "datasets.bad: no annotations to train on and no models_from"),
+        (
+            {"volume": "scan.tif", "models_from": ["nope"]},
+            "datasets.bad.models_from: 'nope' is not a dataset that trains models",
+        ),
+        (
+            {"volume": "scan.tif", "annotations": "scan.tif", "tile": {"chunkz": [1, 2, 3]}},
+            "datasets.bad: ",
+        ),
+    ],
+)
+def test_bad_entries_are_refused_with_one_line(tmp_path: Path, entry: dict, line: str) -> None:
+    (tmp_path / "scan.tif").write_bytes(b"")
+    cfg = {"datasets": {"demo": {"synth": True}, "bad": entry}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = _dry(tmp_path, tmp_path / "c.yaml")
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"config error: {line}"), last
+    if "tile" in entry:
+        assert "chunkz" in last

@@ -42,6 +42,8 @@ rule place:
     params:
         cfg=lambda wildcards: cfg_arg("cvat", dataset=wildcards.dataset),
         volume=volume_dir,
+    # Cheap, and every reader of the scan waits for it: run it before the training.
+    priority: 1
     log:
         f"{DS_LOGS}/place.log",
     benchmark:

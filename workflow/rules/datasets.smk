@@ -188,6 +188,24 @@ def unet_names(dataset):
     return [*own, *(f"{m}@{src}" for src in entry.get("models_from", []) for m in MODELS)]
 
 
+def baseline_training(wildcards):
+    """Inputs of the baseline's training slices: the demo's truth and its annotated slices
+    (metadata.json); a scan of your own trains on its placed annotations (volume_ready)."""
+    if wildcards.dataset in SYNTH_DATASETS:
+        root = f"{RESULTS}/{wildcards.dataset}"
+        return {"labels": f"{root}/labels.tif", "meta": f"{root}/metadata.json"}
+    return {}
+
+
+def baseline_args(wildcards, input):
+    """TRUTH and the training option of `dlpipe baseline` for the dataset."""
+    if "meta" in input.keys():
+        return f"{input.labels} --metadata {input.meta}"
+    volume = volume_dir(wildcards)
+    return f"{volume} --annotations {volume}"
+
+
+
 def final_outputs():
     """What `snakemake` builds by default, per dataset: the tiled scan, the annotations (in
     the scan and as a dataset Zarr), every model's cleaned prediction, and with a truth the

@@ -3,23 +3,6 @@
 # <results>/<dataset>/unet/<model>/. Baselines and evaluation need a truth (SCORED_DATASETS).
 
 
-def baseline_training(wildcards):
-    """Inputs of the baseline's training slices: the demo's truth and its annotated slices
-    (metadata.json); a scan of your own trains on its placed annotations (volume_ready)."""
-    if wildcards.dataset in SYNTH_DATASETS:
-        root = f"{RESULTS}/{wildcards.dataset}"
-        return {"labels": f"{root}/labels.tif", "meta": f"{root}/metadata.json"}
-    return {}
-
-
-def baseline_args(wildcards, input):
-    """TRUTH and the training option of `dlpipe baseline` for the dataset."""
-    if "meta" in input.keys():
-        return f"{input.labels} --metadata {input.meta}"
-    volume = volume_dir(wildcards)
-    return f"{volume} --annotations {volume}"
-
-
 wildcard_constraints:
     method="otsu|rf",
     kind="baselines|unet",
