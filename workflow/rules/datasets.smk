@@ -83,7 +83,7 @@ def _dataset_config(name, entry):
     try:
         return validate_config(cfg, source=f"datasets.{name}")
     except Exception as err:  # ConfigError: one line naming the key
-        _refuse(f"datasets.{name}: {err}")
+        _refuse(str(err))  # names the source, datasets.<name>, and the key
 
 
 DATASETS = _datasets()
