@@ -288,16 +288,18 @@ def test_report(run: dict, tmp_path: Path) -> None:
     for text in ("Summary", "Evaluation", "Models", "learning_curve.png", "overlay_z"):
         assert text in html, text
     # The tables are embedded as data URIs: the same bytes as the files.
-    embedded = {
-        name: base64.b64decode(data)
-        for name, data in re.findall(
-            r"data:text/csv;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
-        )
-    }
+    embedded: dict[str, list[bytes]] = {}
+    for name, data in re.findall(
+        r"data:text/csv;charset=utf8;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", html
+    ):
+        embedded.setdefault(name, []).append(base64.b64decode(data))
     work = run["work"]
-    assert embedded["models.csv"] == (work / TARGET).read_bytes()
-    metrics = (work / D / "unet" / MODEL / "clean_metrics.csv").read_bytes()
-    assert embedded["clean_metrics.csv"] == metrics and b"jaccard" in metrics
+    assert embedded["models.csv"] == [(work / TARGET).read_bytes()]
+    # One clean_metrics.csv per segmentation of the demo (the model and the two baselines).
+    segmentations = [f"unet/{MODEL}", *(f"baselines/{b}" for b in BASELINES)]
+    tables = [(work / D / s / "clean_metrics.csv").read_bytes() for s in segmentations]
+    assert sorted(embedded["clean_metrics.csv"]) == sorted(tables)
+    assert all(b"jaccard" in t for t in tables)
 
 
 def _baseline_job(tags: dict[str, str]) -> bool:
