@@ -1,5 +1,6 @@
 # dlpipe workflow. This file only validates the config and includes the rules;
-# each rule lives in workflow/rules/ and calls one `dlpipe` subcommand.
+# each rule lives in workflow/rules/ and calls one `dlpipe` subcommand, per dataset of the
+# config (workflow/rules/datasets.smk), under <results>/<dataset>/.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -15,6 +16,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
 include: "workflow/rules/synth.smk"
 include: "workflow/rules/tile.smk"
 include: "workflow/rules/cvat.smk"

@@ -44,11 +44,13 @@ def _num(value: str | None) -> float:
 
 
 def _bench(folder: Path) -> list[tuple[str, float, float, float]]:
-    """(job, wall s, CPU s, max RSS MB) of each benchmark file."""
+    """(job, wall s, CPU s, max RSS MB) of each benchmark file (``<dataset>/<job>.tsv`` since
+    the workflow runs per dataset, named ``<dataset>/<job>``; ``<job>.tsv`` before)."""
     rows = []
-    for tsv in sorted(folder.glob("*.tsv")):
+    for tsv in sorted(folder.rglob("*.tsv")):
         rec = list(csv.DictReader(tsv.read_text().splitlines(), delimiter="\t"))[-1]
-        rows.append((tsv.stem, _num(rec["s"]), _num(rec.get("cpu_time")), _num(rec.get("max_rss"))))
+        job = tsv.relative_to(folder).with_suffix("").as_posix()
+        rows.append((job, _num(rec["s"]), _num(rec.get("cpu_time")), _num(rec.get("max_rss"))))
     return rows
 
 
@@ -70,9 +72,9 @@ def tabulate(out: Path, wall: float, cores: int) -> None:
     print("| job | wall s | CPU s | max RSS MB |\n| --- | ---: | ---: | ---: |")
     for name, secs, cpu_s, rss in rows:
         print(f"| {name} | {secs:.1f} | {cpu_s:.1f} | {rss:.0f} |")
-    summary = out / "results" / "summary" / "models.csv"
-    if summary.is_file():
-        print("\n" + summary.read_text())
+    # One summary per dataset (results/<dataset>/summary/); results/summary/ before.
+    for summary in sorted(out.glob("results/**/summary/models.csv")):
+        print(f"\n{summary.relative_to(out)}:\n{summary.read_text()}")
 
 
 def main() -> None:

@@ -22,9 +22,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("start_cluster.sh")
 MODEL = "f4-d2-ce-2d-s3"
-# The whole demo chain (synth, tile, cvat, train, predict, postprocess, evaluate, summary) on
-# a short configuration: one small U-Net, a few training steps, short enough for CI on 2 cores.
-TARGETS = ("results/summary/models.csv",)
+# The whole demo chain (synth, tile, cvat, place, train, predict, postprocess, evaluate, the
+# baselines, summary) on a short configuration: one small U-Net, a few training steps, short
+# enough for CI on 2 cores. Every output is under results/demo/ (the one dataset).
+TARGETS = ("results/demo/summary/models.csv",)
+SEGMENTATIONS = (f"unet_{MODEL}", "baselines_otsu", "baselines_rf")
 # Each run takes 2-4 minutes on 2 cores; a stuck queue fails well inside CI's 30 minutes.
 TIMEOUT = 600
 SHORT = {
@@ -143,15 +145,18 @@ def test_demo_workflow_runs_under_slurm(
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + _slurm_state()
         runs[name] = work
 
-    logs = sorted((runs["slurm"] / "logs").glob("*.log"))
+    logs = sorted((runs["slurm"] / "logs" / "demo").glob("*.log"))
     assert {p.stem for p in logs} == {
         "synth",
         "tile",
         "cvat",
+        "place",
         f"train_{MODEL}",
         f"predict_{MODEL}",
-        f"postprocess_unet_{MODEL}",
-        f"evaluate_unet_{MODEL}",
+        "baseline_otsu",
+        "baseline_rf",
+        *(f"postprocess_{s}" for s in SEGMENTATIONS),
+        *(f"evaluate_{s}" for s in SEGMENTATIONS),
         "summary",
     }
     for log in logs:
@@ -161,12 +166,17 @@ def test_demo_workflow_runs_under_slurm(
             ["scontrol", "show", "job", found.group(1)], capture_output=True, text=True
         )
         assert "JobState=COMPLETED" in job.stdout, job.stdout + job.stderr
-    local_logs = (runs["local"] / "logs").glob("*.log")
+    local_logs = (runs["local"] / "logs" / "demo").glob("*.log")
     assert all("SLURM job" not in p.read_text() for p in local_logs)
 
     # Every data file is byte-identical; the root metadata differs only in provenance
-    # (absolute source paths, times), so its statistics and split are compared instead.
-    local, slurm = (_digests(runs[n] / "results/demo") for n in ("local", "slurm"))
+    # (absolute source paths, times), so its statistics and split are compared instead. The
+    # models and segmentations (beside the data in results/demo/) are compared below.
+    later = ("models/", "unet/", "baselines/", "summary/")
+    local, slurm = (
+        {k: v for k, v in _digests(runs[n] / "results/demo").items() if not k.startswith(later)}
+        for n in ("local", "slurm")
+    )
     volatile = {"volume.zarr/.dlpipe_complete", "volume.zarr/zarr.json"}
     assert {k: v for k, v in local.items() if k not in volatile} == {
         k: v for k, v in slurm.items() if k not in volatile
@@ -184,7 +194,7 @@ def test_demo_workflow_runs_under_slurm(
     import torch
     import zarr
 
-    res = {n: runs[n] / "results" for n in runs}
+    res = {n: runs[n] / "results" / "demo" for n in runs}
     weights = [
         torch.load(res[n] / "models" / MODEL / "weights.pt", weights_only=True)
         for n in ("local", "slurm")
@@ -209,9 +219,10 @@ def test_demo_workflow_runs_under_slurm(
     # One MLflow parent per invocation: every SLURM job's run is a child of the same one.
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{res['slurm'] / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{runs['slurm'] / 'results' / 'mlflow.db'}")
     runs_ = client.search_runs([client.get_experiment_by_name("dlpipe-demo").experiment_id])
     parents = {r.info.run_id for r in runs_ if r.data.tags.get("stage") == "workflow"}
     children = [r for r in runs_ if r.data.tags.get("stage") != "workflow"]
-    assert len(parents) == 1 and len(children) == 8
+    # synth, tile, cvat, place, train, predict, 2 baselines, 3 postprocess, 3 evaluate, summary
+    assert len(parents) == 1 and len(children) == 15
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == parents

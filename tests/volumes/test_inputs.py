@@ -225,14 +225,16 @@ def test_output_exists_refused_unless_overwrite(tmp_path: Path, run_tile) -> Non
 def test_labels_of_other_shape(tmp_path: Path, run_tile) -> None:
     np.save(tmp_path / "v.npy", VOL)
     np.save(tmp_path / "l.npy", np.zeros((5, 6, 6), np.uint8))
-    _bad(
+    err = _bad(
         run_tile,
         tmp_path,
         tmp_path / "v.npy",
         "--labels",
         tmp_path / "l.npy",
-        match="labels shape (5, 6, 6) differs from the image shape (5, 6, 7)",
+        match="labels shape (5, 6, 6) differs from the shape (5, 6, 7) of the image ",
     )
+    # Both files are named: the labels (the error's path) and the image.
+    assert str(tmp_path / "l.npy") in err and str(tmp_path / "v.npy") in err
 
 
 def test_labels_any_integer_type_values_0_255(tmp_path: Path, run_tile) -> None:

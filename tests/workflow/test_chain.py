@@ -23,7 +23,8 @@ import zarr
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "f4-d2-ce-2d-s3"
 R = "results"
-PRED = f"{R}/unet/{MODEL}/prediction.zarr"
+D = f"{R}/demo"  # the one dataset: the demo
+PRED = f"{D}/unet/{MODEL}/prediction.zarr"
 CONFIG = {
     "results": R,
     "tracking": {"enabled": True, "experiment": "wf-test"},
@@ -42,7 +43,7 @@ CONFIG = {
     "postprocess": {"rules": [{"phase": 2, "min_size": 4}]},
     "evaluation": {"overlays": 1},
 }
-TARGET = f"{R}/summary/models.csv"
+TARGET = f"{D}/summary/models.csv"
 BASELINES = ("otsu", "rf")
 
 
@@ -137,7 +138,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("wf")
     (work / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     seen: dict = {"work": work}
-    model = work / R / "models" / MODEL
+    model = work / D / "models" / MODEL
     # 1. Killed during train, after the first epoch's checkpoint.
     seen["train_killed"] = _kill_group_when(
         work, lambda: (model / "checkpoints" / "last.pt").is_file()
@@ -164,10 +165,10 @@ def test_killed_train_resumes_from_its_checkpoint(run: dict) -> None:
     assert not run["card_after_kill"]
     # The killed job's partial model folder is not taken for a finished output.
     assert run["plan_after_train_kill"].get("train") == 1
-    log = (run["work"] / "logs" / f"train_{MODEL}.log").read_text()
+    log = (run["work"] / "logs" / "demo" / f"train_{MODEL}.log").read_text()
     resumed = re.search(r"resuming after epoch (\d+)", log)
     assert resumed and 1 <= int(resumed.group(1)) < 3, log[-2000:]
-    card = json.loads((run["work"] / R / "models" / MODEL / "card.json").read_text())
+    card = json.loads((run["work"] / D / "models" / MODEL / "card.json").read_text())
     assert card["epochs_run"] == 3 and card["params"]["max_images"] == 3
 
 
@@ -176,7 +177,7 @@ def test_killed_predict_resumes_its_blocks(run: dict) -> None:
     assert run["blocks_after_kill"] >= 2 and not run["pred_marker_after_kill"]
     plan = run["plan_after_predict_kill"]
     assert plan.get("predict") == 1 and "train" not in plan, plan
-    log = (run["work"] / "logs" / f"predict_{MODEL}.log").read_text()
+    log = (run["work"] / "logs" / "demo" / f"predict_{MODEL}.log").read_text()
     found = re.search(r"predicted (\d+) of (\d+) blocks \((\d+) done before\)", log)
     assert found, log[-2000:]
     predicted, total, before = (int(g) for g in found.groups())
@@ -194,21 +195,22 @@ def test_every_stage_wrote_its_outputs(run: dict) -> None:
     # The model, then the two baselines (Otsu, random forest).
     assert len(rows) == 4 and rows[1].startswith(f"{MODEL},2d,4,2,ce,3,")
     assert [r.split(",")[0] for r in rows[2:]] == ["otsu", "rf"]
-    metrics = json.loads((work / R / "unet" / MODEL / "clean_metrics.json").read_text())
+    metrics = json.loads((work / D / "unet" / MODEL / "clean_metrics.json").read_text())
     assert set(metrics["per_class"]) == {"matrix", "fibre", "pore"}
     for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
-        assert (work / R / "summary" / png).read_bytes()[:4] == b"\x89PNG"
+        assert (work / D / "summary" / png).read_bytes()[:4] == b"\x89PNG"
     for rule in (
         "synth",
         "tile",
         "cvat",
+        "place",
         f"train_{MODEL}",
         f"predict_{MODEL}",
         f"postprocess_unet_{MODEL}",
         f"evaluate_unet_{MODEL}",
         "summary",
     ):
-        assert (work / "logs" / "benchmarks" / f"{rule}.tsv").is_file(), rule
+        assert (work / "logs" / "benchmarks" / "demo" / f"{rule}.tsv").is_file(), rule
 
 
 def _with(work: Path, name: str, **sections: dict) -> str:
@@ -253,12 +255,12 @@ def test_failing_job_leaves_no_finished_output(run: dict, tmp_path: Path) -> Non
     name = _with(work, "bad.yaml", evaluation={"labels_name": "missing"})
     out = smk(work, TARGET, "--cores", "2", config=name)
     assert out.returncode != 0
-    assert "missing" in (work / "logs" / f"evaluate_unet_{MODEL}.log").read_text()
-    folder = work / R / "unet" / MODEL
+    assert "missing" in (work / "logs" / "demo" / f"evaluate_unet_{MODEL}.log").read_text()
+    folder = work / D / "unet" / MODEL
     assert not (folder / "clean_metrics.json").exists()
     assert not (folder / "clean_metrics.csv").exists()
     assert not (folder / "clean_metrics_plots").exists()
-    target = f"{R}/unet/{MODEL}/clean_metrics.json"
+    target = f"{D}/unet/{MODEL}/clean_metrics.json"
     assert planned(work, target, config=name) == {"evaluate": 1}
 
 
@@ -270,7 +272,7 @@ def test_predict_on_a_local_cluster_gives_the_same_labels(run: dict, tmp_path: P
     target = f"{PRED}/.dlpipe_complete"
     out = smk(work, target, "--cores", "2", config=name)
     assert out.returncode == 0, out.stderr[-3000:]
-    log = (work / "logs" / f"predict_{MODEL}.log").read_text()
+    log = (work / "logs" / "demo" / f"predict_{MODEL}.log").read_text()
     assert "LocalCluster of 3 worker processes" in log
     assert "predicted 32 of 32 blocks (0 done before)" in log
     a = zarr.open_group(run["work"] / PRED, mode="r")["labels/phases/0"][:]
@@ -293,10 +295,10 @@ def test_report(run: dict, tmp_path: Path) -> None:
     ):
         embedded.setdefault(name, []).append(base64.b64decode(data))
     work = run["work"]
-    models = (work / R / "summary" / "models.html").read_bytes()
+    models = (work / D / "summary" / "models.html").read_bytes()
     assert models in embedded["models.html"] and b"best model: " in models
     assert any(b"architecture.depth" in c for c in embedded["cards.html"])
-    metrics = (work / R / "unet" / MODEL / "clean_metrics.html").read_bytes()
+    metrics = (work / D / "unet" / MODEL / "clean_metrics.html").read_bytes()
     assert metrics in embedded["clean_metrics.html"] and b"jaccard" in metrics
     assert len(embedded["clean_metrics.html"]) == 3  # the model, otsu and rf
     assert not re.search(rb"\d\.\d{4,}", models + metrics)

@@ -27,7 +27,7 @@ def test_baseline_postprocess_evaluate_rules(tmp_path: Path, cli_env: dict[str, 
             "config.yaml",
             "--directory",
             str(tmp_path),
-            "results/baselines/otsu/clean_metrics.json",
+            "results/demo/baselines/otsu/clean_metrics.json",
         ],
         cwd=tmp_path,
         env=cli_env,
@@ -37,7 +37,7 @@ def test_baseline_postprocess_evaluate_rules(tmp_path: Path, cli_env: dict[str, 
         check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    base = tmp_path / "results/baselines/otsu"
+    base = tmp_path / "results/demo/baselines/otsu"
     split = json.loads((base / "metrics.json").read_text())
     clean = json.loads((base / "clean_metrics.json").read_text())
     # both scored on the test split that `dlpipe tile` wrote into the OME-Zarr attributes
@@ -46,7 +46,7 @@ def test_baseline_postprocess_evaluate_rules(tmp_path: Path, cli_env: dict[str, 
     assert 0 < clean["mean_jaccard"] <= 1
     assert (base / "clean.blobs.csv").read_text().startswith("id,phase,voxels")
     assert (base / "clean.zarr/.dlpipe_complete").is_file()
-    assert (tmp_path / "logs/benchmarks/evaluate_baselines_otsu.tsv").is_file()
+    assert (tmp_path / "logs/benchmarks/demo/evaluate_baselines_otsu.tsv").is_file()
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'results/mlflow.db'}")

@@ -48,8 +48,8 @@ def test_flag_on_plans_the_three_rules(tmp_path: Path, cli_env: dict[str, str]) 
     stats = out[out.index("Job stats") :]
     for rule in RULES:
         assert re.search(rf"^{rule}\s+1$", stats, re.M), f"{rule} not planned"
-    assert "train --model maskrcnn results/demo/cvat.zarr --out results/models/maskrcnn" in out
-    assert "evaluate --instances results/instances/maskrcnn/prediction.zarr" in out
+    assert "train --model maskrcnn results/demo/cvat.zarr --out results/demo/models/maskrcnn" in out
+    assert "evaluate --instances results/demo/instances/maskrcnn/prediction.zarr" in out
 
 
 def test_flag_off_plans_nothing(tmp_path: Path, cli_env: dict[str, str]) -> None:

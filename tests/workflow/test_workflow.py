@@ -46,6 +46,7 @@ def test_dry_run_on_shipped_config(tmp_path: Path, cli_env: dict[str, str]) -> N
         "synth",
         "tile",
         "cvat",
+        "place",
         "train",
         "predict",
         "baseline",
@@ -58,7 +59,7 @@ def test_dry_run_on_shipped_config(tmp_path: Path, cli_env: dict[str, str]) -> N
     assert re.search(r"^train\s+3$", stats, re.M)
     assert re.search(r"^evaluate\s+5$", stats, re.M)  # 3 U-Nets + 2 baselines
     for n in (2, 4, 8):
-        assert f"results/models/f16-d4-ce+dice-2d-s{n}/card.json" in out.stdout
+        assert f"results/demo/models/f16-d4-ce+dice-2d-s{n}/card.json" in out.stdout
 
 
 def test_lint_is_clean(cli_env: dict[str, str]) -> None:
@@ -85,8 +86,8 @@ def test_real_run_then_nothing_to_do(tmp_path: Path, cli_env: dict[str, str]) ->
     first = _snakemake(args, cli_env, tmp_path)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "results/demo/volume.tif").is_file()
-    assert (tmp_path / "logs/synth.log").is_file()
-    bench = (tmp_path / "logs/benchmarks/synth.tsv").read_text().splitlines()
+    assert (tmp_path / "logs/demo/synth.log").is_file()
+    bench = (tmp_path / "logs/benchmarks/demo/synth.tsv").read_text().splitlines()
     assert bench[0].startswith("s\th:m:s") and len(bench) == 2
     second = _snakemake(args, cli_env, tmp_path)
     assert second.returncode == 0

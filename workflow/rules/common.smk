@@ -18,14 +18,28 @@ LOGS = "logs"
 BENCH = f"{LOGS}/benchmarks"
 
 
-def cfg_arg(*sections):
+def _merge(base, extra):
+    """``base`` deep-updated with ``extra`` (mappings merged key by key), in place."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def cfg_arg(*sections, dataset=None):
     """`--config-json FILE` with the given config sections, for a rule's shell command.
 
-    Put it in a rule's params so that changing those sections re-runs the rule: the file is
-    named by the hash of its JSON ({RESULTS}/.config/<hash>.json), so the report's item info
-    shows that short path, not the JSON.
+    With ``dataset``, the sections as that dataset sees them (DATASET_CONFIG of datasets.smk:
+    its tile settings, synth overrides, class names). Put it in a rule's params (for a
+    dataset: ``lambda wildcards: cfg_arg(..., dataset=wildcards.dataset)``) so that changing
+    those sections re-runs the rule: the file is named by the hash of its JSON
+    ({RESULTS}/.config/<hash>.json), so the report's item info shows that short path, not the
+    JSON.
     """
-    payload = json.dumps({s: config[s] for s in ("results", "tracking", *sections)}, sort_keys=True)
+    source = config if dataset is None else DATASET_CONFIG[dataset]
+    payload = json.dumps({s: source[s] for s in ("results", "tracking", *sections)}, sort_keys=True)
     path = f"{RESULTS}/.config/{hashlib.sha256(payload.encode()).hexdigest()[:16]}.json"
     if not os.path.isfile(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -73,8 +87,8 @@ def sweep_models():
 MODELS = sweep_models()
 
 
-# Predict, postprocess and evaluate serve any model folder (results/models/<model>/card.json);
-# train makes only the models of the sweep.
+# Predict, postprocess and evaluate serve any model folder
+# (results/<dataset>/models/<model>/card.json); train makes only the models of the sweep.
 MODEL_NAMES = "|".join(re.escape(m) for m in MODELS)
 
 
@@ -88,17 +102,6 @@ def train_overrides(wildcards):
         f"--set {shlex.quote(f'{k}={json.dumps(v, sort_keys=True)}')}"
         for k, v in MODELS[wildcards.model].items()
     )
-
-
-def final_outputs():
-    """What `snakemake` builds by default: every stage for every model, and the summary."""
-    segmentations = [*(f"unet/{m}" for m in MODELS), "baselines/otsu", "baselines/rf"]
-    return [
-        f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
-        f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
-        *(f"{RESULTS}/{s}/clean_metrics.json" for s in segmentations),
-        f"{RESULTS}/summary/models.csv",
-    ]
 
 
 # One MLflow parent run per invocation; jobs find it in the environment. The store and

@@ -1,5 +1,6 @@
 # Classical baselines, clean-up and evaluation (docs/evaluation.md). postprocess and
-# evaluate serve every segmentation: {RESULTS}/baselines/<method>/ and {RESULTS}/unet/<model>/.
+# evaluate serve every segmentation of a dataset: <results>/<dataset>/baselines/<method>/ and
+# <results>/<dataset>/unet/<model>/. Baselines and evaluation need a truth (SCORED_DATASETS).
 
 
 wildcard_constraints:
@@ -10,48 +11,50 @@ wildcard_constraints:
 
 rule baseline:
     """Multi-Otsu or random-forest segmentation trained on the annotated slices, evaluated."""
+    wildcard_constraints:
+        dataset=_alternatives([d for d in SCORED_DATASETS if d in ANNOTATED_DATASETS]),
     input:
-        volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
-        labels=f"{RESULTS}/demo/labels.tif",
-        meta=f"{RESULTS}/demo/metadata.json",
+        unpack(baseline_training),
+        volume=volume_ready,
     output:
-        pred=f"{RESULTS}/baselines/{{method}}/prediction.zarr/.dlpipe_complete",
-        metrics=f"{RESULTS}/baselines/{{method}}/metrics.json",
+        pred=f"{DS}/baselines/{{method}}/prediction.zarr/.dlpipe_complete",
+        metrics=f"{DS}/baselines/{{method}}/metrics.json",
     params:
-        cfg=cfg_arg("evaluation", "baselines"),
-        volume=lambda wildcards, input: os.path.dirname(input.volume),
+        cfg=lambda wildcards: cfg_arg("evaluation", "baselines", dataset=wildcards.dataset),
+        volume=volume_dir,
+        truth=baseline_args,
         pred=lambda wildcards, output: os.path.dirname(output.pred),
     log:
-        f"{LOGS}/baseline_{{method}}.log",
+        f"{DS_LOGS}/baseline_{{method}}.log",
     benchmark:
-        f"{BENCH}/baseline_{{method}}.tsv"
+        f"{DS_BENCH}/baseline_{{method}}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
     shell:
-        "dlpipe {params.cfg} baseline {params.volume} {input.labels} --method {wildcards.method}"
-        " --metadata {input.meta} --out {params.pred} --metrics {output.metrics} --overwrite"
+        "dlpipe {params.cfg} baseline {params.volume} {params.truth} --method {wildcards.method}"
+        " --out {params.pred} --metrics {output.metrics} --overwrite"
         " > {log} 2>&1"
 
 
 rule postprocess:
     """Connected components across chunks, blob table and rule-based clean-up."""
     input:
-        pred=f"{RESULTS}/{{kind}}/{{name}}/prediction.zarr/.dlpipe_complete",
+        pred=f"{DS}/{{kind}}/{{name}}/prediction.zarr/.dlpipe_complete",
     output:
-        clean=f"{RESULTS}/{{kind}}/{{name}}/clean.zarr/.dlpipe_complete",
-        blobs=f"{RESULTS}/{{kind}}/{{name}}/clean.blobs.csv",
-        changes=f"{RESULTS}/{{kind}}/{{name}}/clean.changes.csv",
+        clean=f"{DS}/{{kind}}/{{name}}/clean.zarr/.dlpipe_complete",
+        blobs=f"{DS}/{{kind}}/{{name}}/clean.blobs.csv",
+        changes=f"{DS}/{{kind}}/{{name}}/clean.changes.csv",
     params:
         cfg=cfg_arg("postprocess"),
         pred=lambda wildcards, input: os.path.dirname(input.pred),
         clean=lambda wildcards, output: os.path.dirname(output.clean),
     log:
-        f"{LOGS}/postprocess_{{kind}}_{{name}}.log",
+        f"{DS_LOGS}/postprocess_{{kind}}_{{name}}.log",
     benchmark:
-        f"{BENCH}/postprocess_{{kind}}_{{name}}.tsv"
+        f"{DS_BENCH}/postprocess_{{kind}}_{{name}}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:
@@ -64,35 +67,37 @@ rule postprocess:
 
 rule evaluate:
     """Per-class Jaccard of the cleaned prediction against the tiled truth (test split)."""
+    wildcard_constraints:
+        dataset=_alternatives(SCORED_DATASETS),
     input:
-        pred=f"{RESULTS}/{{kind}}/{{name}}/clean.zarr/.dlpipe_complete",
-        truth=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+        pred=f"{DS}/{{kind}}/{{name}}/clean.zarr/.dlpipe_complete",
+        truth=volume_ready,
     output:
-        metrics=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.json",
-        csv=f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.csv",
+        metrics=f"{DS}/{{kind}}/{{name}}/clean_metrics.json",
+        csv=f"{DS}/{{kind}}/{{name}}/clean_metrics.csv",
         table=report(
-            f"{RESULTS}/{{kind}}/{{name}}/clean_metrics.html",
+            f"{DS}/{{kind}}/{{name}}/clean_metrics.html",
             caption="../report/metrics.rst",
             category="Evaluation",
-            subcategory="{kind}/{name}",
-            labels={"segmentation": "{kind}/{name}", "file": "per-class metrics"},
+            subcategory="{dataset}: {kind}/{name}",
+            labels={"dataset": "{dataset}", "segmentation": "{kind}/{name}", "file": "per-class metrics"},
         ),
         plots=report(
-            directory(f"{RESULTS}/{{kind}}/{{name}}/clean_metrics_plots"),
+            directory(f"{DS}/{{kind}}/{{name}}/clean_metrics_plots"),
             patterns=["{figure}.png"],
             caption="../report/evaluation_plots.rst",
             category="Evaluation",
-            subcategory="{kind}/{name}",
-            labels={"segmentation": "{kind}/{name}", "figure": "{figure}"},
+            subcategory="{dataset}: {kind}/{name}",
+            labels={"dataset": "{dataset}", "segmentation": "{kind}/{name}", "figure": "{figure}"},
         ),
     params:
-        cfg=cfg_arg("evaluation"),
+        cfg=lambda wildcards: cfg_arg("evaluation", dataset=wildcards.dataset),
         pred=lambda wildcards, input: os.path.dirname(input.pred),
-        truth=lambda wildcards, input: os.path.dirname(input.truth),
+        truth=volume_dir,
     log:
-        f"{LOGS}/evaluate_{{kind}}_{{name}}.log",
+        f"{DS_LOGS}/evaluate_{{kind}}_{{name}}.log",
     benchmark:
-        f"{BENCH}/evaluate_{{kind}}_{{name}}.tsv"
+        f"{DS_BENCH}/evaluate_{{kind}}_{{name}}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:

@@ -1,15 +1,17 @@
-# Mask R-CNN instance segmentation of the demo (docs/instances.md): train on the CVAT
-# dataset's instances (fibres and pores), predict its images tile by tile, score the
+# Mask R-CNN instance segmentation of each annotated dataset (docs/instances.md): train on
+# the CVAT dataset's instances (fibres and pores), predict its images tile by tile, score the
 # instances. Planned by default only with `instances: {enabled: true}` (INSTANCE_TARGETS).
 INST = config["instances"]
-INST_MODEL = f"{RESULTS}/models/{INST['model']}"
-INST_OUT = f"{RESULTS}/instances/{INST['model']}"
+INST_MODEL = f"{DS}/models/{INST['model']}"
+INST_OUT = f"{DS}/instances/{INST['model']}"
 
 
 rule train_maskrcnn:
-    """Mask R-CNN training on the CVAT demo dataset (`dlpipe train --model maskrcnn`)."""
+    """Mask R-CNN training on a CVAT dataset Zarr (`dlpipe train --model maskrcnn`)."""
+    wildcard_constraints:
+        dataset=_alternatives(ANNOTATED_DATASETS),
     input:
-        f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
+        DATASET_ZARR,
     output:
         card=f"{INST_MODEL}/card.json",
     params:
@@ -26,9 +28,9 @@ rule train_maskrcnn:
         ),
         epochs=INST["epochs"],
     log:
-        f"{LOGS}/train_{INST['model']}.log",
+        f"{DS_LOGS}/train_{INST['model']}.log",
     benchmark:
-        f"{BENCH}/train_{INST['model']}.tsv"
+        f"{DS_BENCH}/train_{INST['model']}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     threads: 2
@@ -44,7 +46,7 @@ rule predict_instances:
     """Instances of every image of the CVAT dataset, tiled with merging across tiles."""
     input:
         card=f"{INST_MODEL}/card.json",
-        data=f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
+        data=DATASET_ZARR,
     output:
         done=f"{INST_OUT}/prediction.zarr/.dlpipe_complete",
     params:
@@ -53,9 +55,9 @@ rule predict_instances:
         data=lambda wildcards, input: os.path.dirname(input.data),
         out=lambda wildcards, output: os.path.dirname(output.done),
     log:
-        f"{LOGS}/predict_instances_{INST['model']}.log",
+        f"{DS_LOGS}/predict_instances_{INST['model']}.log",
     benchmark:
-        f"{BENCH}/predict_instances_{INST['model']}.tsv"
+        f"{DS_BENCH}/predict_instances_{INST['model']}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     threads: 2
@@ -71,7 +73,7 @@ rule evaluate_instances:
     """AP@[.50:.95], AP50, AP75 and F1@0.5 of the predicted instances against the CVAT ones."""
     input:
         pred=f"{INST_OUT}/prediction.zarr/.dlpipe_complete",
-        truth=f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
+        truth=DATASET_ZARR,
     output:
         metrics=f"{INST_OUT}/metrics.json",
         csv=f"{INST_OUT}/metrics.csv",
@@ -80,9 +82,9 @@ rule evaluate_instances:
         pred=lambda wildcards, input: os.path.dirname(input.pred),
         truth=lambda wildcards, input: os.path.dirname(input.truth),
     log:
-        f"{LOGS}/evaluate_instances_{INST['model']}.log",
+        f"{DS_LOGS}/evaluate_instances_{INST['model']}.log",
     benchmark:
-        f"{BENCH}/evaluate_instances_{INST['model']}.tsv"
+        f"{DS_BENCH}/evaluate_instances_{INST['model']}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:
@@ -95,10 +97,11 @@ rule evaluate_instances:
 
 # What the default target adds when instances.enabled is on (wired into rule all in the
 # Snakefile); `snakemake instances` builds it whatever the switch says.
-INSTANCE_TARGETS = [f"{INST_OUT}/metrics.json"] if INST["enabled"] else []
+INSTANCE_ALL = expand(f"{INST_OUT}/metrics.json", dataset=ANNOTATED_DATASETS)
+INSTANCE_TARGETS = INSTANCE_ALL if INST["enabled"] else []
 
 
 rule instances:
     """The instance-segmentation targets: `snakemake --cores 8 instances`."""
     input:
-        f"{INST_OUT}/metrics.json",
+        INSTANCE_ALL,

@@ -1,28 +1,28 @@
-# Chunked prediction of the demo volume with each trained U-Net of the sweep ({model}).
+# Chunked prediction of each dataset's scan with each U-Net of the sweep ({model}): its own,
+# or <model>@<source>, trained on dataset <source> (datasets.<name>.models_from).
 # predict.slabs > 1 splits the volume into z-slab jobs (one GPU each) and gathers them.
 # predict.scheduler "local-cluster:N" runs the blocks on a dask.distributed LocalCluster.
-PRED = f"{RESULTS}/unet/{{model}}/prediction.zarr"
-PRED_MODEL = f"{RESULTS}/models/{{model}}"
+PRED = f"{DS}/unet/{{model}}/prediction.zarr"
 PRED_SLABS = int(config["predict"]["slabs"])
 
 if PRED_SLABS == 1:
 
     rule predict:
-        """Predict the demo volume block by block into OME-Zarr labels (resumes if killed)."""
+        """Predict a dataset's scan block by block into OME-Zarr labels (resumes if killed)."""
         input:
-            card=f"{PRED_MODEL}/card.json",
-            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+            card=model_card,
+            volume=volume_ready,
         output:
             f"{PRED}/.dlpipe_complete",
         params:
             cfg=cfg_arg("predict"),
             model=lambda wildcards, input: os.path.dirname(input.card),
-            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            volume=volume_dir,
             out=lambda wildcards, output: os.path.dirname(output[0]),
         log:
-            f"{LOGS}/predict_{{model}}.log",
+            f"{DS_LOGS}/predict_{{model}}.log",
         benchmark:
-            f"{BENCH}/predict_{{model}}.tsv"
+            f"{DS_BENCH}/predict_{{model}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         threads: config["predict"]["threads"]
@@ -37,19 +37,19 @@ else:
     rule predict_prepare:
         """Create the prediction store and its manifest (block layout) for the slab jobs."""
         input:
-            card=f"{PRED_MODEL}/card.json",
-            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+            card=model_card,
+            volume=volume_ready,
         output:
             f"{PRED}.slabs/prepared",
         params:
             cfg=cfg_arg("predict"),
             model=lambda wildcards, input: os.path.dirname(input.card),
-            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            volume=volume_dir,
             out=lambda wildcards, output: os.path.dirname(output[0]).removesuffix(".slabs"),
         log:
-            f"{LOGS}/predict_prepare_{{model}}.log",
+            f"{DS_LOGS}/predict_prepare_{{model}}.log",
         benchmark:
-            f"{BENCH}/predict_prepare_{{model}}.tsv"
+            f"{DS_BENCH}/predict_prepare_{{model}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         resources:
@@ -61,21 +61,21 @@ else:
     rule predict_slab:
         """Predict the blocks of one z-slab (one GPU job each)."""
         input:
-            card=f"{PRED_MODEL}/card.json",
-            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+            card=model_card,
+            volume=volume_ready,
             prepared=f"{PRED}.slabs/prepared",
         output:
             f"{PRED}.slabs/{{slab}}.done",
         params:
             cfg=cfg_arg("predict"),
             model=lambda wildcards, input: os.path.dirname(input.card),
-            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            volume=volume_dir,
             out=lambda wildcards, output: os.path.dirname(output[0]).removesuffix(".slabs"),
             n=PRED_SLABS,
         log:
-            f"{LOGS}/predict_slab_{{model}}_{{slab}}.log",
+            f"{DS_LOGS}/predict_slab_{{model}}_{{slab}}.log",
         benchmark:
-            f"{BENCH}/predict_slab_{{model}}_{{slab}}.tsv"
+            f"{DS_BENCH}/predict_slab_{{model}}_{{slab}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         threads: config["predict"]["threads"]
@@ -89,20 +89,20 @@ else:
     rule predict:
         """Gather the slab jobs: mark the prediction complete once every block is done."""
         input:
-            card=f"{PRED_MODEL}/card.json",
-            volume=f"{RESULTS}/demo/volume.zarr/.dlpipe_complete",
+            card=model_card,
+            volume=volume_ready,
             slabs=expand(f"{PRED}.slabs/{{slab}}.done", slab=range(PRED_SLABS), allow_missing=True),
         output:
             f"{PRED}/.dlpipe_complete",
         params:
             cfg=cfg_arg("predict"),
             model=lambda wildcards, input: os.path.dirname(input.card),
-            volume=lambda wildcards, input: os.path.dirname(input.volume),
+            volume=volume_dir,
             out=lambda wildcards, output: os.path.dirname(output[0]),
         log:
-            f"{LOGS}/predict_gather_{{model}}.log",
+            f"{DS_LOGS}/predict_gather_{{model}}.log",
         benchmark:
-            f"{BENCH}/predict_gather_{{model}}.tsv"
+            f"{DS_BENCH}/predict_gather_{{model}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
         resources:

@@ -1,52 +1,61 @@
-# The sweep's summary: one table of every model and the comparison plots (docs/workflow.md).
+# The sweep's summary per dataset: one table of its own models and baselines and the
+# comparison plots (docs/workflow.md), for datasets with a truth.
 
 
 rule summary:
     """Table (CSV) of every model of the sweep and of the baselines, and the plots: per-phase
     Jaccard against the number of parameters and against the number of annotated slices
     (learning curve), the baselines as dashed lines."""
+    wildcard_constraints:
+        dataset=_alternatives([d for d in SCORED_DATASETS if d in TRAINED_DATASETS]),
     input:
-        cards=expand(f"{RESULTS}/models/{{model}}/card.json", model=MODELS),
-        metrics=expand(f"{RESULTS}/unet/{{model}}/clean_metrics.json", model=MODELS),
+        cards=expand(f"{DS}/models/{{model}}/card.json", model=MODELS, allow_missing=True),
+        metrics=expand(f"{DS}/unet/{{model}}/clean_metrics.json", model=MODELS, allow_missing=True),
         baselines=expand(
-            f"{RESULTS}/baselines/{{method}}/clean_metrics.json", method=["otsu", "rf"]
+            f"{DS}/baselines/{{method}}/clean_metrics.json",
+            method=["otsu", "rf"],
+            allow_missing=True,
         ),
     output:
         params_plot=report(
-            f"{RESULTS}/summary/jaccard_vs_parameters.png",
+            f"{DS}/summary/jaccard_vs_parameters.png",
             caption="../report/summary_plots.rst",
             category="Summary",
+            subcategory="{dataset}",
             labels={"figure": "Jaccard vs parameters"},
         ),
         curve=report(
-            f"{RESULTS}/summary/learning_curve.png",
+            f"{DS}/summary/learning_curve.png",
             caption="../report/summary_plots.rst",
             category="Summary",
+            subcategory="{dataset}",
             labels={"figure": "learning curve"},
         ),
-        table=f"{RESULTS}/summary/models.csv",
+        table=f"{DS}/summary/models.csv",
         table_html=report(
-            f"{RESULTS}/summary/models.html",
+            f"{DS}/summary/models.html",
             caption="../report/summary_table.rst",
             category="Summary",
+            subcategory="{dataset}",
             labels={"figure": "table of models"},
         ),
         cards=report(
-            f"{RESULTS}/summary/cards.html",
+            f"{DS}/summary/cards.html",
             caption="../report/card.rst",
             category="Summary",
+            subcategory="{dataset}",
             labels={"figure": "model cards"},
         ),
     params:
         cfg=cfg_arg(),
         baselines=lambda wildcards, input: " ".join(f"--baseline {b}" for b in input.baselines),
         models=lambda wildcards, input: os.path.dirname(os.path.dirname(input.cards[0])),
-        bench=BENCH,
+        bench=lambda wildcards: f"{BENCH}/{wildcards.dataset}",
         out=lambda wildcards, output: os.path.dirname(output.table),
     log:
-        f"{LOGS}/summary.log",
+        f"{DS_LOGS}/summary.log",
     benchmark:
-        f"{BENCH}/summary.tsv"
+        f"{DS_BENCH}/summary.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:

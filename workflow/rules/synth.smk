@@ -1,17 +1,19 @@
 rule synth:
     """The built-in demo data: a synthetic CT scan with exact labels and a CVAT export."""
+    wildcard_constraints:
+        dataset=_alternatives(SYNTH_DATASETS),
     output:
-        volume=f"{RESULTS}/demo/volume.tif",
-        labels=f"{RESULTS}/demo/labels.tif",
-        cvat=f"{RESULTS}/demo/cvat/annotations.xml",
-        meta=f"{RESULTS}/demo/metadata.json",
+        volume=f"{DS}/volume.tif",
+        labels=f"{DS}/labels.tif",
+        cvat=f"{DS}/cvat/annotations.xml",
+        meta=f"{DS}/metadata.json",
     params:
-        cfg=cfg_arg("synth"),
+        cfg=lambda wildcards: cfg_arg("synth", dataset=wildcards.dataset),
         out=lambda wildcards, output: os.path.dirname(output.volume),
     log:
-        f"{LOGS}/synth.log",
+        f"{DS_LOGS}/synth.log",
     benchmark:
-        f"{BENCH}/synth.tsv"
+        f"{DS_BENCH}/synth.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     resources:

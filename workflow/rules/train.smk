@@ -1,40 +1,42 @@
 rule train:
-    """U-Net training on the CVAT-annotated demo slices (`dlpipe train --model unet`).
+    """U-Net training on a dataset's CVAT-annotated slices (`dlpipe train --model unet`).
 
-    One job per model of the sweep (common.smk: MODELS); the model's settings are the
-    train section plus its overrides. Reads the CVAT stage's Zarr dataset; writes the model
-    folder, whose card.json (written last) is the output. A killed job, re-run, resumes from
+    One job per dataset and model of the sweep (common.smk: MODELS); the model's settings are
+    the train section plus its overrides. Reads what TRAIN_FROM says (datasets.smk: the CVAT
+    stage's Zarr dataset, or the annotations placed into the scan); writes the model folder,
+    whose card.json (written last) is the output. A killed job, re-run, resumes from
     checkpoints/last.pt when the settings match (--resume-or-start).
     """
     wildcard_constraints:
         model=MODEL_NAMES,
+        dataset=_alternatives(TRAINED_DATASETS),
     input:
-        f"{RESULTS}/demo/cvat.zarr/.dlpipe_complete",
+        train_data,
     output:
-        card=f"{RESULTS}/models/{{model}}/card.json",
+        card=f"{DS}/models/{{model}}/card.json",
         loss=report(
-            f"{RESULTS}/models/{{model}}/plots/loss.png",
+            f"{DS}/models/{{model}}/plots/loss.png",
             caption="../report/train_curves.rst",
             category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "loss"},
+            subcategory="{dataset}: {model}",
+            labels={"dataset": "{dataset}", "model": "{model}", "figure": "loss"},
         ),
         jaccard=report(
-            f"{RESULTS}/models/{{model}}/plots/jaccard.png",
+            f"{DS}/models/{{model}}/plots/jaccard.png",
             caption="../report/train_curves.rst",
             category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "validation Jaccard"},
+            subcategory="{dataset}: {model}",
+            labels={"dataset": "{dataset}", "model": "{model}", "figure": "validation Jaccard"},
         ),
     params:
         cfg=cfg_arg("train"),
         overrides=train_overrides,
-        store=lambda wildcards, input: os.path.dirname(input[0]),
+        store=train_store,
         out=lambda wildcards, output: os.path.dirname(output.card),
     log:
-        f"{LOGS}/train_{{model}}.log",
+        f"{DS_LOGS}/train_{{model}}.log",
     benchmark:
-        f"{BENCH}/train_{{model}}.tsv"
+        f"{DS_BENCH}/train_{{model}}.tsv"
     conda:
         "../../envs/dlpipe.yaml"
     threads: 2

@@ -160,6 +160,29 @@ def training_slices(
     return out
 
 
+def placed_annotations(path: str | Path) -> tuple[Any, list[int]]:
+    """The annotations placed into a volume by ``dlpipe cvat --volume`` and their z-slices.
+
+    Parameters
+    ----------
+    path : ``VOL.zarr`` whose ``labels/annotations/0`` (uint8, z, y, x; 255 = not
+        annotated) and ``dlpipe.annotations.slices`` attribute the placement wrote
+
+    Returns
+    -------
+    The label array (not read) and the annotated z indices, sorted.
+    """
+    placed = dlpipe_attrs(path).get("annotations")
+    if not isinstance(placed, dict):
+        raise UserError(
+            "no annotations placed in the volume (run `dlpipe cvat EXPORT --volume`)", path=path
+        )
+    z = sorted(int(i) for i in placed.get("slices", {}).get("z", []))
+    if not z:
+        raise UserError("the placed annotations hold no z-slice to train on", path=path)
+    return open_labels(path, labels_name=placed.get("name", "annotations")), z
+
+
 def held_out_ranges(train: Sequence[int], depth: int) -> list[tuple[int, int]]:
     """The contiguous z-ranges that hold no training slice."""
     mask = np.ones(depth, bool)
@@ -182,13 +205,17 @@ def baseline(
     z_range: Sequence[int] | None = None,
     use_all: bool = False,
     overwrite: bool = False,
+    annotations: str | Path | None = None,
 ) -> StageResult:
     """Segment ``volume_path`` with a classical method trained on annotated slices; evaluate.
 
     The label volume goes to ``OUT.zarr/labels/<name>/0``; it is then evaluated against
     ``truth_path`` by :func:`dlpipe.evaluation.evaluate` on the test split (``dlpipe.split``
     attributes), else on the z-slices that hold no training slice (``z_range`` / ``use_all``
-    override), writing ``metrics_json``.
+    override), writing ``metrics_json``. The method trains on ``truth_path`` at the training
+    slices, or, with ``annotations`` (a ``VOL.zarr`` of ``dlpipe cvat --volume``), on the
+    annotations placed there (255 = not annotated), at their annotated z-slices unless
+    ``slices`` / ``metadata`` give others.
     """
     method = method or params["method"]
     if method not in METHODS:
@@ -206,18 +233,31 @@ def baseline(
             path=volume_path,
         )
     depth = volume.shape[0]
+    source = truth
+    if annotations is not None:
+        source, placed_z = placed_annotations(annotations)
+        if tuple(source.shape) != tuple(volume.shape):
+            raise UserError(
+                f"annotations {tuple(source.shape)} and volume {tuple(volume.shape)} differ "
+                "in shape",
+                path=annotations,
+            )
+        if slices is None and metadata is None:
+            slices = placed_z
     train = training_slices(slices, metadata, depth)
     ignore = eval_params.get("ignore_index")
+    if annotations is not None:
+        ignore = IGNORE_INDEX  # the placement's "not annotated"
     classes = eval_params.get("classes")
     if classes:
         n_classes = len(classes)
     else:
-        lab, valid = _training(truth, train, ignore)
+        lab, valid = _training(source, train, ignore)
         n_classes = int(lab[valid].max()) + 1
     if method == "otsu":
-        pred = multi_otsu(volume, truth, train, n_classes, params["otsu"], ignore)
+        pred = multi_otsu(volume, source, train, n_classes, params["otsu"], ignore)
     else:
-        pred = random_forest(volume, truth, train, params["rf"], ignore)
+        pred = random_forest(volume, source, train, params["rf"], ignore)
     chunks = chunk_shape(truth)
     attrs = {k: v for k, v in dlpipe_attrs(volume_path).items() if k in ("split", "source")}
     attrs["baseline"] = {"method": method, "training_slices": train}

@@ -26,6 +26,14 @@ def baseline(
         Path | None,
         typer.Option(help="JSON whose annotated_slices are the training slices.", metavar="PATH"),
     ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            help="VOL.zarr of `dlpipe cvat --volume`: train on the annotations placed there "
+            "(labels/annotations, 255 = not annotated), at their annotated z-slices.",
+            metavar="PATH",
+        ),
+    ] = None,
     z_range: ZRange = None,
     use_all: AllZ = False,
     overwrite: Annotated[bool, overwrite_option()] = False,
@@ -60,6 +68,7 @@ def baseline(
             z_range=z_range,
             use_all=use_all,
             overwrite=overwrite,
+            annotations=annotations,
         ),
         dataset=str(volume),
         model=params["method"],

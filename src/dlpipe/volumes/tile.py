@@ -95,7 +95,8 @@ def tile_volume(
             lab = open_source(labels, dtypes=LABEL_DTYPES)
             if lab.shape != src.shape:
                 raise UserError(
-                    f"labels shape {lab.shape} differs from the image shape {src.shape}",
+                    f"labels shape {lab.shape} differs from the shape {src.shape} of the "
+                    f"image {input_path}",
                     path=lab.path,
                 )
         summary = _tile(
