@@ -19,5 +19,5 @@ rule cvat:
         mem_mb=1000,
         runtime=10,
     shell:
-        "dlpipe {params.cfg} cvat {input.xml} --images {params.images} --out {params.out} "
+        "dlpipe {params.cfg} --dataset demo cvat {input.xml} --images {params.images} --out {params.out} "
         "--overwrite > {log} 2>&1"

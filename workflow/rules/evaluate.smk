@@ -31,7 +31,7 @@ rule baseline:
         mem_mb=4000,
         runtime=60,
     shell:
-        "dlpipe {params.cfg} baseline {params.volume} {input.labels} --method {wildcards.method}"
+        "dlpipe {params.cfg} --dataset demo --model-name {wildcards.method} baseline {params.volume} {input.labels} --method {wildcards.method}"
         " --metadata {input.meta} --out {params.pred} --metrics {output.metrics} --overwrite"
         " > {log} 2>&1"
 
@@ -58,7 +58,7 @@ rule postprocess:
         mem_mb=4000,
         runtime=30,
     shell:
-        "dlpipe {params.cfg} postprocess {params.pred} --out {params.clean}"
+        "dlpipe {params.cfg} --dataset demo --model-name {wildcards.name} postprocess {params.pred} --out {params.clean}"
         " --blobs {output.blobs} --changes {output.changes} --overwrite > {log} 2>&1"
 
 
@@ -98,5 +98,5 @@ rule evaluate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "dlpipe {params.cfg} evaluate {params.pred} {params.truth} --out {output.metrics}"
+        "dlpipe {params.cfg} --dataset demo --model-name {wildcards.name} evaluate {params.pred} {params.truth} --out {output.metrics}"
         " > {log} 2>&1"

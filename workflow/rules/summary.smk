@@ -46,5 +46,5 @@ rule summary:
         mem_mb=1000,
         runtime=10,
     shell:
-        "dlpipe {params.cfg} summary {input.metrics} --models {params.models}"
+        "dlpipe {params.cfg} --dataset demo summary {input.metrics} --models {params.models}"
         " {params.baselines} --bench {params.bench} --out {params.out} > {log} 2>&1"

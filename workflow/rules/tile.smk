@@ -22,5 +22,5 @@ rule tile:
         mem_mb=lambda wildcards: config["tile"]["memory_budget_mb"] + 256,
         runtime=30,
     shell:
-        "dlpipe {params.cfg} tile {input.volume} --labels {input.labels} --out {params.out}"
+        "dlpipe {params.cfg} --dataset demo tile {input.volume} --labels {input.labels} --out {params.out}"
         " --overwrite > {log} 2>&1"

@@ -59,7 +59,9 @@ def baseline(
             use_all=use_all,
             overwrite=overwrite,
         ),
-        dataset=str(volume),
+        dataset=volume,
         model=params["method"],
+        kind="baseline",
         params=params,
+        inputs=volume,
     )

@@ -1,0 +1,143 @@
+"""A trained model and a stage's dataset as MLflow entities (a logged model, a dataset input).
+
+The model folder stays the hand-over format (``weights.pt`` + ``card.json``, loaded with
+``torch.load(weights_only=True)``); MLflow gets a copy: the U-Net exported in the pt2
+format (``torch.export``, no pickle) with a signature and an input example, registered
+under the dataset's name. Mask R-CNN models are logged as their folder's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dlpipe.tracking.runs import StageRun, _retry
+
+log = logging.getLogger(__name__)
+
+__all__ = ["example_input", "log_dataset", "log_model_folder"]
+
+
+def example_input(card: Mapping[str, Any], seed: int = 0) -> Any:
+    """A small normalised input of the network a U-Net card describes.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, (1, C, Y, X) for 2D/2.5D (C the context slices) or (1, 1, Z, Y, X) for
+        3D, of the card's patch size.
+    """
+    import numpy as np  # deferred with the rest of the model logging
+
+    mode = card.get("input", "2d")
+    arch = card.get("architecture", {})
+    patch = [int(v) for v in card.get("patch_size") or [64, 64]]
+    dim = 3 if mode == "3d" else 2
+    patch = patch[-dim:]
+    channels = int(arch.get("in_channels", 1))
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((1, channels, *patch)).astype(np.float32)
+
+
+def log_model_folder(
+    run: StageRun, model_dir: str | Path, card: Mapping[str, Any], registered_name: str
+) -> str | None:
+    """Log the model of ``model_dir`` to ``run`` and register it as ``registered_name``.
+
+    A U-Net is rebuilt from its card and weights (weights-only loading) and logged with
+    :func:`mlflow.pytorch.log_model` in the pt2 format, with an input example and the
+    signature inferred from it. Any other family is logged as the folder's files under
+    ``model/``.
+
+    Returns
+    -------
+    str or None
+        The model URI (``models:/<id>``); None when tracking is off or nothing was logged.
+    """
+    if not run.active:
+        return None
+    model_dir = Path(model_dir)
+    if card.get("model") != "unet":
+        for name in ("weights.pt", "card.json"):
+            if (model_dir / name).is_file():
+                run.log_artifact(model_dir / name, "model")
+        return None
+    # torch and mlflow.pytorch are slow to import: only a run that logs a model pays
+    import mlflow
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    from dlpipe.prediction.model import load_model
+
+    loaded = load_model(model_dir, card=card)
+    example = example_input(loaded.card)
+    with torch.no_grad():
+        output = loaded.net(torch.from_numpy(example)).numpy()
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(run.client.tracking_uri)
+    try:
+        # not retried: a second attempt would log (and register) a second model
+        info = mlflow.pytorch.log_model(
+            loaded.net,
+            name="model",
+            run_id=run.run_id,
+            signature=infer_signature(example, output),
+            input_example=example,
+            registered_model_name=registered_name or None,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            serialization_format="pt2",
+            extra_files=[str(model_dir / "card.json")],
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    log.info("logged model %s (registered as %r)", info.model_uri, registered_name)
+    return str(info.model_uri)
+
+
+def _digest(path: Path) -> str:
+    """A short digest of a store's metadata files (not its chunks): cheap and stable."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(path.glob("**/zarr.json"))[:200]
+    files += sorted(path.glob("*.json"))[:20] if path.is_dir() else []
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        if f.is_file() and f.stat().st_size < 1 << 20:
+            h.update(f.read_bytes())
+        elif f.is_file():
+            h.update(str(f.stat().st_size).encode())
+    return h.hexdigest()[:16]
+
+
+def log_dataset(run: StageRun, path: str | Path, name: str, context: str = "training") -> None:
+    """Log the store at ``path`` as the run's dataset input (its path and digest, no arrays).
+
+    Parameters
+    ----------
+    run : the stage run
+    path : the store (``VOL.zarr``, a dataset Zarr, a TIFF)
+    name : the dataset's name (``demo``)
+    context : the input's role (``training``, ``prediction``, ``evaluation``)
+    """
+    if not run.active:
+        return
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    path = Path(path).resolve()
+    if not path.exists():
+        return
+    source = json.dumps({"uri": str(path)})
+    dataset = Dataset(
+        name=name or path.stem,
+        digest=_digest(path),
+        source_type="local",
+        source=source,
+        schema=None,
+        profile=None,
+    )
+    tags = [InputTag(key="mlflow.data.context", value=context)]
+    _retry(lambda: run.client.log_inputs(run.run_id, [DatasetInput(dataset, tags)]))
