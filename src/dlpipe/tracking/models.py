@@ -8,10 +8,12 @@ under the dataset's name. Mask R-CNN models are logged as their folder's files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +80,7 @@ def log_model_folder(
     example = example_input(loaded.card)
     with torch.no_grad():
         output = loaded.net(torch.from_numpy(example)).numpy()
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(run.client.tracking_uri)
-    try:
+    with _tracking_uri(run.client.tracking_uri):
         # not retried: a second attempt would log (and register) a second model
         info = mlflow.pytorch.log_model(
             loaded.net,
@@ -93,10 +93,31 @@ def log_model_folder(
             serialization_format="pt2",
             extra_files=[str(model_dir / "card.json")],
         )
-    finally:
-        mlflow.set_tracking_uri(previous)
     log.info("logged model %s (registered as %r)", info.model_uri, registered_name)
     return str(info.model_uri)
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for a block, then restore it as it was.
+
+    :func:`mlflow.set_tracking_uri` also sets (or unsets) ``MLFLOW_TRACKING_URI`` in the
+    environment; both are put back, so that later stages of this process and its
+    subprocesses see the user's setting.
+    """
+    from mlflow.tracking._tracking_service import utils  # the fluent API's URI lives here
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = utils._tracking_uri
+    utils.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def _digest(path: Path) -> str:

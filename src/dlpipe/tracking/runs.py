@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 PARENT_ENV = "DLPIPE_PARENT_RUN_ID"
 """Environment variable that carries the workflow's parent run id to every job."""
 
+VOCABULARY = ("stage", "dataset", "model", "kind")
+"""The tags every stage run carries (:mod:`dlpipe.tracking.names`)."""
+
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 """Experiment tag that makes the MLflow 3 UI open on runs (model training), not GenAI traces."""
 
@@ -187,9 +190,10 @@ class StageRun:
     def log_result(self, result: StageResult) -> None:
         """Log what a stage's :class:`~dlpipe.results.StageResult` asks for.
 
-        Tags, params, metrics, then the artifact files and the JSON artifacts.
+        Tags, params, metrics, then the artifact files and the JSON artifacts. The tags of
+        the run's vocabulary (:data:`VOCABULARY`) were set when the run started and stay.
         """
-        self.set_tags(result.tags)
+        self.set_tags({k: v for k, v in result.tags.items() if k not in VOCABULARY})
         self.log_params(result.params)
         self.log_metrics(result.metrics)
         for artifact in result.artifacts:
@@ -280,7 +284,7 @@ def stage_run(
     if not config["tracking"]["enabled"]:
         yield StageRun()
         return
-    all_tags = {"stage": stage, "dataset": dataset, "model": model, "kind": kind}
+    all_tags = dict(zip(VOCABULARY, (stage, dataset, model, kind), strict=True))
     all_tags = {k: v for k, v in all_tags.items() if v} | dict(tags or {})
     title = name or run_name(stage, dataset, model)
     run = _create_run(config, title, all_tags, os.environ.get(PARENT_ENV) or None)
