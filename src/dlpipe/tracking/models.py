@@ -143,16 +143,24 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 
 
 def _digest(path: Path) -> str:
-    """A short digest of a store's metadata files (not its chunks): cheap and stable."""
+    """A short digest of a store's metadata files (never its chunks): cheap and stable.
+
+    A file is digested whole when small, else by its size. A store's root and the two levels
+    below it hold its metadata (``zarr.json``, ``.zattrs``, ``.zarray``); chunks are never
+    listed, so a store of a million chunks costs as little as a small one.
+    """
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(path.glob("**/zarr.json"))[:200]
-    files += sorted(path.glob("*.json"))[:20] if path.is_dir() else []
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        if f.is_file() and f.stat().st_size < 1 << 20:
-            h.update(f.read_bytes())
-        elif f.is_file():
-            h.update(str(f.stat().st_size).encode())
+    if path.is_file():
+        files = [path]
+    else:
+        names = ("zarr.json", ".zattrs", ".zarray", ".zgroup", "*.json")
+        files = sorted(
+            {f for level in ("", "*/", "*/*/") for n in names for f in path.glob(level + n)}
+        )
+    for f in files[:500]:
+        h.update(f.name.encode() if path.is_file() else str(f.relative_to(path)).encode())
+        size = f.stat().st_size
+        h.update(f.read_bytes() if size < 1 << 20 else str(size).encode())
     return h.hexdigest()[:16]
 
 
