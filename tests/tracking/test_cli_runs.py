@@ -192,18 +192,17 @@ def test_experiment_opens_on_model_training(chain: Chain) -> None:
 
 
 def test_logged_model_loads_back_and_predicts_like_the_folder(chain: Chain) -> None:
-    import mlflow
     import mlflow.pytorch
     import torch
 
     from dlpipe.prediction.model import load_model
-    from dlpipe.tracking.models import example_input
+    from dlpipe.tracking.models import _tracking_uri, example_input
 
     train = chain.runs()["train tiny/m1"]
     (output,) = train.outputs.model_outputs
     uri = f"models:/{output.model_id}"
-    mlflow.set_tracking_uri(chain.client.tracking_uri)
-    logged = mlflow.pytorch.load_model(uri)
+    with _tracking_uri(chain.client.tracking_uri):  # restores MLFLOW_TRACKING_URI after
+        logged = mlflow.pytorch.load_model(uri)
     folder = load_model(chain.root / "models" / "m1")
     x = torch.from_numpy(example_input(folder.card, seed=3))
     with torch.no_grad():
