@@ -175,10 +175,13 @@ def test_evaluate_links_its_train_run(chain: Chain) -> None:
 
 
 def test_only_the_family_params_and_config_class_names(chain: Chain) -> None:
-    train = chain.runs()["train tiny/m1"]
+    runs = chain.runs()
+    train = runs["train tiny/m1"]
     params, metrics = train.data.params, train.data.metrics
     assert params["architecture.depth"] == "2"
-    assert not [k for k in params if k.startswith("maskrcnn")]
+    for name in ("train tiny/m1", "predict tiny/m1"):
+        assert not [k for k in runs[name].data.params if k.startswith("maskrcnn")], name
+    assert "block" in runs["predict tiny/m1"].data.params
     # the CVAT store calls class 0 "background"; the config (evaluation.classes) "matrix"
     assert params["classes"] == str(["matrix", "fibre", "pore"])
     assert "val_jaccard_matrix" in metrics and "val_jaccard_background" not in metrics

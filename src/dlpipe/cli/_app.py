@@ -226,6 +226,8 @@ def run_stage(
         if inputs is not None:
             log_dataset(run, inputs, dataset, _CONTEXT.get(stage, stage))
         result = call(run)
+        if kind in FAMILIES:  # what the library returns too (predict's maskrcnn.* section)
+            result.params = family_params(result.params, kind)
         run.log_result(result)
         if model_dir is not None:
             log_model_folder(run, model_dir, result, dataset)
