@@ -25,7 +25,7 @@ rule cvat:
         mem_mb=1000,
         runtime=10,
     shell:
-        "dlpipe {params.cfg} cvat {input.export:q} {params.images} --out {params.out} "
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} cvat {input.export:q} {params.images} --out {params.out} "
         "--overwrite > {log} 2>&1"
 
 
@@ -54,5 +54,5 @@ rule place:
         mem_mb=2000,
         runtime=10,
     shell:
-        "dlpipe {params.cfg} cvat {input.export:q} --volume {params.volume} --overwrite"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} cvat {input.export:q} --volume {params.volume} --overwrite"
         " > {log} 2>&1 && touch {output.done}"

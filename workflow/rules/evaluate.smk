@@ -34,7 +34,7 @@ rule baseline:
         mem_mb=4000,
         runtime=60,
     shell:
-        "dlpipe {params.cfg} baseline {params.volume} {params.truth} --method {wildcards.method}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.method} baseline {params.volume} {params.truth} --method {wildcards.method}"
         " --out {params.pred} --metrics {output.metrics} --overwrite"
         " > {log} 2>&1"
 
@@ -61,7 +61,7 @@ rule postprocess:
         mem_mb=4000,
         runtime=30,
     shell:
-        "dlpipe {params.cfg} postprocess {params.pred} --out {params.clean}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.name} postprocess {params.pred} --out {params.clean}"
         " --blobs {output.blobs} --changes {output.changes} --overwrite > {log} 2>&1"
 
 
@@ -104,5 +104,5 @@ rule evaluate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "dlpipe {params.cfg} evaluate {params.pred} {params.truth} --out {output.metrics}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.name} evaluate {params.pred} {params.truth} --out {output.metrics}"
         " > {log} 2>&1"

@@ -38,7 +38,7 @@ rule train_maskrcnn:
         mem_mb=8000,
         runtime=120,
     shell:
-        "dlpipe {params.cfg} train --model maskrcnn {params.store} --out {params.out}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} train --model maskrcnn {params.store} --out {params.out}"
         " --epochs {params.epochs} {params.sets} --resume-or-start > {log} 2>&1"
 
 
@@ -65,7 +65,7 @@ rule predict_instances:
         mem_mb=4000,
         runtime=60,
     shell:
-        "dlpipe {params.cfg} predict {params.model} {params.data} --out {params.out}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} predict {params.model} {params.data} --out {params.out}"
         " --overwrite > {log} 2>&1"
 
 
@@ -91,7 +91,7 @@ rule evaluate_instances:
         mem_mb=2000,
         runtime=20,
     shell:
-        "dlpipe {params.cfg} evaluate --instances {params.pred} {params.truth}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} evaluate --instances {params.pred} {params.truth}"
         " --out {output.metrics} > {log} 2>&1"
 
 

@@ -30,7 +30,7 @@ if PRED_SLABS == 1:
             mem_mb=4000,
             runtime=120,
         shell:
-            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --resume --overwrite > {log} 2>&1"
+            "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.model} predict {params.model} {params.volume} --out {params.out} --resume --overwrite > {log} 2>&1"
 
 else:
 
@@ -56,7 +56,7 @@ else:
             mem_mb=2000,
             runtime=10,
         shell:
-            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --prepare --resume --overwrite > {log} 2>&1 && touch {output}"
+            "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.model} predict {params.model} {params.volume} --out {params.out} --prepare --resume --overwrite > {log} 2>&1 && touch {output}"
 
     rule predict_slab:
         """Predict the blocks of one z-slab (one GPU job each)."""
@@ -84,7 +84,7 @@ else:
             runtime=120,
             gpu=1,
         shell:
-            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --slab {wildcards.slab} {params.n} > {log} 2>&1 && touch {output}"
+            "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.model} predict {params.model} {params.volume} --out {params.out} --slab {wildcards.slab} {params.n} > {log} 2>&1 && touch {output}"
 
     rule predict:
         """Gather the slab jobs: mark the prediction complete once every block is done."""
@@ -109,4 +109,4 @@ else:
             mem_mb=1000,
             runtime=10,
         shell:
-            "dlpipe {params.cfg} predict {params.model} {params.volume} --out {params.out} --gather > {log} 2>&1"
+            "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.model} predict {params.model} {params.volume} --out {params.out} --gather > {log} 2>&1"

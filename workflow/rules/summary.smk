@@ -62,5 +62,5 @@ rule summary:
         mem_mb=1000,
         runtime=10,
     shell:
-        "dlpipe {params.cfg} summary {input.metrics} --models {params.models}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} summary {input.metrics} --models {params.models}"
         " {params.baselines} --bench {params.bench} --out {params.out} > {log} 2>&1"

@@ -20,4 +20,4 @@ rule synth:
         mem_mb=2000,
         runtime=10,
     shell:
-        "dlpipe {params.cfg} synth {params.out} --overwrite > {log} 2>&1"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} synth {params.out} --overwrite > {log} 2>&1"

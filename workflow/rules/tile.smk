@@ -28,5 +28,5 @@ rule tile:
         + 256,
         runtime=30,
     shell:
-        "dlpipe {params.cfg} tile {params.scan} {params.labels} --out {params.out}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} tile {params.scan} {params.labels} --out {params.out}"
         " --overwrite > {log} 2>&1"

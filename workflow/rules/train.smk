@@ -47,5 +47,5 @@ rule train:
         # trainings from sharing one (on a CPU-only machine: from sharing its cores).
         gpu=1,
     shell:
-        "dlpipe {params.cfg} train --model unet {params.store} --out {params.out}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.model} train --model unet {params.store} --out {params.out}"
         " {params.overrides} --resume-or-start > {log} 2>&1"

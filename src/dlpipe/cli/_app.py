@@ -13,7 +13,18 @@ from dlpipe import __version__
 from dlpipe._logging import LEVELS, setup_logging
 from dlpipe.config import apply_overrides, load_config, merge_json, validate_config
 from dlpipe.results import StageResult
-from dlpipe.tracking import StageRun, stage_run
+from dlpipe.stores.card import FAMILIES
+from dlpipe.tracking import (
+    StageRun,
+    dataset_name,
+    family_params,
+    log_dataset,
+    log_model_folder,
+    parent_run,
+    run_name,
+    stage_run,
+    where_runs_go,
+)
 
 PIPELINE = (
     "synth",
@@ -70,7 +81,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-state: dict[str, Any] = {"config_path": None, "config_json": None, "log_level": "info"}
+state: dict[str, Any] = {
+    "config_path": None,
+    "config_json": None,
+    "log_level": "info",
+    "dataset": None,
+    "model_name": None,
+}
 
 
 def _version(value: bool) -> None:
@@ -101,6 +118,24 @@ def _root(
     log_level: Annotated[
         str, typer.Option("--log-level", help=f"One of {', '.join(LEVELS)}.")
     ] = "info",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Dataset name for the MLflow run's name and `dataset` tag (default: from "
+            "the input path: results/demo/volume.zarr -> demo, scan.zarr -> scan).",
+            metavar="NAME",
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            "--model-name",
+            help="Model name for the MLflow run's name and `model` tag, e.g. the sweep's "
+            "(default: the model folder's name, or the baseline's method).",
+            metavar="NAME",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -113,6 +148,8 @@ def _root(
     state["config_path"] = config
     state["config_json"] = config_json
     state["log_level"] = log_level
+    state["dataset"] = dataset
+    state["model_name"] = model_name
     setup_logging(log_level)
     _announce(ctx.invoked_subcommand or "")
 
@@ -155,20 +192,56 @@ def run_stage(
     stage: str,
     call: Callable[[StageRun], StageResult],
     *,
-    dataset: str = "",
+    dataset: str | Path = "",
     model: str = "",
+    kind: str = "",
     params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    inputs: Path | None = None,
+    model_dir: Path | None = None,
 ) -> StageResult:
     """Run one stage: ``call(run)`` inside its tracking run; log and print what it returns.
 
     ``call`` calls the stage's library function (and gives it ``run`` only if the library
-    logs while it works, as training does per epoch). The run is tagged with ``dataset``
-    and ``model`` and logs ``params`` first; then the returned
-    :class:`~dlpipe.results.StageResult` is logged, and its summary line printed.
+    logs while it works, as training does per epoch). The run is named
+    ``<stage> <dataset>/<model>`` and tagged ``stage``, ``dataset``, ``model``, ``kind``
+    (:mod:`dlpipe.tracking.names`): ``--dataset`` / ``--model-name`` win over ``dataset``
+    (a name or the input path it is derived from) and ``model``. It logs ``params`` first
+    (of a model family, only that family's), ``inputs`` as its dataset input; then the
+    returned :class:`~dlpipe.results.StageResult`. A ``train`` stage logs the model of
+    ``model_dir`` (registered under the dataset's name); a ``summary`` logs its result to
+    the workflow's parent run too. The first line printed says where the run goes; the
+    last is the result's summary.
     """
-    with stage_run(config, stage, dataset=dataset, model=model, params=params) as run:
+    dataset = state["dataset"] or dataset_name(dataset)
+    model = state["model_name"] or model
+    if kind in FAMILIES and params:
+        params = family_params(params, kind)
+    where = where_runs_go(config, run_name(stage, dataset, model))
+    if where:
+        typer.echo(where, err=True)
+    with stage_run(
+        config, stage, dataset=dataset, model=model, kind=kind, params=params, tags=tags
+    ) as run:
+        if inputs is not None:
+            log_dataset(run, inputs, dataset, _CONTEXT.get(stage, stage))
         result = call(run)
+        if kind in FAMILIES:  # what the library returns too (predict's maskrcnn.* section)
+            result.params = family_params(result.params, kind)
         run.log_result(result)
+        if model_dir is not None:
+            log_model_folder(run, model_dir, result, dataset)
+        if stage == "summary":
+            parent_run(config).log_result(result)
     if result.summary:
         typer.echo(result.summary)
     return result
+
+
+def link_tags(source: dict[str, str]) -> dict[str, str]:
+    """The tags linking a run to the run that trained its model (``train_run_id``)."""
+    return {"train_run_id": source["train_run_id"]} if source.get("train_run_id") else {}
+
+
+_CONTEXT = {"train": "training", "predict": "prediction", "evaluate": "evaluation"}
+"""The role of a stage's dataset input (MLflow's ``mlflow.data.context`` tag)."""

@@ -70,7 +70,9 @@ def baseline(
             overwrite=overwrite,
             annotations=annotations,
         ),
-        dataset=str(volume),
+        dataset=volume,
         model=params["method"],
+        kind="baseline",
         params=params,
+        inputs=volume,
     )

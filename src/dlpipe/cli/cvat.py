@@ -109,6 +109,7 @@ def cvat(
             empty=empty,
             overwrite=overwrite,
         ),
-        dataset=annotations.stem,
+        dataset=out or volume or annotations,
+        kind="data",
         params=params,
     )

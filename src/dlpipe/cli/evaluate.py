@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, load, run_stage
+from dlpipe.cli._app import app, configure, link_tags, load, run_stage
 from dlpipe.cli._options import AllZ, ZRange, comma_list, config_option, out_option
+from dlpipe.tracking import lineage
 
 
 @app.command()
@@ -55,6 +56,7 @@ def evaluate(
     from dlpipe.evaluation import evaluate as score
     from dlpipe.evaluation.instances import evaluate_instances
 
+    source = lineage(pred)
     if instances:
         config = load()
         params = config["evaluation"]["instances"]
@@ -62,9 +64,12 @@ def evaluate(
             config,
             "evaluate",
             lambda run: evaluate_instances(pred, truth, out, params),
-            dataset=str(truth),
-            model=str(pred),
+            dataset=truth,
+            model=source.get("model", ""),
+            kind=source.get("kind", ""),
             params=params | {"kind": "instances"},
+            tags=link_tags(source),
+            inputs=truth,
         )
         return
     options = {"classes": comma_list(classes), "ignore_index": ignore_index}
@@ -76,7 +81,10 @@ def evaluate(
         lambda run: score(
             pred, truth, out, params, image_path=image, z_range=z_range, use_all=use_all
         ),
-        dataset=str(truth),
-        model=str(pred),
+        dataset=truth,
+        model=source.get("model", ""),
+        kind=source.get("kind", ""),
         params=params,
+        tags=link_tags(source),
+        inputs=truth,
     )

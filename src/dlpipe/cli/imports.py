@@ -39,7 +39,8 @@ def coco(
         config,
         "import",
         lambda run: read_coco(annotations, images, out, overwrite=overwrite),
-        dataset=annotations.stem,
+        dataset=out,
+        kind="data",
         params={"format": "coco"},
     )
 
@@ -74,6 +75,7 @@ def dsb2018(
         lambda run: read_instance_folders(
             root, out, ids=chosen, class_name=class_name, rgb=rgb, overwrite=overwrite
         ),
-        dataset=root.name,
+        dataset=out,
+        kind="data",
         params={"format": "dsb2018"},
     )

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, run_stage
+from dlpipe.cli._app import app, configure, link_tags, run_stage
 from dlpipe.cli._options import config_option, out_option, overwrite_option
+from dlpipe.tracking import lineage
 
 
 @app.command()
@@ -39,6 +40,7 @@ def postprocess(
     from dlpipe.postprocess import postprocess as clean  # deferred: `--help` stays fast
 
     config = configure("postprocess", {"connectivity": connectivity})
+    source = lineage(pred)
     params = config["postprocess"]
     run_stage(
         config,
@@ -46,6 +48,9 @@ def postprocess(
         lambda run: clean(
             pred, out, params, blobs_csv=blobs, changes_csv=changes, overwrite=overwrite
         ),
-        dataset=str(pred),
+        dataset=source.get("volume", pred),
+        model=source.get("model", ""),
+        kind=source.get("kind", ""),
         params=params,
+        tags=link_tags(source),
     )

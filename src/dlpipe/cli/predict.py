@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from dlpipe.cli._app import app, configure, run_stage
+from dlpipe.cli._app import app, configure, link_tags, run_stage
 from dlpipe.cli._options import Strict, config_option, out_option, overwrite_option
 from dlpipe.errors import UserError
-from dlpipe.stores.card import read_card
+from dlpipe.stores.card import read_card, train_run_id
 
 
 @app.command()
@@ -145,5 +145,9 @@ def predict(
             slab=tuple(slab) if slab else None,
             prepare_only=prepare,
         ),
-        dataset=volume.name,
+        dataset=volume,
+        model=model_dir.name,
+        kind=str(card.get("model", "")),
+        tags=link_tags({"train_run_id": train_run_id(model_dir)}),
+        inputs=volume,
     )

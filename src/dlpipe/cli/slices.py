@@ -84,6 +84,7 @@ def slices(
             classes=comma_list(classes),
             overwrite=overwrite,
         ),
-        dataset=volume.name,
+        dataset=volume,
+        kind="data",
         params={"axes": axis or ["z"], "at": at, "count": count, "labels": str(labels or "")},
     )

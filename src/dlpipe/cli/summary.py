@@ -58,7 +58,7 @@ def summary(
         lambda run: summarise_metrics(
             metrics, out, models=models, bench=bench, baselines=baseline or []
         ),
-        dataset=str(models),
+        kind="summary",
         params={
             "models": sorted({m.parent.name for m in metrics}),
             "baselines": sorted({b.parent.name for b in baseline or []}),

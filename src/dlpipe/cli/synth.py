@@ -39,6 +39,7 @@ def synth(
         config,
         "synth",
         lambda run: make_demo(out_dir, params, overwrite=overwrite),
-        dataset="synthetic-gfrp",
+        dataset=out_dir,
+        kind="data",
         params=params,
     )

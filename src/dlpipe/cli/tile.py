@@ -127,6 +127,7 @@ def tile(
             overwrite=overwrite,
             resume=resume,
         ),
-        dataset=Path(input_path.split(":")[0]).stem,
+        dataset=out,
+        kind="data",
         params=params | {"input": input_path, "labels": labels},
     )

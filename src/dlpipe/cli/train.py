@@ -9,6 +9,8 @@ import typer
 
 from dlpipe.cli._app import app, configure, run_stage
 from dlpipe.cli._options import SetItems, Strict, config_option, out_option, overwrite_option
+from dlpipe.errors import UserError
+from dlpipe.labels import config_class_names
 
 
 @app.command()
@@ -62,6 +64,9 @@ def train(
     }
     config = configure("train", options, set_)
     params = config["train"]
+    if params["model"] == "unet" and params["classes"] is None:
+        # one set of class names: the config's `matrix`, not CVAT's `background`
+        params["classes"] = _config_classes(store, config["evaluation"]["classes"])
     if resume_or_start:
         resume = decide(out, params)
         overwrite = overwrite or not resume
@@ -70,7 +75,23 @@ def train(
         "train",
         # the library logs each epoch to `run` as it trains, and the model at the end
         lambda run: fit(store, out, params, run=run, resume=resume, overwrite=overwrite),
-        dataset=store.name,
-        model=params["model"],
+        dataset=store,
+        model=out.name,
+        kind=params["model"],
         params=params,
+        inputs=store,
+        model_dir=out,
     )
+
+
+def _config_classes(store: Path, configured: list[str] | None) -> list[str] | None:
+    """The config's class names if ``store`` is a CVAT dataset whose names they match."""
+    from dlpipe.stores.dataset import is_dataset, open_store  # zarr: deferred
+
+    try:
+        group, keys = open_store(store)
+    except UserError:
+        return None  # training says what is wrong with the store
+    if not is_dataset(keys):
+        return None
+    return config_class_names(list(group.attrs.get("classes", [])), configured)

@@ -76,6 +76,7 @@ def build_manifest(model: LoadedModel, info: VolumeInfo, job: Job) -> dict[str, 
     """The manifest: model hash, block layout and input volume of a run."""
     return {
         "model_hash": model.digest,
+        "model_dir": str(Path(job.model_dir).resolve()),  # lineage: evaluate finds the card
         "layout": {
             "shape": list(info.shape),
             "block": list(job.block),

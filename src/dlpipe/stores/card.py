@@ -15,12 +15,14 @@ from typing import Any
 from dlpipe.errors import UserError
 from dlpipe.stores.atomic import write_json_atomic
 
-__all__ = ["CARD", "FAMILIES", "model_family", "read_card", "write_card"]
+__all__ = ["CARD", "FAMILIES", "RUN_ID", "model_family", "read_card", "train_run_id", "write_card"]
 
 CARD = "card.json"
 """File name of the model card inside a model folder."""
 FAMILIES = ("unet", "maskrcnn")
 """The model families a card can name."""
+RUN_ID = "mlflow_run_id"
+"""Card field: the id of the MLflow run that trained the model (null when tracking was off)."""
 
 
 def read_card(model_dir: str | Path) -> dict[str, Any]:
@@ -71,3 +73,16 @@ def write_card(model_dir: str | Path, card: Mapping[str, Any]) -> Path:
     path = Path(model_dir) / CARD
     write_json_atomic(path, dict(card))
     return path
+
+
+def train_run_id(model_dir: str | Path | None) -> str:
+    """The MLflow run id recorded in ``MODEL_DIR/card.json`` ("" if none or no card)."""
+    if not model_dir:
+        return ""
+    path = Path(model_dir) / CARD
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return ""
+    value = card.get(RUN_ID) if isinstance(card, dict) else None
+    return str(value) if value else ""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dlpipe.results import StageResult
 from dlpipe.summary.report import write_report_tables
-from dlpipe.summary.table import best_lines, summarise
+from dlpipe.summary.table import best, best_lines, summarise
 
 __all__ = ["summarise_metrics"]
 
@@ -63,6 +63,21 @@ def summarise_metrics(
     tables = write_report_tables(rows, {k: v[0] for k, v in entries.items()}, out, best)
     return StageResult(
         {"rows": rows},
+        **_findings(rows, len(entries), len(bases)),
         artifacts=[out / "models.csv", *(out / png for png in PLOTS), *tables],
         summary="\n".join(lines),
     )
+
+
+def _findings(rows: list[dict], n_models: int, n_baselines: int) -> dict[str, dict]:
+    """The best segmentation overall and the best model, as MLflow metrics, params and tags.
+
+    Logged to the summary run and to the workflow's parent run.
+    """
+    metrics: dict[str, float] = {"models": n_models, "baselines": n_baselines}
+    named: dict[str, str] = {}
+    for key, row in (("best_overall", best(rows)), ("best_model", best(rows, models_only=True))):
+        if row is not None:
+            metrics[f"{key}_mean_jaccard"] = float(row["mean_jaccard"])
+            named[key] = str(row["model"])
+    return {"metrics": metrics, "params": dict(named), "tags": dict(named)}

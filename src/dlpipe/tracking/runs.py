@@ -14,11 +14,18 @@ from typing import Any, TypeVar
 
 from dlpipe.config import config_hash
 from dlpipe.results import StageResult
+from dlpipe.tracking.names import run_name
 
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "DLPIPE_PARENT_RUN_ID"
 """Environment variable that carries the workflow's parent run id to every job."""
+
+VOCABULARY = ("stage", "dataset", "model", "kind")
+"""The tags every stage run carries (:mod:`dlpipe.tracking.names`)."""
+
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""Experiment tag that makes the MLflow 3 UI open on runs (model training), not GenAI traces."""
 
 T = TypeVar("T")
 
@@ -76,11 +83,33 @@ def init_store(config: Mapping[str, Any]) -> str | None:
 
     def get_or_create() -> str:
         exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        return client.create_experiment(name, artifact_location=_artifact_root(config))
+        if exp is None:
+            key, value = EXPERIMENT_KIND
+            return client.create_experiment(
+                name, artifact_location=_artifact_root(config), tags={key: value}
+            )
+        if EXPERIMENT_KIND[0] not in exp.tags:  # a store made by an older dlpipe
+            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
+        return exp.experiment_id
 
     return _retry(get_or_create)
+
+
+def where_runs_go(config: Mapping[str, Any], name: str = "") -> str:
+    """One line saying where this command's MLflow run goes ("" when tracking is off).
+
+    Printed first by every command, so that a single command run outside the workflow says
+    which store it writes (a SQLite file under ``results`` unless a URI is set).
+    """
+    if not config["tracking"]["enabled"]:
+        return ""
+    parent = os.environ.get(PARENT_ENV)
+    return (
+        f"MLflow: run {name!r} goes to {tracking_uri(config)}, experiment "
+        f"{config['tracking']['experiment']!r}"
+        + (f", parent run {parent}" if parent else "")
+        + " (tracking.enabled: false turns it off)"
+    )
 
 
 def _git_commit() -> str:
@@ -161,9 +190,10 @@ class StageRun:
     def log_result(self, result: StageResult) -> None:
         """Log what a stage's :class:`~dlpipe.results.StageResult` asks for.
 
-        Tags, params, metrics, then the artifact files and the JSON artifacts.
+        Tags, params, metrics, then the artifact files and the JSON artifacts. The tags of
+        the run's vocabulary (:data:`VOCABULARY`) were set when the run started and stay.
         """
-        self.set_tags(result.tags)
+        self.set_tags({k: v for k, v in result.tags.items() if k not in VOCABULARY})
         self.log_params(result.params)
         self.log_metrics(result.metrics)
         for artifact in result.artifacts:
@@ -201,6 +231,18 @@ def _create_run(
     return StageRun(client, run.info.run_id)
 
 
+def parent_run(config: Mapping[str, Any]) -> StageRun:
+    """The workflow's parent run of this job (``$DLPIPE_PARENT_RUN_ID``); inactive when none.
+
+    The summary stage logs its best score, table and plots there too, so that the parent
+    run shows what the invocation found.
+    """
+    run_id = os.environ.get(PARENT_ENV)
+    if not config["tracking"]["enabled"] or not run_id:
+        return StageRun()
+    return StageRun(_client(tracking_uri(config)), run_id)
+
+
 def start_parent_run(config: Mapping[str, Any], name: str = "workflow") -> str | None:
     """Start the workflow's parent run; return its id (None when tracking is off).
 
@@ -227,19 +269,25 @@ def stage_run(
     *,
     dataset: str = "",
     model: str = "",
+    kind: str = "",
     params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
     name: str | None = None,
 ) -> Iterator[StageRun]:
-    """A child run for one stage, tagged with stage, dataset, model, git commit, config hash.
+    """A child run for one stage, named ``<stage> <dataset>/<model>``.
 
-    The parent is ``$DLPIPE_PARENT_RUN_ID`` when set (a workflow invocation); without it
-    the run stands alone. The run is marked FAILED if the block raises.
+    Tagged with ``stage``, ``dataset``, ``model`` and ``kind`` (see
+    :mod:`dlpipe.tracking.names`), ``tags``, the git commit and the config hash. The parent
+    is ``$DLPIPE_PARENT_RUN_ID`` when set (a workflow invocation); without it the run stands
+    alone. The run is marked FAILED if the block raises.
     """
     if not config["tracking"]["enabled"]:
         yield StageRun()
         return
-    tags = {"stage": stage, "dataset": dataset, "model": model}
-    run = _create_run(config, name or stage, tags, os.environ.get(PARENT_ENV) or None)
+    all_tags = dict(zip(VOCABULARY, (stage, dataset, model, kind), strict=True))
+    all_tags = {k: v for k, v in all_tags.items() if v} | dict(tags or {})
+    title = name or run_name(stage, dataset, model)
+    run = _create_run(config, title, all_tags, os.environ.get(PARENT_ENV) or None)
     run.log_params(params or {})
     status = "FAILED"
     try:

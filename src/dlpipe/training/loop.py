@@ -30,6 +30,7 @@ from dlpipe import __version__
 from dlpipe.errors import UserError
 from dlpipe.models import count_parameters
 from dlpipe.stores.atomic import atomic_path, json_safe, write_json_atomic, write_text_atomic
+from dlpipe.stores.card import RUN_ID
 from dlpipe.stores.weights import load_weights
 
 log = logging.getLogger(__name__)
@@ -432,6 +433,7 @@ def _fit(
         dlpipe_version=__version__,
         params=p,
     )
+    card[RUN_ID] = getattr(run, "run_id", None)  # evaluate runs link back to this one
     card = json_safe(card)
     write_json_atomic(out / "card.json", card)
     if run is not None:
