@@ -374,6 +374,7 @@ def test_bad_input_through_cli(models, tmp_path, capsys) -> None:
     assert code == 2 and "3D model cannot predict a 2D image" in err
     # output exists
     (tmp_path / "exists.zarr").mkdir()
+    (tmp_path / "exists.zarr" / "keep.txt").write_text("a user's file")
     code, err = _cli([str(m2), str(v), "--out", str(tmp_path / "exists.zarr")], capsys)
     assert code == 2 and "output exists (use --overwrite" in err
     code, _ = _cli(

@@ -29,7 +29,7 @@ from dlpipe.prediction.model import LoadedModel
 from dlpipe.prediction.volume import VolumeInfo
 from dlpipe.prediction.windows import block_grid
 from dlpipe.stores import ngff
-from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.atomic import check_output, is_leftover, write_text_atomic
 from dlpipe.stores.marker import mark_complete
 
 if TYPE_CHECKING:  # only for annotations: block.py imports this module
@@ -125,16 +125,17 @@ def prepare_output(
             if clash is None:
                 markers = out / MARKERS
                 return {m.name for m in markers.iterdir()} if markers.is_dir() else set()
-            if not overwrite:
+            if not overwrite and not is_leftover(out):
                 raise UserError(
                     f"refusing to resume: the output was started with {clash} "
                     "(use --overwrite to start again)",
                     path=out,
                 )
             log.info("predict: %s: started with %s; starting again", out, clash)
-        if not overwrite:
+        if not overwrite and not is_leftover(out):
             hint = " or --resume to finish an interrupted run" if (out / MANIFEST).is_file() else ""
             raise UserError(f"output exists (use --overwrite to replace it{hint})", path=out)
+        check_output(out, overwrite=overwrite)  # replaced: --overwrite, or a failed run's
         shutil.rmtree(out)
     ndim = 2 if info.squeeze_z else 3
     shape = info.shape[1:] if info.squeeze_z else info.shape
@@ -171,7 +172,7 @@ def prepare_output(
             dimension_names=["c", *["z", "y", "x"][-ndim:]],
         )
     (out / MARKERS).mkdir()
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n", overwrite=True)
     return set()
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlpipe.results import StageResult
+from dlpipe.stores.atomic import check_outputs
 from dlpipe.summary.table import best_lines, summarise
 
 __all__ = ["summarise_metrics"]
@@ -20,6 +21,7 @@ def summarise_metrics(
     models: str | Path = "results/models",
     bench: str | Path | None = None,
     baselines: Sequence[str | Path] = (),
+    overwrite: bool = False,
 ) -> StageResult:
     """Summarise the models whose evaluation JSON files are ``metrics``.
 
@@ -31,6 +33,7 @@ def summarise_metrics(
     bench : folder of the Snakemake benchmark files (``train_<model>.tsv``), if any
     baselines : evaluation JSON of each baseline segmentation (``otsu``, ``rf``); a baseline's
         name is the folder holding it
+    overwrite : replace an existing table and plots in ``out_dir`` (checked before any work)
 
     Returns
     -------
@@ -38,6 +41,11 @@ def summarise_metrics(
         ``{"rows": [...]}``, with the table and the plots to log.
     """
     models, out = Path(models), Path(out_dir)
+    check_outputs(
+        [out / "models.csv", *(out / png for png in PLOTS)],
+        overwrite=overwrite,
+        inputs=[*metrics, *baselines],
+    )
     entries = {
         Path(m).parent.name: (
             models / Path(m).parent.name / "card.json",

@@ -18,7 +18,7 @@ import numpy as np
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
-from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores.atomic import check_output, is_leftover, write_text_atomic
 from dlpipe.stores.marker import is_complete, mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
 from dlpipe.volumes.pyramid import downsample_mean, downsample_mode, level_shapes
@@ -250,13 +250,11 @@ def _prepare_store(out: Path, settings: dict, *, overwrite: bool, resume: bool) 
             raise UserError("output exists (use --overwrite to replace it)", path=out)
     elif resume and prog.is_file() and json.loads(prog.read_text()) == settings:
         return True
-    elif not overwrite:
-        why = (
-            "a partial store from another input or other settings"
-            if prog.is_file()
-            else "not a store being written by dlpipe tile"
-        )
+    elif not overwrite and not is_leftover(out):
+        why = "not a store being written by dlpipe tile"
         raise UserError(f"output exists ({why}; use --overwrite to replace it)", path=out)
+    else:  # the partial store of a failed run (another input or settings): start again
+        check_output(out, overwrite=overwrite)
     shutil.rmtree(out)
     return False
 
@@ -305,7 +303,7 @@ def _tile(
             lgroup.attrs.update(labels_group_attrs([name], p["ngff"]))
             _create_arrays(lgroup.create_group(name), plan["shapes"], np.dtype(np.uint8), plan, p)
         prog.mkdir()
-        write_text_atomic(prog / "settings.json", json.dumps(settings))
+        write_text_atomic(prog / "settings.json", json.dumps(settings), overwrite=True)
     root = zarr.open_group(out, mode="r+", zarr_format=zfmt)
     image = [root[str(k)] for k in range(plan["levels"])]
     labarr = [root[f"labels/{name}/{k}"] for k in range(plan["levels"])] if lab else []
@@ -415,7 +413,7 @@ def _tile(
             label_image_attrs(name, plan["levels"], p["voxel_size"], p["unit"], p["ngff"], values)
         )
     root.attrs.update({"dlpipe": attrs})
-    write_text_atomic(out / "split.json", json.dumps(split, indent=2) + "\n")
+    write_text_atomic(out / "split.json", json.dumps(split, indent=2) + "\n", overwrite=True)
     shutil.rmtree(prog)
     mark_complete(
         out,
