@@ -39,6 +39,7 @@ __all__ = [
     "is_leftover",
     "json_safe",
     "output_error",
+    "output_errors",
     "remove_stale_temporaries",
     "staged_dir",
     "write_json_atomic",
@@ -159,8 +160,10 @@ def check_outputs(
             check_output(path, overwrite=overwrite, inputs=inputs)
 
 
-def output_error(exc: OSError, path: str | Path | None = None) -> UserError | None:
-    """The :class:`UserError` for a write failure the user must fix, or None.
+def output_error(
+    exc: OSError, path: str | Path | None = None, *, action: str = "cannot write"
+) -> UserError | None:
+    """The :class:`UserError` for a failure the user must fix (disk full, ...), or None.
 
     Parameters
     ----------
@@ -168,12 +171,35 @@ def output_error(exc: OSError, path: str | Path | None = None) -> UserError | No
         The failure (``ENOSPC``, ``EFBIG``, ``EDQUOT``, ``EROFS``, ``EACCES``, ``EPERM``).
     path : path, optional
         The output being written (default the file named by ``exc``).
+    action : str
+        What failed, before the reason (the CLI's last resort passes ``""``: it cannot
+        tell a read from a write).
     """
     why = OUTPUT_ERRNOS.get(exc.errno or -1)
     if why is None:
         return None
     where = path if path is not None else exc.filename
-    return UserError(f"cannot write: {why}", path=where)
+    return UserError(f"{action}: {why}" if action else why, path=where)
+
+
+@contextlib.contextmanager
+def output_errors(path: str | Path) -> Iterator[None]:
+    """Raise a write failure of the block that the user must fix as a :class:`UserError`.
+
+    A full, read-only or forbidden location (:data:`OUTPUT_ERRNOS`) while writing the
+    output ``path`` becomes one line naming ``path``. Failures naming a file outside
+    ``path``'s folder (an input) pass through unchanged. Used by :func:`atomic_path` and
+    by the writers that fill their store in place (``dlpipe tile``, ``dlpipe predict``).
+    """
+    path = Path(path)
+    try:
+        yield
+    except OSError as exc:
+        mine = exc.filename is None or str(exc.filename).startswith(str(path.parent))
+        err = output_error(exc, path) if mine else None
+        if err is None:
+            raise
+        raise err from exc
 
 
 _HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
@@ -235,24 +261,21 @@ def atomic_path(
     check_output(final, overwrite=overwrite, inputs=inputs)
     tmp: Path | None = None
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(final)
-        tmp = Path(
-            tempfile.mkdtemp(
-                prefix=f".{final.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=final.parent
+        with output_errors(final):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(final)
+            tmp = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{final.name}.{_HOST}-{os.getpid()}.",
+                    suffix=".tmp",
+                    dir=final.parent,
+                )
             )
-        )
-        tmp.rmdir()  # the caller decides whether it becomes a file or a directory
-        yield tmp
-        if final.exists() or final.is_symlink():
-            _remove(final)
-        os.replace(tmp, final)
-    except OSError as exc:
-        mine = exc.filename is None or str(exc.filename).startswith(str(final.parent))
-        err = output_error(exc, final) if mine else None
-        if err is None:
-            raise
-        raise err from exc
+            tmp.rmdir()  # the caller decides whether it becomes a file or a directory
+            yield tmp
+            if final.exists() or final.is_symlink():
+                _remove(final)
+            os.replace(tmp, final)
     finally:
         if tmp is not None and (tmp.exists() or tmp.is_symlink()):
             _remove(tmp)

@@ -18,7 +18,7 @@ import numpy as np
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
-from dlpipe.stores.atomic import check_output, is_leftover, write_text_atomic
+from dlpipe.stores.atomic import check_output, is_leftover, output_errors, write_text_atomic
 from dlpipe.stores.marker import is_complete, mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
 from dlpipe.volumes.pyramid import downsample_mean, downsample_mode, level_shapes
@@ -97,9 +97,17 @@ def tile_volume(
                     f"labels shape {lab.shape} differs from the image shape {src.shape}",
                     path=lab.path,
                 )
-        summary = _tile(
-            src, lab, out, p, overwrite=overwrite, resume=resume, progress=progress, t_start=t_start
-        )
+        with output_errors(out):  # a full or read-only disk: one line naming OUT
+            summary = _tile(
+                src,
+                lab,
+                out,
+                p,
+                overwrite=overwrite,
+                resume=resume,
+                progress=progress,
+                t_start=t_start,
+            )
     finally:
         src.close()
         if lab is not None:
