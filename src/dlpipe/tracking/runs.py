@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -144,6 +145,31 @@ def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+def _drop_alembic_scratch(uri: str) -> list[str]:
+    """Drop the scratch tables a migration broken by parallel first use left in a SQLite store.
+
+    MLflow's migrations copy a table into ``_alembic_tmp_<name>``, drop ``<name>`` and
+    rename the copy; a race leaves the copy, and every later use fails with
+    ``table _alembic_tmp_<name> already exists``. A copy is dropped only while ``<name>``
+    still exists (else it holds the data). Returns the tables dropped.
+    """
+    if not uri.startswith("sqlite:///"):
+        return []
+    con = sqlite3.connect(uri.removeprefix("sqlite:///"))
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        scratch = [t for t in tables if t.startswith("_alembic_tmp_")]
+        dropped = [t for t in scratch if t.removeprefix("_alembic_tmp_") in tables]
+        for t in dropped:
+            con.execute(f'DROP TABLE "{t}"')
+        con.commit()
+    finally:
+        con.close()
+    if dropped:
+        log.warning("tracking store: dropped %s left by a broken migration", ", ".join(dropped))
+    return dropped
+
+
 def init_store(config: Mapping[str, Any]) -> str | None:
     """Create the tracking store and the experiment if needed; return the experiment id.
 
@@ -164,7 +190,12 @@ def init_store(config: Mapping[str, Any]) -> str | None:
         return client.create_experiment(name, artifact_location=_artifact_root(config))
 
     with _store_lock(uri):
-        return _retry(get_or_create)
+        try:
+            return _retry(get_or_create)
+        except Exception as exc:
+            if "_alembic_tmp_" not in str(exc) or not _drop_alembic_scratch(uri):
+                raise
+            return _retry(get_or_create)  # a store broken by an older dlpipe, repaired
 
 
 def _git_commit() -> str:
