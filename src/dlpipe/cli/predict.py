@@ -101,7 +101,7 @@ def predict(
     voxels (mirror padding only at the volume border) with Gaussian-blended sliding
     windows; OUT/labels/<name>/0 gets the argmax (uint8), OUT/probabilities/0 the
     float16 probabilities if asked. OUT's completion marker is written last. Killed and
-    re-run with --resume, only the missing blocks are computed.
+    re-run (with or without --resume), only the missing blocks are computed.
     """
     # stage imports are deferred: `--help` stays fast
     from dlpipe.prediction import gather
