@@ -95,6 +95,7 @@ def test_evaluate_demo_equals_numpy(demo_dir: Path, tmp_path: Path) -> None:
     root.attrs["dlpipe"] = {"split": {"train": [0, 40], "val": [40, 48], "test": [50, 64]}}
     arr = root.create_array("labels/phases/0", shape=pred.shape, chunks=(8, 32, 32), dtype="uint8")
     arr[:] = pred
+    (tmp_path / "pred.zarr" / ".dlpipe_complete").write_text("")  # as dlpipe writes it
     params = {
         "classes": ["matrix", "fibre", "pore"],
         "ignore_index": 255,
@@ -124,7 +125,13 @@ def test_evaluate_demo_equals_numpy(demo_dir: Path, tmp_path: Path) -> None:
     assert "jaccard.png" in plots and "confusion.png" in plots and len(plots) == 4
     # --all overrides the split
     everything = evaluate(
-        tmp_path / "pred.zarr", demo_dir / "labels.tif", out, params, use_all=True, progress=False
+        tmp_path / "pred.zarr",
+        demo_dir / "labels.tif",
+        out,
+        params,
+        use_all=True,
+        progress=False,
+        overwrite=True,
     )
     assert everything["voxels"] == truth.size
 

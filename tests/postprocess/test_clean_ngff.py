@@ -27,6 +27,7 @@ def test_clean_zarr_has_the_ngff_label_attrs_of_its_input(tmp_path: Path) -> Non
         )
     )
     grp.create_array("0", data=lab, chunks=(3, 8, 8))
+    (tmp_path / "p.zarr" / ".dlpipe_complete").write_text("")  # as dlpipe writes it
     postprocess(tmp_path / "p.zarr", tmp_path / "c.zarr", PARAMS)
     clean = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
     np.testing.assert_array_equal(clean["labels/phases/0"][:], lab)  # no rule: unchanged

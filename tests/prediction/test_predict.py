@@ -289,9 +289,8 @@ def test_resume_after_kill_is_bit_identical(models, volume, tmp_path, cli_env) -
     done_before = len(list(markers.iterdir()))
     assert 8 <= done_before < total, "kill came too late to test resume"
     assert not (out / ".dlpipe_complete").exists()
-    refused = run("--out", str(out))
-    assert refused.returncode == 2 and "--resume" in refused.stderr
-    resumed = run("--out", str(out), "--resume")
+    # the rerun resumes the killed run's output, with or without --resume (issue 17)
+    resumed = run("--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     text = resumed.stdout + resumed.stderr
     assert f"predicted {total - done_before} of {total} blocks ({done_before} done before)" in text
@@ -374,6 +373,7 @@ def test_bad_input_through_cli(models, tmp_path, capsys) -> None:
     assert code == 2 and "3D model cannot predict a 2D image" in err
     # output exists
     (tmp_path / "exists.zarr").mkdir()
+    (tmp_path / "exists.zarr" / "keep.txt").write_text("a user's file")
     code, err = _cli([str(m2), str(v), "--out", str(tmp_path / "exists.zarr")], capsys)
     assert code == 2 and "output exists (use --overwrite" in err
     code, _ = _cli(

@@ -51,8 +51,67 @@ def test_atomic_path_renames_only_on_success(tmp_path: Path) -> None:
     assert final.read_text() == "whole"
     with pytest.raises(UserError, match="output exists"), atomic.atomic_path(final):
         pass
-    atomic.write_text_atomic(final, "new")
+    with pytest.raises(UserError, match="output exists"):
+        atomic.write_text_atomic(final, "new")
+    atomic.write_text_atomic(final, "new", overwrite=True)
     assert final.read_text() == "new"
+
+
+def test_check_output_one_rule(tmp_path: Path) -> None:
+    """Absent: write; a user's file or folder: refused; a failed run's leftover: replaced."""
+    assert atomic.check_output(tmp_path / "new.json") is False
+    user = tmp_path / "mine.zarr"
+    user.mkdir()
+    (user / "zarr.json").write_text('{"attributes": {}}')
+    with pytest.raises(UserError, match="output exists"):
+        atomic.check_output(user)
+    assert atomic.check_output(user, overwrite=True) is True
+    # a dlpipe store without its marker, a model folder without card.json, an empty folder
+    store = tmp_path / "pred.zarr"
+    store.mkdir()
+    (store / "zarr.json").write_text('{"attributes": {"dlpipe": {"complete": false}}}')
+    model = tmp_path / "model"
+    (model / "checkpoints").mkdir(parents=True)
+    (model / "metrics.csv").write_text("epoch\n")
+    empty = tmp_path / "empty"
+    (empty / "plots").mkdir(parents=True)
+    for leftover in (store, model, empty):
+        assert atomic.is_leftover(leftover) and atomic.check_output(leftover) is True
+    marker.mark_complete(store)
+    (model / "card.json").write_text("{}")
+    for complete in (store, model):
+        assert not atomic.is_leftover(complete)
+        with pytest.raises(UserError, match="output exists"):
+            atomic.check_output(complete)
+    # an output that is an input is refused even with overwrite
+    with pytest.raises(UserError, match="also an input"):
+        atomic.check_output(user, overwrite=True, inputs=[user])
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    final = tmp_path / "out.zarr"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    host = atomic._HOST
+    stale = tmp_path / f".out.zarr.{host}-{pid}.abc.tmp"
+    (stale / "0").mkdir(parents=True)
+    live = tmp_path / f".out.zarr.{host}-{os.getppid()}.abc.tmp"
+    live.mkdir()
+    other = tmp_path / f".other.zarr.{host}-{pid}.abc.tmp"
+    other.mkdir()
+    with atomic.atomic_path(final) as tmp:
+        assert f"{host}-{os.getpid()}." in tmp.name
+        tmp.mkdir()
+    assert not stale.exists() and live.exists() and other.exists() and final.is_dir()
 
 
 def test_json_safe_and_write_json_atomic(tmp_path: Path) -> None:

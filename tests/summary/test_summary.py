@@ -99,6 +99,7 @@ def test_cli_and_missing_card(tmp_path: Path, cli_env: dict[str, str]) -> None:
         str(tmp_path / "bench"),
         "--out",
         str(tmp_path / "s"),
+        "--overwrite",
     ]
     out = subprocess.run(args, env=cli_env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr

@@ -17,6 +17,7 @@ from dlpipe.evaluation.volumes import test_range
 from dlpipe.labels import IGNORE_INDEX
 from dlpipe.postprocess.components import blocks
 from dlpipe.results import StageResult
+from dlpipe.stores.atomic import check_outputs
 from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_labels
 
 log = logging.getLogger(__name__)
@@ -221,8 +222,12 @@ def baseline(
     if method not in METHODS:
         raise UserError(f"unknown baseline method {method!r} (use one of {', '.join(METHODS)})")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError("output exists (use --overwrite to replace it)", path=out)
+    metrics_json = Path(metrics_json)
+    check_outputs(
+        [out, metrics_json, metrics_json.with_suffix(".csv")],
+        overwrite=overwrite,
+        inputs=[volume_path, truth_path, metadata],
+    )
     name = eval_params.get("labels_name", "phases")
     volume = open_labels(volume_path, image=True)
     truth = open_labels(truth_path, labels_name=name)
@@ -286,6 +291,7 @@ def baseline(
         use_all=use_all,
         z_ranges=ranges,
         z_source="held-out slices",
+        overwrite=overwrite,
     )
     result["method"] = method
     result["training_slices"] = train

@@ -25,6 +25,7 @@ from dlpipe.cli import tile as _tile  # noqa: F401  (registers commands)
 from dlpipe.cli import train as _train  # noqa: F401  (registers commands)
 from dlpipe.cli._app import app, state
 from dlpipe.errors import UserError
+from dlpipe.stores.atomic import output_error
 
 __all__ = ["app", "main"]
 
@@ -60,4 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("dlpipe: aborted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # a full, read-only or forbidden location: the user's to fix
+        err = output_error(exc, action="")
+        if err is None:
+            raise
+        if debug or state["log_level"] == "debug":
+            logging.getLogger("dlpipe").exception("system error")
+        print(f"dlpipe: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from dlpipe.cli._app import app, configure, link_tags, load, run_stage
-from dlpipe.cli._options import AllZ, ZRange, comma_list, config_option, out_option
+from dlpipe.cli._options import (
+    AllZ,
+    ZRange,
+    comma_list,
+    config_option,
+    out_option,
+    overwrite_option,
+)
 from dlpipe.tracking import lineage
 
 
@@ -40,6 +47,7 @@ def evaluate(
             "Zarr, TRUTH a dataset Zarr with `instances` + `semantic`.",
         ),
     ] = False,
+    overwrite: Annotated[bool, overwrite_option("Replace OUT (and its CSV) if it exists.")] = False,
 ) -> None:
     """Score a predicted label volume against the truth, chunk by chunk.
 
@@ -63,7 +71,7 @@ def evaluate(
         run_stage(
             config,
             "evaluate",
-            lambda run: evaluate_instances(pred, truth, out, params),
+            lambda run: evaluate_instances(pred, truth, out, params, overwrite=overwrite),
             dataset=truth,
             model=source.get("model", ""),
             kind=source.get("kind", ""),
@@ -79,7 +87,14 @@ def evaluate(
         config,
         "evaluate",
         lambda run: score(
-            pred, truth, out, params, image_path=image, z_range=z_range, use_all=use_all
+            pred,
+            truth,
+            out,
+            params,
+            image_path=image,
+            z_range=z_range,
+            use_all=use_all,
+            overwrite=overwrite,
         ),
         dataset=truth,
         model=source.get("model", ""),

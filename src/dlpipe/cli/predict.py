@@ -104,8 +104,8 @@ def predict(
     float16 probabilities if asked. OUT is an OME-Zarr image (napari-ome-zarr, `ome_zarr
     info`): the labels get the volume's pyramid (OUT/labels/<name>/1, ...) and class names,
     OUT/0, 1, ... the label values as a hidden image. OUT's completion marker is written last.
-    Killed and re-run with --resume, only the missing blocks are computed. Ends with one
-    line: blocks predicted, speed, peak memory and OUT.
+    Killed and re-run (with or without --resume), only the missing blocks are computed. Ends
+    with one line: blocks predicted, speed, peak memory and OUT.
     """
     # stage imports are deferred: `--help` stays fast
     from dlpipe.prediction import gather

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dlpipe.cli._app import ListArgumentCommand, app, load, run_stage
-from dlpipe.cli._options import out_option
+from dlpipe.cli._options import out_option, overwrite_option
 
 
 @app.command(cls=ListArgumentCommand)
@@ -41,6 +41,9 @@ def summary(
             metavar="PATH",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool, overwrite_option("Replace the table and plots in OUT if they exist.")
+    ] = False,
 ) -> None:
     """Summarise models and baselines: OUT/models.csv (settings, parameters, per-phase
     Jaccard, annotated slices, training time), OUT/jaccard_vs_parameters.png and
@@ -56,7 +59,7 @@ def summary(
         config,
         "summary",
         lambda run: summarise_metrics(
-            metrics, out, models=models, bench=bench, baselines=baseline or []
+            metrics, out, models=models, bench=bench, baselines=baseline or [], overwrite=overwrite
         ),
         kind="summary",
         params={

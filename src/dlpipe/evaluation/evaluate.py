@@ -17,7 +17,7 @@ from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import test_range
 from dlpipe.results import StageResult, score
 from dlpipe.stores import ngff
-from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
+from dlpipe.stores.atomic import check_outputs, write_json_atomic, write_text_atomic
 from dlpipe.stores.html import html_table, write_html_tables
 from dlpipe.stores.volume import open_labels
 
@@ -70,11 +70,17 @@ def evaluate_arrays(
     return result
 
 
-def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path, Path]:
+def write_metrics(
+    result: Mapping[str, Any], out_json: str | Path, *, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Write ``metrics.json`` (NaN as null), a CSV beside it (one row per class) and the same
-    table as HTML (``.html``, 3 digits) for the Snakemake report."""
+    table as HTML (``.html``, 3 digits) for the Snakemake report.
+
+    An existing JSON, CSV or HTML table is replaced only with ``overwrite``
+    (:func:`dlpipe.stores.atomic.check_output`).
+    """
     out_json = Path(out_json)
-    write_json_atomic(out_json, dict(result))
+    write_json_atomic(out_json, dict(result), overwrite=overwrite)
     out_csv = out_json.with_suffix(".csv")
     rows = list(result["per_class"].items())
     cols = sorted(
@@ -99,12 +105,15 @@ def write_metrics(result: Mapping[str, Any], out_json: str | Path) -> tuple[Path
 
     buf = io.StringIO()
     csv.writer(buf).writerows(lines)
-    write_text_atomic(out_csv, buf.getvalue())
+    write_text_atomic(out_csv, buf.getvalue(), overwrite=overwrite)
     table = [{"class": name, **v} for name, v in rows]
     table.append({"class": "mean", "jaccard": result["mean_jaccard"], "dice": result["mean_dice"]})
     title = f"{result.get('prediction', out_json.stem)} against {result.get('truth', 'the truth')}"
     write_html_tables(
-        out_json.with_suffix(".html"), [(title, html_table(table, ["class", *cols]))], title
+        out_json.with_suffix(".html"),
+        [(title, html_table(table, ["class", *cols]))],
+        title,
+        overwrite=overwrite,
     )
     return out_json, out_csv
 
@@ -167,6 +176,7 @@ def evaluate(
     z_ranges: Sequence[tuple[int, int]] | None = None,
     z_source: str = "given",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> StageResult:
     """Evaluate a predicted label volume against the truth; write JSON, CSV and figures.
 
@@ -182,6 +192,8 @@ def evaluate(
     z_range : half-open (z0, z1) to evaluate; default the ``dlpipe.split.test`` range of
         either volume's OME-Zarr attributes, else everything. ``use_all`` ignores the split.
     z_ranges : several half-open ranges instead (recorded with ``z_source`` as their origin).
+    overwrite : replace an existing ``out_json`` (and its CSV); checked before any work, and
+        an output that is one of the inputs is always refused.
 
     Returns
     -------
@@ -189,6 +201,12 @@ def evaluate(
         The metrics (``per_class``, ``mean_jaccard``, ...), with the scores, the JSON, the CSV
         and the figures to log.
     """
+    out_json = Path(out_json)
+    check_outputs(
+        [out_json, out_json.with_suffix(".csv"), out_json.with_suffix(".html")],
+        overwrite=overwrite,
+        inputs=[pred_path, truth_path, image_path],
+    )
     name = params.get("labels_name", "phases")
     pred = open_labels(pred_path, labels_name=name)
     truth = open_labels(truth_path, labels_name=name)
@@ -209,8 +227,7 @@ def evaluate(
     result["z_source"] = source
     result["prediction"] = str(pred_path)
     result["truth"] = str(truth_path)
-    out_json = Path(out_json)
-    write_metrics(result, out_json)
+    write_metrics(result, out_json, overwrite=overwrite)
     figures = make_figures(result, pred, truth, image_path, pred_path, truth_path, params)
     metrics = {
         "mean_jaccard": result["mean_jaccard"],

@@ -36,7 +36,7 @@ from dlpipe.errors import UserError
 from dlpipe.evaluation import instance_plots
 from dlpipe.evaluation.plots import save_figures
 from dlpipe.results import StageResult
-from dlpipe.stores.atomic import write_json_atomic, write_text_atomic
+from dlpipe.stores.atomic import check_outputs, write_json_atomic, write_text_atomic
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -358,6 +358,7 @@ def evaluate_instances(
     params: Mapping[str, Any] | None = None,
     *,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> StageResult:
     """Instance metrics of a prediction Zarr against a dataset Zarr; JSON, CSV, figures.
 
@@ -372,6 +373,7 @@ def evaluate_instances(
     out_json : metrics JSON (NaN as null); a CSV (one row per class and ``overall``) beside
         it and figures in ``<stem>_plots/`` (``ap_f1.png``, ``outlines_<i>.png``)
     params : the ``evaluation.instances`` config section (iou_thresholds, f1_iou, overlays)
+    overwrite : replace an existing ``out_json`` (and its CSV); checked before any work
 
     Raises
     ------
@@ -382,6 +384,11 @@ def evaluate_instances(
 
     p = {"iou_thresholds": list(IOU_THRESHOLDS), "f1_iou": 0.5, "overlays": 2} | dict(params or {})
     pred_path, truth_path, out_json = Path(pred_path), Path(truth_path), Path(out_json)
+    check_outputs(
+        [out_json, out_json.with_suffix(".csv")],
+        overwrite=overwrite,
+        inputs=[pred_path, truth_path],
+    )
     pred, truth = _open_instances(pred_path, "prediction"), _open_instances(truth_path, "truth")
     if pred["instances"].shape != truth["instances"].shape:
         raise UserError(
@@ -430,7 +437,7 @@ def evaluate_instances(
         ev.add_image(p_inst, t_inst, t_cls, p_cls, scores)
     result = ev.result()
     result["prediction"], result["truth"] = str(pred_path), str(truth_path)
-    write_json_atomic(out_json, result)
+    write_json_atomic(out_json, result, overwrite=overwrite)
     keys = [
         "n_true",
         "n_pred",
@@ -456,7 +463,7 @@ def evaluate_instances(
                 else str(v)
             )
         lines.append(",".join([name, *cells]))
-    write_text_atomic(out_json.with_suffix(".csv"), "\n".join(lines) + "\n")
+    write_text_atomic(out_json.with_suffix(".csv"), "\n".join(lines) + "\n", overwrite=overwrite)
     figures = _figures(result, pred, truth, int(p["overlays"]))
     metrics = {k: result["overall"][k] for k in keys if k != "mean_matched_iou"}
     for name, m in result["per_class"].items():

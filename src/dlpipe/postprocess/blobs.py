@@ -98,11 +98,19 @@ def blob_table(comp: Components) -> dict[str, np.ndarray]:
     }
 
 
-def write_csv(path: str | Path, columns: dict[str, np.ndarray] | dict[str, list]) -> None:
-    """Write equal-length columns as CSV (floats with 6 significant digits), atomically."""
+def write_csv(
+    path: str | Path,
+    columns: dict[str, np.ndarray] | dict[str, list],
+    *,
+    overwrite: bool = False,
+) -> None:
+    """Write equal-length columns as CSV (floats with 6 significant digits), atomically.
+
+    An existing ``path`` is replaced only with ``overwrite``.
+    """
     names = list(columns)
     n = len(next(iter(columns.values()))) if names else 0
-    with atomic_path(path, overwrite=True) as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(names)
         cols = [columns[k] for k in names]

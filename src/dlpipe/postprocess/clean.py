@@ -16,6 +16,7 @@ from dlpipe.errors import UserError
 from dlpipe.postprocess.blobs import blob_table, write_csv
 from dlpipe.postprocess.components import Components, blocks, label_chunked
 from dlpipe.results import StageResult
+from dlpipe.stores.atomic import check_outputs
 from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_labels
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ def postprocess(
         input) and the completion marker written last.
     params : the ``postprocess`` config section (connectivity, chunks, rules, labels_name).
     blobs_csv, changes_csv : table paths; default ``OUT`` with ``.blobs.csv`` / ``.changes.csv``.
+    overwrite : replace existing outputs (each is checked before any work).
 
     Returns
     -------
@@ -170,8 +172,10 @@ def postprocess(
         Summary: blobs per phase, changed voxels per reason, phase fractions before and after.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError("output exists (use --overwrite to replace it)", path=out)
+    stem = out.with_suffix("") if out.suffix == ".zarr" else out
+    blobs_csv = Path(blobs_csv or f"{stem}.blobs.csv")
+    changes_csv = Path(changes_csv or f"{stem}.changes.csv")
+    check_outputs([out, blobs_csv, changes_csv], overwrite=overwrite, inputs=[pred])
     src = open_labels(pred, labels_name=params["labels_name"])
     if src.ndim != 3:
         raise UserError(f"expected a 3D (z, y, x) volume, got shape {tuple(src.shape)}", path=pred)
@@ -256,12 +260,9 @@ def postprocess(
     finally:
         if scratch is not None:
             scratch.cleanup()
-    stem = out.with_suffix("") if out.suffix == ".zarr" else out
-    blobs_csv = Path(blobs_csv or f"{stem}.blobs.csv")
-    changes_csv = Path(changes_csv or f"{stem}.changes.csv")
     table["new_phase"] = np.where(changed[1:], new[1:], table["phase"])
     table["reason"] = np.array(reason[1:], dtype=object)
-    write_csv(blobs_csv, table)
+    write_csv(blobs_csv, table, overwrite=overwrite)
     idx = np.flatnonzero(changed)
     change_rows: dict[str, list] = {
         "id": [int(i) for i in idx],
@@ -274,7 +275,7 @@ def postprocess(
         if v:
             for key, val in zip(change_rows, (0, f, t, v, why), strict=True):
                 change_rows[key].append(val)
-    write_csv(changes_csv, change_rows)
+    write_csv(changes_csv, change_rows, overwrite=overwrite)
     total = max(int(before.sum()), 1)
     by_reason: dict[str, int] = {}
     for why, v in zip(change_rows["reason"], change_rows["voxels"], strict=True):

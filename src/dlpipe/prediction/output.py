@@ -29,7 +29,7 @@ from dlpipe.prediction.model import LoadedModel
 from dlpipe.prediction.volume import VolumeInfo
 from dlpipe.prediction.windows import block_grid
 from dlpipe.stores import ngff
-from dlpipe.stores.atomic import json_safe, write_text_atomic
+from dlpipe.stores.atomic import check_output, is_leftover, json_safe, write_text_atomic
 from dlpipe.stores.marker import mark_complete
 from dlpipe.stores.pyramid import source_levels, write_label_pyramid
 
@@ -108,9 +108,15 @@ def prepare_output(
     overwrite: bool,
     resume: bool,
 ) -> set[str]:
-    """Create ``out`` (or check it for a resume); return the names of blocks already done."""
+    """Create ``out`` (or check it for a resume); return the names of blocks already done.
+
+    The incomplete output of a killed or failed run (:func:`~dlpipe.stores.atomic.is_leftover`)
+    is resumed when it was started with the same model, layout and volume, even without
+    ``resume`` (nothing is lost), and replaced otherwise; ``overwrite`` starts again.
+    """
     if out.exists():
-        if resume and (out / MANIFEST).is_file():
+        leftover = is_leftover(out)
+        if (resume or (leftover and not overwrite)) and (out / MANIFEST).is_file():
             old = json.loads((out / MANIFEST).read_text())
             clash = next(
                 (
@@ -125,18 +131,21 @@ def prepare_output(
                 None,
             )
             if clash is None:
+                if not resume:
+                    log.info("predict: %s: resuming the run that was interrupted", out)
                 markers = out / MARKERS
                 return {m.name for m in markers.iterdir()} if markers.is_dir() else set()
-            if not overwrite:
+            if not overwrite and not leftover:
                 raise UserError(
                     f"refusing to resume: the output was started with {clash} "
                     "(use --overwrite to start again)",
                     path=out,
                 )
             log.info("predict: %s: started with %s; starting again", out, clash)
-        if not overwrite:
+        if not overwrite and not leftover:
             hint = " or --resume to finish an interrupted run" if (out / MANIFEST).is_file() else ""
             raise UserError(f"output exists (use --overwrite to replace it{hint})", path=out)
+        check_output(out, overwrite=overwrite)  # replaced: --overwrite, or a failed run's
         shutil.rmtree(out)
     ndim = 2 if info.squeeze_z else 3
     shape = info.shape[1:] if info.squeeze_z else info.shape
@@ -173,7 +182,7 @@ def prepare_output(
             dimension_names=["c", *["z", "y", "x"][-ndim:]],
         )
     (out / MARKERS).mkdir()
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n", overwrite=True)
     return set()
 
 

@@ -49,6 +49,7 @@ from dlpipe.prediction.schedulers import dask_scheduler, run_distributed, run_lo
 from dlpipe.prediction.volume import open_volume
 from dlpipe.prediction.windows import block_grid
 from dlpipe.results import StageResult
+from dlpipe.stores.atomic import output_errors
 from dlpipe.stores.card import model_family, read_card
 
 log = logging.getLogger("dlpipe.prediction")
@@ -146,14 +147,7 @@ def predict_volume(
         if not (out / MANIFEST).is_file():
             raise UserError("a slab job needs the output prepared first (--prepare)", path=out)
         resume, overwrite = True, False
-    done = prepare_output(out, model, info, job, manifest, overwrite=overwrite, resume=resume)
-    grid = block_grid(info.shape, block)
-    if slab is not None:
-        nzb = -(-info.shape[0] // block[0])
-        grid = [g for g in grid if g[0] * slab[1] // nzb == slab[0]]
-    if prepare_only:
-        grid = []
-    todo = [i for i in grid if block_name(i) not in done]
+    # the memory budget is checked before OUT is created: a refused run leaves nothing
     workers = max(1, int(p["threads"]))
     chunks = (1, *info.array.chunks) if info.squeeze_z else tuple(info.array.chunks)
     est = estimate_block_bytes(
@@ -171,6 +165,14 @@ def predict_volume(
         workers = workers_in_budget(budget, est, workers)
         limit_malloc()
         job = replace(job, trim_memory=True)
+    done = prepare_output(out, model, info, job, manifest, overwrite=overwrite, resume=resume)
+    grid = block_grid(info.shape, block)
+    if slab is not None:
+        nzb = -(-info.shape[0] // block[0])
+        grid = [g for g in grid if g[0] * slab[1] // nzb == slab[0]]
+    if prepare_only:
+        grid = []
+    todo = [i for i in grid if block_name(i) not in done]
     if not scheduler:
         load_resources(job, model, info)  # the workers use this model and volume: one copy
     log.info(
@@ -311,7 +313,7 @@ def predict(
         )
         return result
     spec = scheduler or p.get("scheduler")
-    with dask_scheduler(spec) as address:
+    with dask_scheduler(spec) as address, output_errors(out):  # a full disk: one line
         result = predict_volume(
             model_dir,
             volume,

@@ -10,7 +10,8 @@ marker
     ``mark_complete``, ``require_complete``).
 atomic
     Atomic writes (``atomic_path``, ``write_text_atomic``, ``write_json_atomic``,
-    ``staged_dir``).
+    ``staged_dir``) and the one rule for an existing output (``check_output``,
+    ``is_leftover``).
 ngff
     OME-Zarr attributes: one builder, one palette, class names as label ``properties``.
 volume
@@ -39,6 +40,9 @@ from typing import Any
 
 _HOME = {
     "atomic_path": "atomic",
+    "check_output": "atomic",
+    "check_outputs": "atomic",
+    "is_leftover": "atomic",
     "json_safe": "atomic",
     "staged_dir": "atomic",
     "write_json_atomic": "atomic",
@@ -60,6 +64,7 @@ _HOME = {
     "dlpipe_attrs": "volume",
     "open_labels": "volume",
     "open_volume": "volume",
+    "require_finished": "volume",
     "write_labels": "volume",
 }
 """Where each public name lives; submodules load on first use, so that importing
@@ -79,8 +84,11 @@ __all__ = [
     "ObjectsTable",
     "Volume",
     "atomic_path",
+    "check_output",
+    "check_outputs",
     "dlpipe_attrs",
     "is_complete",
+    "is_leftover",
     "json_safe",
     "mark_complete",
     "model_family",
@@ -90,6 +98,7 @@ __all__ = [
     "read_card",
     "read_objects",
     "require_complete",
+    "require_finished",
     "staged_dir",
     "table_path",
     "write_card",

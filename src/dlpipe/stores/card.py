@@ -71,7 +71,7 @@ def model_family(card: Mapping[str, Any], path: str | Path | None = None) -> str
 def write_card(model_dir: str | Path, card: Mapping[str, Any]) -> Path:
     """Write ``MODEL_DIR/card.json`` (indented strict JSON, atomically); call it last."""
     path = Path(model_dir) / CARD
-    write_json_atomic(path, dict(card))
+    write_json_atomic(path, dict(card), overwrite=True)  # its model folder was checked
     return path
 
 

@@ -78,8 +78,11 @@ def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     return "<table>\n" + "\n".join(body) + "\n</table>"
 
 
-def write_html_tables(path: str | Path, tables: Sequence[tuple[str, str]], title: str) -> Path:
-    """Write a page of ``(heading, table_html)`` sections to ``path`` (atomically)."""
+def write_html_tables(
+    path: str | Path, tables: Sequence[tuple[str, str]], title: str, *, overwrite: bool = False
+) -> Path:
+    """Write a page of ``(heading, table_html)`` sections to ``path`` (atomically; an existing
+    page is replaced only with ``overwrite``)."""
     parts = [
         "<!DOCTYPE html>",
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -91,5 +94,5 @@ def write_html_tables(path: str | Path, tables: Sequence[tuple[str, str]], title
         parts.append(table)
     parts.append("</body></html>\n")
     path = Path(path)
-    write_text_atomic(path, "\n".join(parts))
+    write_text_atomic(path, "\n".join(parts), overwrite=overwrite)
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlpipe.errors import UserError
-from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.stores import atomic as _atomic  # module: atomic imports this one too
 
 __all__ = ["MARKER", "is_complete", "mark_complete", "require_complete"]
 
@@ -51,7 +51,7 @@ def mark_complete(path: str | Path, text: str = "complete\n") -> Path:
         The marker file.
     """
     marker = Path(path) / MARKER
-    write_text_atomic(marker, text)
+    _atomic.write_text_atomic(marker, text, overwrite=True)
     return marker
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "is_zarr_group",
     "open_labels",
     "open_volume",
+    "require_finished",
     "source_grid",
     "write_labels",
 ]
@@ -162,10 +163,17 @@ def open_labels(path: str | Path, *, labels_name: str = "phases", image: bool = 
     array-like
         A ``zarr.Array`` (sliced lazily) or a NumPy array (TIFF; memory-mapped when possible),
         shape (z, y, x) or (y, x).
+
+    Raises
+    ------
+    UserError
+        Not found, unreadable, or a store written by dlpipe without its completion marker
+        (:func:`require_finished`: the run that wrote it failed or was killed).
     """
     path = Path(path)
     if not path.exists():
         raise UserError("no such file or folder", path=path)
+    require_finished(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile  # only for TIFF inputs
 
@@ -205,20 +213,44 @@ def _group_attrs(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _dlpipe_root(path: Path) -> Path | None:
+    """The group with ``dlpipe`` root attributes holding ``path`` (itself or up to 4 parents)."""
+    for p in [path, *list(path.parents)[:4]]:
+        attrs = _group_attrs(p)
+        if attrs is not None and isinstance(attrs.get("dlpipe"), dict):
+            return p
+        if p.suffix == ".zarr":
+            break
+    return None
+
+
+def require_finished(path: str | Path) -> None:
+    """Refuse ``path`` when it is (or lies in) a store dlpipe wrote that has no marker.
+
+    The one check that an input store is complete: a Zarr group with ``dlpipe`` root
+    attributes is complete only with its completion marker (:mod:`dlpipe.stores.marker`).
+    A Zarr or TIFF without ``dlpipe`` attributes (the user's own data) is accepted.
+
+    Raises
+    ------
+    UserError
+        ``"incomplete store (no ... marker): ..."``, naming the store.
+    """
+    root = _dlpipe_root(Path(path))
+    if root is not None:
+        require_complete(
+            root, "store", ": the run that wrote it failed or was killed; run it again"
+        )
+
+
 def dlpipe_attrs(path: str | Path) -> dict[str, Any]:
     """The ``dlpipe`` attributes of the OME-Zarr group holding ``path`` ({} if none).
 
     Looks at ``path`` and its parents up to three levels (a path to ``VOL.zarr/labels/x/0``
     finds ``VOL.zarr``).
     """
-    path = Path(path)
-    for p in [path, *list(path.parents)[:4]]:
-        attrs = _group_attrs(p)
-        if attrs is not None and isinstance(attrs.get("dlpipe"), dict):
-            return attrs["dlpipe"]
-        if p.suffix == ".zarr":
-            break
-    return {}
+    root = _dlpipe_root(Path(path))
+    return (_group_attrs(root) or {})["dlpipe"] if root is not None else {}
 
 
 def source_grid(

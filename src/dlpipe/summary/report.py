@@ -27,6 +27,8 @@ def write_report_tables(
     cards: Mapping[str, Path],
     out: Path,
     best: Sequence[str] = (),
+    *,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``OUT/models.html`` and ``OUT/cards.html``; return their paths.
 
@@ -36,11 +38,13 @@ def write_report_tables(
     cards : model name -> its ``card.json`` (missing cards are left out)
     out : the summary folder
     best : lines shown above the table (``best overall: ...``)
+    overwrite : replace existing pages
     """
     models = write_html_tables(
         out / "models.html",
         [(" · ".join(best), html_table(rows))],
         "models and baselines",
+        overwrite=overwrite,
     )
     flat: dict[str, dict[str, Any]] = {}
     for name, path in cards.items():
@@ -55,5 +59,6 @@ def write_report_tables(
         out / "cards.html",
         [("model cards", html_table(table, ["key", *flat]))],
         "model cards",
+        overwrite=overwrite,
     )
     return [models, cards_html]

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dlpipe.results import StageResult
+from dlpipe.stores.atomic import check_outputs
 from dlpipe.summary.report import write_report_tables
 from dlpipe.summary.table import best, best_lines, summarise
 
 __all__ = ["summarise_metrics"]
 
 PLOTS = ("jaccard_vs_parameters.png", "learning_curve.png")
+HTML = ("models.html", "cards.html")
 
 
 def summarise_metrics(
@@ -21,6 +23,7 @@ def summarise_metrics(
     models: str | Path = "results/models",
     bench: str | Path | None = None,
     baselines: Sequence[str | Path] = (),
+    overwrite: bool = False,
 ) -> StageResult:
     """Summarise the models whose evaluation JSON files are ``metrics``.
 
@@ -32,6 +35,7 @@ def summarise_metrics(
     bench : folder of the Snakemake benchmark files (``train_<model>.tsv``), if any
     baselines : evaluation JSON of each baseline segmentation (``otsu``, ``rf``); a baseline's
         name is the folder holding it
+    overwrite : replace an existing table and plots in ``out_dir`` (checked before any work)
 
     Returns
     -------
@@ -39,6 +43,11 @@ def summarise_metrics(
         ``{"rows": [...]}``, with the table and the plots to log.
     """
     models, out = Path(models), Path(out_dir)
+    check_outputs(
+        [out / "models.csv", *(out / png for png in PLOTS), *(out / h for h in HTML)],
+        overwrite=overwrite,
+        inputs=[*metrics, *baselines],
+    )
     entries = {
         Path(m).parent.name: (
             models / Path(m).parent.name / "card.json",
@@ -60,7 +69,9 @@ def summarise_metrics(
         f"summarised {len(entries)} models and {len(bases)} baselines: {out / 'models.csv'}",
         *best,
     ]
-    tables = write_report_tables(rows, {k: v[0] for k, v in entries.items()}, out, best)
+    tables = write_report_tables(
+        rows, {k: v[0] for k, v in entries.items()}, out, best, overwrite=True
+    )  # checked above
     return StageResult(
         {"rows": rows},
         **_findings(rows, len(entries), len(bases)),

@@ -215,6 +215,6 @@ def summarise(
         ("learning_curve.png", learning_curve(rows)),
     ):
         save(fig, out / fname)
-    write_text_atomic(out / "models.csv", _csv_text(rows))
+    write_text_atomic(out / "models.csv", _csv_text(rows), overwrite=True)  # checked first
     log.info("summary: %d rows -> %s", len(rows), out / "models.csv")
     return rows

@@ -4,8 +4,10 @@ Public API
 ----------
 tracking_uri
     The tracking URI in force for a config (``MLFLOW_TRACKING_URI`` wins).
+check_tracking
+    Check the tracking URI once at the start of a command (scheme; server answers).
 init_store
-    Create the store and the experiment once, before parallel jobs start.
+    Create the store and the experiment (under a file lock: safe in parallel).
 start_parent_run, end_parent_run
     The workflow-level run (Snakemake's ``onstart`` / ``onsuccess`` hooks).
 stage_run
@@ -26,6 +28,7 @@ from dlpipe.tracking.runs import (
     EXPERIMENT_KIND,
     PARENT_ENV,
     StageRun,
+    check_tracking,
     end_parent_run,
     init_store,
     parent_run,
@@ -39,6 +42,7 @@ __all__ = [
     "EXPERIMENT_KIND",
     "PARENT_ENV",
     "StageRun",
+    "check_tracking",
     "dataset_name",
     "end_parent_run",
     "family_params",

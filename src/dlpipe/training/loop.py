@@ -29,7 +29,13 @@ from tqdm.auto import tqdm
 from dlpipe import __version__
 from dlpipe.errors import UserError
 from dlpipe.models import count_parameters
-from dlpipe.stores.atomic import atomic_path, json_safe, write_json_atomic, write_text_atomic
+from dlpipe.stores.atomic import (
+    atomic_path,
+    is_leftover,
+    json_safe,
+    write_json_atomic,
+    write_text_atomic,
+)
 from dlpipe.stores.card import RUN_ID
 from dlpipe.stores.weights import load_weights
 
@@ -221,7 +227,7 @@ def _write_csv(path: Path, history: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(out, fieldnames=list(history[0]))
     writer.writeheader()
     writer.writerows(history)
-    write_text_atomic(path, out.getvalue())
+    write_text_atomic(path, out.getvalue(), overwrite=True)
 
 
 def _comparable(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,9 +241,9 @@ def prepare_out(out: Path, *, resume: bool, overwrite: bool) -> None:
         if not (ckpt_dir / "last.pt").exists():
             raise UserError("nothing to resume: no checkpoints/last.pt", path=out)
     elif out.exists() and any(out.iterdir()):
-        if not overwrite:
+        if not overwrite and not is_leftover(out):
             raise UserError("model folder exists (use --overwrite or --resume)", path=out)
-        if not ((out / "card.json").exists() or ckpt_dir.exists()):
+        if not ((out / "card.json").exists() or ckpt_dir.exists() or is_leftover(out)):
             raise UserError("refusing to overwrite a folder that is not a model folder", path=out)
         shutil.rmtree(out)
 
@@ -435,7 +441,7 @@ def _fit(
     )
     card[RUN_ID] = getattr(run, "run_id", None)  # evaluate runs link back to this one
     card = json_safe(card)
-    write_json_atomic(out / "card.json", card)
+    write_json_atomic(out / "card.json", card, overwrite=True)
     if run is not None:
         run.log_metrics({"parameters": n_params, "best_epoch": best_epoch})
         run.log_artifact(out / "metrics.csv")

@@ -18,7 +18,14 @@ import numpy as np
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
-from dlpipe.stores.atomic import json_safe, write_json_atomic, write_text_atomic
+from dlpipe.stores.atomic import (
+    check_output,
+    is_leftover,
+    json_safe,
+    output_errors,
+    write_json_atomic,
+    write_text_atomic,
+)
 from dlpipe.stores.chunks import ALL_CHUNKS, ALL_CHUNKS_CONFIG
 from dlpipe.stores.marker import is_complete, mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
@@ -99,9 +106,17 @@ def tile_volume(
                     f"image {input_path}",
                     path=lab.path,
                 )
-        summary = _tile(
-            src, lab, out, p, overwrite=overwrite, resume=resume, progress=progress, t_start=t_start
-        )
+        with output_errors(out):  # a full or read-only disk: one line naming OUT
+            summary = _tile(
+                src,
+                lab,
+                out,
+                p,
+                overwrite=overwrite,
+                resume=resume,
+                progress=progress,
+                t_start=t_start,
+            )
     finally:
         src.close()
         if lab is not None:
@@ -257,13 +272,11 @@ def _prepare_store(out: Path, settings: dict, *, overwrite: bool, resume: bool) 
             raise UserError("output exists (use --overwrite to replace it)", path=out)
     elif resume and prog.is_file() and json.loads(prog.read_text()) == settings:
         return True
-    elif not overwrite:
-        why = (
-            "a partial store from another input or other settings"
-            if prog.is_file()
-            else "not a store being written by dlpipe tile"
-        )
+    elif not overwrite and not is_leftover(out):
+        why = "not a store being written by dlpipe tile"
         raise UserError(f"output exists ({why}; use --overwrite to replace it)", path=out)
+    else:  # the partial store of a failed run (another input or settings): start again
+        check_output(out, overwrite=overwrite)
     shutil.rmtree(out)
     return False
 
@@ -312,7 +325,7 @@ def _tile(
             lgroup.attrs.update(labels_group_attrs([name], p["ngff"]))
             _create_arrays(lgroup.create_group(name), plan["shapes"], np.dtype(np.uint8), plan, p)
         prog.mkdir()
-        write_text_atomic(prog / "settings.json", json.dumps(json_safe(settings)))
+        write_text_atomic(prog / "settings.json", json.dumps(json_safe(settings)), overwrite=True)
     root = zarr.open_group(out, mode="r+", zarr_format=zfmt)
     # every chunk is stored, empty ones too: a chunk missing later was lost (stores.chunks)
     image = [root[str(k)].with_config(ALL_CHUNKS_CONFIG) for k in range(plan["levels"])]
@@ -427,7 +440,7 @@ def _tile(
             label_image_attrs(name, plan["levels"], p["voxel_size"], p["unit"], p["ngff"], values)
         )
     root.attrs.update(json_safe({"dlpipe": attrs}))  # strict JSON: no bare NaN
-    write_json_atomic(out / "split.json", split)
+    write_json_atomic(out / "split.json", split, overwrite=True)
     shutil.rmtree(prog)
     mark_complete(
         out,

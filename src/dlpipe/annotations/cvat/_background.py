@@ -9,8 +9,14 @@ interpreter importing the reader) for large exports only: see :data:`MIN_BYTES`.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
 import queue
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +28,41 @@ from dlpipe.annotations.cvat.reader import CvatReader
 MIN_BYTES = 8 << 20
 
 
-def _produce(path: str, name: str, lenient: bool, q: Any) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this child process end when ``parent`` does (a ``kill -9`` of ``dlpipe cvat``).
+
+    On Linux the kernel sends SIGKILL on the parent's death (``PR_SET_PDEATHSIG``);
+    elsewhere, or if that call fails, a daemon thread polls the parent's pid every 0.2 s.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the call
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dlpipe-parent-watch", daemon=True).start()
+
+
+def _produce(path: str, name: str, lenient: bool, q: Any, parent: int = 0) -> None:
     """Child process: read the export and put ("frame", frame, meta or None) items, then
-    ("end", counts, (n_images, meta)), or ("error", exception, None)."""
+    ("end", counts, (n_images, meta)), or ("error", exception, None). Ends with
+    ``parent`` (:func:`_die_with_parent`)."""
     from dlpipe.annotations.cvat._sources import open_annotations
+
+    if parent:
+        _die_with_parent(parent)
 
     try:
         with open_annotations(Path(path)) as (stream, _):
@@ -63,7 +100,7 @@ class BackgroundReader:
         q = ctx.Queue(self.depth)
         proc = ctx.Process(
             target=_produce,
-            args=(self.path, self.name, self.lenient, q),
+            args=(self.path, self.name, self.lenient, q, os.getpid()),
             name="dlpipe-cvat-parser",
             daemon=True,
         )
