@@ -123,7 +123,7 @@ def test_y_slice_gives_xz_patches_with_its_labels(annotated) -> None:
     ds = PatchDataset(src, specs, "2.5d", (8, 8), context=3, augment=None)
     lo, hi = src.p0_1, src.p99_9
     for spec in specs[:5]:
-        img, mask, (i, r, c) = ds.read(spec)
+        img, mask, (_i, r, c) = ds.read(spec)
         assert img.shape == (3, 8, 8) and mask.shape == (8, 8)
         # rows are z, columns x; the channels are y-slices 2, 3, 4 of the scan
         want = (image[r : r + 8, 2:5, c : c + 8].transpose(1, 0, 2) - lo) / (hi - lo)
@@ -145,7 +145,7 @@ def test_held_out_slices_are_never_sampled(annotated) -> None:
         ds = PatchDataset(src, specs, mode, patch)
         assert {(s.axis, s.z) for s in specs if mode == "2d"} <= {("z", 2), ("z", 5), ("y", 3)}
         for spec in specs[:60]:
-            _, mask, (z, y, x) = ds.read(spec)
+            _, mask, (z, _y, _x) = ds.read(spec)
             if mode == "3d":  # the box holds a training slice; no held-out voxel is labelled
                 assert (mask != 255).any()
                 zs = np.arange(z, z + 4)

@@ -30,6 +30,8 @@ __all__ = [
     "SliceSet",
     "SliceView",
     "annotation_record",
+    "plane_shape",
+    "read_plane",
     "split_slices",
     "spread",
     "test_slices",
@@ -51,6 +53,21 @@ def annotation_record(path: str | Path, name: str = "annotations") -> dict[str, 
     if isinstance(record, Mapping) and isinstance(record.get("slices"), Mapping):
         return dict(record)
     return None
+
+
+def plane_shape(shape: Sequence[int], axis: str) -> tuple[int, int]:
+    """(rows, columns) of a slice along ``axis`` of a (z, y, x) volume."""
+    rest = [int(n) for a, n in zip(AXES, shape, strict=True) if a != axis]
+    return rest[0], rest[1]
+
+
+def read_plane(arr: Any, axis: str, index: int) -> np.ndarray:
+    """Slice ``index`` along ``axis`` of a (z, y, x) array as (rows, columns)."""
+    if axis == "z":
+        return np.asarray(arr[index, :, :])
+    if axis == "y":
+        return np.asarray(arr[:, index, :])
+    return np.asarray(arr[:, :, index])
 
 
 def spread(n: int, k: int) -> list[int]:

@@ -16,30 +16,15 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
-from dlpipe.stores.annotations import AXES
+from dlpipe.stores.annotations import AXES, plane_shape, read_plane
 from dlpipe.training.data import PatchSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SAMPLES_PER_CLASS", "SliceSampler", "plane_shape", "read_plane"]
+__all__ = ["SAMPLES_PER_CLASS", "SliceSampler"]
 
 SAMPLES_PER_CLASS = 1024
 """Voxel positions kept per class and slice for rare-class oversampling."""
-
-
-def plane_shape(shape: Sequence[int], axis: str) -> tuple[int, int]:
-    """(rows, columns) of a slice along ``axis`` of a (z, y, x) volume."""
-    rest = [int(n) for a, n in zip(AXES, shape, strict=True) if a != axis]
-    return rest[0], rest[1]
-
-
-def read_plane(arr: Any, axis: str, index: int) -> np.ndarray:
-    """Slice ``index`` along ``axis`` of a (z, y, x) array as (rows, columns)."""
-    if axis == "z":
-        return np.asarray(arr[index, :, :])
-    if axis == "y":
-        return np.asarray(arr[:, index, :])
-    return np.asarray(arr[:, :, index])
 
 
 def _voxel(axis: str, index: int, r: int, c: int) -> tuple[int, int, int]:
