@@ -39,6 +39,14 @@ def evaluate(
             "Zarr, TRUTH a dataset Zarr with `instances` + `semantic`.",
         ),
     ] = False,
+    annotations: Annotated[
+        bool,
+        typer.Option(
+            "--annotations",
+            help="Annotation score: TRUTH is VOL.zarr with annotations placed in it; score "
+            "its held-out test slices only (the default when TRUTH has no dense labels).",
+        ),
+    ] = False,
 ) -> None:
     """Score a predicted label volume against the truth, chunk by chunk.
 
@@ -73,7 +81,14 @@ def evaluate(
         config,
         "evaluate",
         lambda run: score(
-            pred, truth, out, params, image_path=image, z_range=z_range, use_all=use_all
+            pred,
+            truth,
+            out,
+            params,
+            image_path=image,
+            z_range=z_range,
+            use_all=use_all,
+            annotations=True if annotations else None,
         ),
         dataset=str(truth),
         model=str(pred),
