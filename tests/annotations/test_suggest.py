@@ -29,10 +29,8 @@ def test_pick_by_hand() -> None:
         ("z", 2, 0.85),
         ("z", 4, 0.7),
     ]
-    assert pick_uncertain(unc, 2, ["z"], annotated={"z": [1]}, min_gap=4) == [
-        ("z", 4, 0.7),
-        ("z", 0, 0.1),
-    ]
+    # min_gap 4: z 0 and z 2 lie within 2 of the annotated z 1, z 3 and z 5 within 4 of z 4
+    assert pick_uncertain(unc, 2, ["z"], annotated={"z": [1]}, min_gap=4) == [("z", 4, 0.7)]
     assert pick_uncertain(unc, 2, ["z", "y"], min_gap=1) == [("y", 0, 0.95), ("z", 1, 0.9)]
 
 
@@ -76,18 +74,18 @@ def test_cli_writes_the_suggested_slices(run_cli: RunCli, tmp_path: Path) -> Non
     assert code == 2 and "z-slices" in err and not (tmp_path / "t2").exists()
 
 
-def _jaccard(pred: np.ndarray, truth: np.ndarray) -> float:
-    scores = [
-        ((pred == c) & (truth == c)).sum() / ((pred == c) | (truth == c)).sum()
-        for c in np.unique(truth)
-    ]
-    return float(np.mean(scores))
+def _jaccard(pred: np.ndarray, truth: np.ndarray, n: int = 3) -> float:
+    """Jaccard of a slice pooled over the classes: sum of intersections / sum of unions
+    (a per-class mean would follow whether the slice happens to hold a pore)."""
+    inter = sum(((pred == c) & (truth == c)).sum() for c in range(n))
+    union = sum(((pred == c) | (truth == c)).sum() for c in range(n))
+    return float(inter / union)
 
 
 def test_suggested_slices_are_worse_than_the_mean_slice(run_cli: RunCli, tmp_path: Path) -> None:
-    """Tiny demo: 2D U-Net from 3 annotated slices; the 3 slices suggested from its
+    """Tiny demo: 2D U-Net from 4 annotated slices; the 3 slices suggested from its
     prediction have a lower Jaccard against the synth truth than the mean slice."""
-    params = defaults()["synth"] | {"shape": [32, 64, 64], "annotated_slices": 3}
+    params = defaults()["synth"] | {"shape": [32, 64, 64], "annotated_slices": 4}
     demo = tmp_path / "demo"
     make_demo(demo, params)
     volume, sparse, slices = sparse_labels_from_demo(demo)
@@ -101,9 +99,9 @@ def test_suggested_slices_are_worse_than_the_mean_slice(run_cli: RunCli, tmp_pat
     )
     _record(store, {"z": slices})
     p = defaults()["train"]
-    p.update(epochs=3, steps_per_epoch=15, batch_size=4, patch_size=[32, 32], device="cpu")
+    p.update(epochs=4, steps_per_epoch=25, batch_size=4, patch_size=[32, 32], device="cpu")
     p.update(workers=0, torch_threads=2)
-    p["architecture"].update(depth=2, base_filters=8)
+    p["architecture"].update(depth=3, base_filters=8)
     train(store, tmp_path / "model", p)
     pred = tmp_path / "pred.zarr"
     predict_volume(tmp_path / "model", store, pred, {"block": [32, 64, 64]}, progress=False)
