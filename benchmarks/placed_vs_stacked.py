@@ -19,6 +19,7 @@ without dense truth reads).
 Usage::
 
     python benchmarks/placed_vs_stacked.py --work /tmp/pvs [--seeds 0 1] [--epochs 4]
+        [--steps 40] [--val-patches 256] [--modes 2.5d 3d] [--sources placed stacked]
 """
 
 from __future__ import annotations
@@ -93,19 +94,25 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--val-patches", type=int, default=256)
     ap.add_argument("--modes", nargs="+", default=list(MODES))
+    ap.add_argument("--sources", nargs="+", default=list(SOURCES))
     args = ap.parse_args()
     cfg = {
         "tracking": {"enabled": False},
         "synth": {"annotated_slices": 10},
-        "train": {"epochs": args.epochs, "steps_per_epoch": args.steps},
+        "train": {
+            "epochs": args.epochs,
+            "steps_per_epoch": args.steps,
+            "val_max_patches": args.val_patches,
+        },
     }
     args.work.mkdir(parents=True, exist_ok=True)
     vol, stacked = prepare(args.work, cfg)
     rows = []
     for seed in args.seeds:
         for mode in args.modes:
-            for source in SOURCES:
+            for source in args.sources:
                 store = vol if source == "placed" else stacked
                 rows.append(run_one(args.work, cfg, vol, store, source, mode, seed))
                 print(json.dumps(rows[-1]), flush=True)
