@@ -39,15 +39,13 @@ from dlpipe.annotations.slices import (
 )
 from dlpipe.errors import UserError
 from dlpipe.stores import ngff
+from dlpipe.stores.annotations import NOT_ANNOTATED, split_slices
 from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.volume import open_volume
 
 __all__ = ["NOT_ANNOTATED", "place_annotations"]
 
 log = logging.getLogger(__name__)
-
-NOT_ANNOTATED = 255
-"""Value of ``labels/annotations`` voxels that no annotated slice covers."""
 
 
 def _slice_shape(shape: Sequence[int], axis: str) -> tuple[int, int]:
@@ -275,5 +273,6 @@ def _record(
         "classes": list(classes),
         "not_annotated": NOT_ANNOTATED,
         "source": str(source.resolve()),
+        "test": split_slices(slices)["test"],  # held out for the annotation score
     }
     root.attrs["dlpipe"] = attrs

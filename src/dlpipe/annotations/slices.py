@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlpipe.annotations.cvat.write import encode_rle, write_cvat_xml
+from dlpipe.annotations.suggest import MIN_GAP, suggest_slices
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path, json_safe
@@ -221,6 +222,8 @@ def export_slices(
     labels_name: str = "phases",
     classes: Sequence[str] | None = None,
     overwrite: bool = False,
+    suggest: str | Path | None = None,
+    min_gap: int = MIN_GAP,
 ) -> StageResult:
     """Write slices of a tiled volume as 8-bit PNGs for a CVAT task, and a manifest.
 
@@ -236,6 +239,9 @@ def export_slices(
     classes : class names by label value; default those of ``labels`` (``dlpipe.classes``
         or label properties), else of ``volume``, else ``class_<v>``
     overwrite : replace ``out`` if it exists
+    suggest : ``PRED.zarr`` of ``dlpipe predict``: write its ``count`` most uncertain
+        slices of ``axes`` not annotated yet, ``min_gap`` apart
+        (:mod:`dlpipe.annotations.suggest`); their uncertainty goes to the manifest
 
     Returns
     -------
@@ -250,7 +256,15 @@ def export_slices(
     shape = tuple(int(s) for s in vol.image.shape)
     if len(shape) != 3:
         raise UserError(f"expected a (z, y, x) volume, got shape {shape}", path=vol.path)
-    plan = plan_slices(shape, axes, at=at, count=count)
+    uncertainty: dict[SlicePlan, float] = {}
+    if suggest is not None:
+        if at is not None or count is None:
+            raise UserError("--suggest takes --count N (not --at)")
+        picked = suggest_slices(vol.path, suggest, count, _axes(axes), shape, min_gap=min_gap)
+        uncertainty = {(a, i): u for a, i, u in picked}
+        plan = list(uncertainty)
+    else:
+        plan = plan_slices(shape, axes, at=at, count=count)
     lab = None
     names: list[str] = []
     if labels is not None:
@@ -278,6 +292,8 @@ def export_slices(
                 "window": [lo, hi],
                 "shape": list(image.shape),
             }
+            if (axis, index) in uncertainty:
+                entries[name]["uncertainty"] = uncertainty[(axis, index)]
             if lab is not None:
                 sl = read_slice(lab, axis, index)
                 if not names:
@@ -291,6 +307,8 @@ def export_slices(
             "statistics": "p0_1..p99_9",
             "slices": entries,
         }
+        if suggest is not None:
+            manifest["suggested_from"] = str(Path(suggest).resolve())
         if lab is not None:
             manifest["labels"] = str(Path(labels).resolve())  # type: ignore[arg-type]
             manifest["classes"] = names
@@ -302,6 +320,8 @@ def export_slices(
     zipped = out / ANNOTATIONS_ZIP if lab is not None else None
     per_axis = ", ".join(f"{a} {len(v)}" for a, v in by_axis.items())
     extra = f" and {zipped.name}" if zipped else ""
+    if uncertainty:
+        extra += f", most uncertain first (1 - margin {max(uncertainty.values()):.3f} ..)"
     return StageResult(
         {
             "images": list(entries),

@@ -48,6 +48,14 @@ def evaluate(
         ),
     ] = False,
     overwrite: Annotated[bool, overwrite_option("Replace OUT (and its CSV) if it exists.")] = False,
+    annotations: Annotated[
+        bool,
+        typer.Option(
+            "--annotations",
+            help="Annotation score: TRUTH is VOL.zarr with annotations placed in it; score "
+            "its held-out test slices only (the default when TRUTH has no dense labels).",
+        ),
+    ] = False,
 ) -> None:
     """Score a predicted label volume against the truth, chunk by chunk.
 
@@ -95,6 +103,7 @@ def evaluate(
             z_range=z_range,
             use_all=use_all,
             overwrite=overwrite,
+            annotations=True if annotations else None,
         ),
         dataset=truth,
         model=source.get("model", ""),

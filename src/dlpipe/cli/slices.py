@@ -59,6 +59,17 @@ def slices(
             metavar="A,B",
         ),
     ] = None,
+    suggest: Annotated[
+        Path | None,
+        typer.Option(
+            help="PRED.zarr of `dlpipe predict`: write its --count most uncertain slices not "
+            "annotated yet (which slices to annotate next).",
+            metavar="PATH",
+        ),
+    ] = None,
+    min_gap: Annotated[
+        int, typer.Option(help="With --suggest: smallest distance between suggested slices.")
+    ] = 4,
     overwrite: Annotated[bool, overwrite_option()] = False,
 ) -> None:
     """Write slices of a volume as 8-bit PNGs for a CVAT task, and a manifest slices.json.
@@ -66,6 +77,10 @@ def slices(
     Images are windowed by the volume's p0.1-p99.9 statistics and named
     <stem>_z0012.png, <stem>_y0080.png, <stem>_x0100.png; `dlpipe cvat EXPORT --volume
     VOL.zarr` puts their annotations back at those slices. Only the slices are read.
+
+    Which slices to annotate next: --suggest PRED.zarr --count N picks the N slices (of
+    --axis) whose prediction is the most uncertain (dlpipe predict records the mean
+    1 - margin of every slice), not annotated yet, at least --min-gap slices apart.
     """
     from dlpipe.annotations.slices import export_slices  # deferred: `--help` stays fast
 
@@ -83,8 +98,17 @@ def slices(
             labels_name=labels_name,
             classes=comma_list(classes),
             overwrite=overwrite,
+            suggest=suggest,
+            min_gap=min_gap,
         ),
         dataset=volume,
         kind="data",
-        params={"axes": axis or ["z"], "at": at, "count": count, "labels": str(labels or "")},
+        params={
+            "axes": axis or ["z"],
+            "at": at,
+            "count": count,
+            "labels": str(labels or ""),
+            "suggest": str(suggest or ""),
+            "min_gap": min_gap,
+        },
     )

@@ -13,6 +13,7 @@ import numpy as np
 
 from dlpipe.errors import UserError
 from dlpipe.evaluation import plots
+from dlpipe.evaluation.annotations import annotation_result, annotation_score, has_annotations
 from dlpipe.evaluation.metrics import confusion_matrix, error_blobs, scores
 from dlpipe.evaluation.volumes import test_range
 from dlpipe.results import StageResult, score
@@ -177,6 +178,7 @@ def evaluate(
     z_source: str = "given",
     progress: bool = True,
     overwrite: bool = False,
+    annotations: bool | None = None,
 ) -> StageResult:
     """Evaluate a predicted label volume against the truth; write JSON, CSV and figures.
 
@@ -194,6 +196,10 @@ def evaluate(
     z_ranges : several half-open ranges instead (recorded with ``z_source`` as their origin).
     overwrite : replace an existing ``out_json`` (and its CSV); checked before any work, and
         an output that is one of the inputs is always refused.
+    annotations : give the annotation score (:mod:`dlpipe.evaluation.annotations`):
+        ``truth_path`` is ``VOL.zarr`` with placed annotations, scored on its held-out test
+        slices only; None (default) does so when ``truth_path`` has placed annotations and
+        no label image ``labels_name`` (no dense truth).
 
     Returns
     -------
@@ -208,6 +214,12 @@ def evaluate(
         inputs=[pred_path, truth_path, image_path],
     )
     name = params.get("labels_name", "phases")
+    if annotations or (annotations is None and has_annotations(truth_path, name)):
+        result, figures = annotation_score(pred_path, truth_path, params)
+        out_json = Path(out_json)
+        write_metrics(result, out_json)
+        files = [out_json, out_json.with_suffix(".csv"), *plots.save_figures(out_json, figures)]
+        return annotation_result(result, files)
     pred = open_labels(pred_path, labels_name=name)
     truth = open_labels(truth_path, labels_name=name)
     if tuple(pred.shape) != tuple(truth.shape):

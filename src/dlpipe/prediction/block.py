@@ -31,7 +31,7 @@ from dlpipe.models.devices import torch_device
 from dlpipe.prediction.engine import predict_region, tta_ops
 from dlpipe.prediction.memory import malloc_trim
 from dlpipe.prediction.model import LoadedModel, load_model
-from dlpipe.prediction.output import mark_block
+from dlpipe.prediction.output import mark_block, slice_uncertainty, write_block_uncertainty
 from dlpipe.prediction.volume import VolumeInfo, open_volume, read_region
 from dlpipe.prediction.windows import block_bounds
 
@@ -137,8 +137,9 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
     the same way at the first and last slice. A region smaller than one window is widened
     (real voxels first). It is normalised with the card's statistics, covered by
     Gaussian-blended sliding windows, the halo is cropped and the argmax (and
-    probabilities) written into the block's own chunks. The marker
-    ``OUT/.dlpipe_blocks/<z_y_x>`` is written last.
+    probabilities) written into the block's own chunks, with the block's per-slice sums of
+    the uncertainty (1 - margin, before the argmax; :func:`~dlpipe.prediction.output.
+    slice_uncertainty`). The marker ``OUT/.dlpipe_blocks/<z_y_x>`` is written last.
     """
     t0 = time.perf_counter()
     model, info, out, device = load_resources(job)
@@ -181,6 +182,7 @@ def predict_block(job: Job, index: tuple[int, int, int]) -> dict[str, float]:
             prob_arr[(slice(None), *sel[1:])] = p[:, 0].astype(np.float16)
         else:
             prob_arr[(slice(None), *sel)] = p.astype(np.float16)
+    write_block_uncertainty(job.out, index, bounds, slice_uncertainty(p))
     del probs, p
     if job.trim_memory:
         malloc_trim()

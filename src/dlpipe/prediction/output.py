@@ -12,6 +12,9 @@ prepare_output
     Create ``PRED.zarr`` (or check it for a resume); the names of the blocks done before.
 all_marked, gather
     Whether every block is done; mark the output complete.
+UNCERTAINTY, slice_uncertainty, write_block_uncertainty, gather_uncertainty
+    Per-slice mean uncertainty (1 - margin of the blended probabilities): a block's sums
+    along each axis, written beside its marker, gathered into ``dlpipe.uncertainty``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import zarr
 
 from dlpipe.errors import UserError
@@ -41,16 +45,85 @@ log = logging.getLogger("dlpipe.prediction")
 __all__ = [
     "MANIFEST",
     "MARKERS",
+    "UNCERTAINTY",
     "all_marked",
     "block_name",
     "build_manifest",
     "gather",
+    "gather_uncertainty",
     "mark_block",
     "prepare_output",
+    "slice_uncertainty",
+    "write_block_uncertainty",
 ]
 
 MANIFEST = ".dlpipe_manifest.json"
 MARKERS = ".dlpipe_blocks"
+UNCERTAINTY = ".dlpipe_uncertainty"
+"""Folder of the per-block uncertainty sums (``<z_y_x>.npz``), beside the markers."""
+MEASURE = "1 - margin"
+"""The uncertainty of a voxel: 1 minus (largest minus second largest class probability)."""
+
+
+def slice_uncertainty(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-slice sums of the voxel uncertainty (:data:`MEASURE`) of a block.
+
+    Parameters
+    ----------
+    p : (C, z, y, x) float class probabilities of the block (its own voxels, halo cropped)
+
+    Returns
+    -------
+    Sums over each z-slice (z,), y-slice (y,) and x-slice (x,) of the block, float64.
+    """
+    top = p[0].astype(np.float32, copy=True)
+    second = np.zeros_like(top)
+    for c in range(1, p.shape[0]):
+        np.maximum(second, np.minimum(top, p[c]), out=second)
+        np.maximum(top, p[c], out=top)
+    u = 1.0 - (top - second)
+    return (
+        u.sum(axis=(1, 2), dtype=np.float64),
+        u.sum(axis=(0, 2), dtype=np.float64),
+        u.sum(axis=(0, 1), dtype=np.float64),
+    )
+
+
+def write_block_uncertainty(
+    out: str | Path,
+    index: tuple[int, ...],
+    bounds: tuple[tuple[int, int], ...],
+    sums: tuple[np.ndarray, ...],
+) -> None:
+    """Write a block's per-slice sums ``OUT/.dlpipe_uncertainty/<z_y_x>.npz`` (before its
+    marker, so a marked block always has them)."""
+    folder = Path(out) / UNCERTAINTY
+    folder.mkdir(exist_ok=True)
+    with (folder / f"{block_name(index)}.npz").open("wb") as f:
+        np.savez(f, bounds=np.asarray(bounds, dtype=np.int64), z=sums[0], y=sums[1], x=sums[2])
+
+
+def gather_uncertainty(out: Path, shape: Any, block: Any) -> dict[str, Any] | None:
+    """Mean uncertainty per slice along each axis from the blocks' sums (None if a block
+    has none, e.g. an output started by an older dlpipe).
+
+    Returns
+    -------
+    ``{"measure": MEASURE, "z": [...], "y": [...], "x": [...]}``: the mean over each slice.
+    """
+    shape = [int(s) for s in shape]
+    sums = [np.zeros(n, dtype=np.float64) for n in shape]
+    for index in block_grid(shape, block):
+        f = out / UNCERTAINTY / f"{block_name(index)}.npz"
+        if not f.is_file():
+            return None
+        with np.load(f) as data:
+            b = data["bounds"]
+            for ax, key in enumerate("zyx"):
+                sums[ax][b[ax][0] : b[ax][1]] += data[key]
+    area = [shape[1] * shape[2], shape[0] * shape[2], shape[0] * shape[1]]
+    means = {a: (s / n).round(6).tolist() for a, s, n in zip("zyx", sums, area, strict=True)}
+    return {"measure": MEASURE, **means}
 
 
 def block_name(index: tuple[int, ...]) -> str:
@@ -195,7 +268,9 @@ def all_marked(out: Path, shape: Any, block: Any) -> bool:
 def gather(out: str | Path) -> bool:
     """Mark ``OUT.zarr`` complete if every block has its marker; return whether it is.
 
-    Sets ``dlpipe.complete`` in the root attributes and writes the completion marker
+    Sets ``dlpipe.complete`` and ``dlpipe.uncertainty`` (the mean uncertainty of each
+    slice along each axis, :func:`gather_uncertainty`) in the root attributes and writes
+    the completion marker
     (:func:`dlpipe.stores.marker.mark_complete`) last. Used at the end of a run and by the
     gather job after z-slab jobs.
     """
@@ -209,6 +284,9 @@ def gather(out: str | Path) -> bool:
     root = zarr.open_group(out, mode="r+")
     meta = dict(root.attrs["dlpipe"])
     meta["complete"] = True
+    uncertainty = gather_uncertainty(out, lay["shape"], lay["block"])
+    if uncertainty is not None:
+        meta["uncertainty"] = uncertainty
     root.attrs["dlpipe"] = json_safe(meta)  # strict JSON: no bare NaN
     write_label_pyramid(out, lay["labels"], source_levels(manifest["volume"]["path"]))
     mark_complete(out, json.dumps({"blocks": len(block_grid(lay["shape"], lay["block"]))}))

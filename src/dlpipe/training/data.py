@@ -104,6 +104,13 @@ class PatchSpec:
 
     ``rare`` ≥ 0 asks the worker to centre the patch on a random voxel of class ``rare``
     inside tile (ty, tx) of slice z instead (the tile's labels are read to find one).
+
+    Patches of placed annotations (:class:`dlpipe.training.sparse.SliceSampler`): a 2D or
+    2.5D patch lies in a slice along ``axis``, (z, y, x) then being (slice index, row,
+    column) of that slice's image (a y-slice's rows are z, its columns x; an x-slice's
+    rows z, columns y) and the 2.5D context the neighbouring slices along ``axis``; a 3D
+    patch's corner is always (z, y, x). ``part`` names the labels read: the training
+    slices' (``"train"``) or the validation slices' (``"val"``).
     """
 
     z: int
@@ -113,6 +120,8 @@ class PatchSpec:
     rare: int = -1
     ty: int = 0
     tx: int = 0
+    axis: str = "z"
+    part: str = "train"
 
 
 class PatchSampler:
@@ -325,6 +334,7 @@ class PatchDataset(Dataset):
         self.context = context if mode == "2.5d" else 1
         self.augment = augment
         self._arrays = arrays
+        self._part_labels: Any = None
         if norm is None:
             assert source is not None
             norm = (source.p0_1, source.p99_9)
@@ -335,6 +345,7 @@ class PatchDataset(Dataset):
         state = dict(self.__dict__)
         if self.source is not None:
             state["_arrays"] = None  # each worker opens its own handles
+            state["_part_labels"] = None
         state["cache"] = ChunkCache(self.cache.max_bytes)  # and fills its own cache
         return state
 
@@ -346,6 +357,23 @@ class PatchDataset(Dataset):
             assert self.source is not None
             self._arrays = self.source.open()
         return self._arrays
+
+    def _labels(self, part: str) -> tuple[str, Any]:
+        """Cache key and labels of ``part`` (validation labels of annotations: their own view)."""
+        if part == "train":
+            return "labels", self.arrays()[1]
+        if self._part_labels is None:
+            assert self.source is not None
+            self._part_labels = self.source.open(part)[1]
+        return f"labels:{part}", self._part_labels
+
+    def _plane(self, key: str, arr: Any, axis: str, n: slice, r: slice, c: slice) -> np.ndarray:
+        """The box (normal ``n``, rows ``r``, columns ``c``) of the slices along ``axis``."""
+        if axis == "z":
+            return self.cache.read(key, arr, (n, r, c))
+        if axis == "y":
+            return self.cache.read(key, arr, (r, n, c)).transpose(1, 0, 2)
+        return self.cache.read(key, arr, (r, c, n)).transpose(2, 0, 1)
 
     def _locate(self, spec: PatchSpec, labels: Any) -> tuple[int, int]:
         """Corner (y, x) for a rare-class spec: centre on a random voxel of that class."""
@@ -375,25 +403,23 @@ class PatchDataset(Dataset):
 
     def read(self, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
         """Normalised image (C, *S) float32, mask (*S) uint8 and the corner used."""
-        image, labels = self.arrays()
+        image = self.arrays()[0]
+        key, labels = self._labels(spec.part)
         y, x = (spec.y, spec.x) if spec.rare < 0 else self._locate(spec, labels)
         pz, py, px = self.patch3
-        nz = image.shape[0]
         if self.mode == "3d":
             box = (slice(spec.z, spec.z + pz), slice(y, y + py), slice(x, x + px))
             img = self.cache.read("image", image, box)[None]
-            mask = self.cache.read("labels", labels, box)
+            mask = self.cache.read(key, labels, box)
         else:
-            h = self.context // 2
+            a, h = spec.axis, self.context // 2
+            nz = image.shape["zyx".index(a)]
             z0, z1 = max(0, spec.z - h), min(nz, spec.z + h + 1)
-            block = self.cache.read(
-                "image", image, (slice(z0, z1), slice(y, y + py), slice(x, x + px))
-            )
+            rows, cols = slice(y, y + py), slice(x, x + px)
+            block = self._plane("image", image, a, slice(z0, z1), rows, cols)
             idx = np.clip(np.arange(spec.z - h, spec.z + h + 1), 0, nz - 1) - z0
             img = block[idx]
-            mask = self.cache.read(
-                "labels", labels, (slice(spec.z, spec.z + 1), slice(y, y + py), slice(x, x + px))
-            )[0]
+            mask = self._plane(key, labels, a, slice(spec.z, spec.z + 1), rows, cols)[0]
         img = (img.astype(np.float32) - np.float32(self.offset)) * np.float32(self.scale)
         return img, mask.astype(np.uint8), (spec.z, y, x)
 

@@ -7,7 +7,11 @@ Two inputs are understood:
   marker (:mod:`dlpipe.stores.marker`);
 * a CVAT dataset (``dlpipe cvat``): arrays ``images`` (N, H, W[, C]) and ``semantic``
   (N, H, W uint8), attribute ``classes``. Its N images are treated as z-slices; the last
-  ``val_fraction`` of them validate.
+  ``val_fraction`` of them validate;
+* a tiled volume with annotations placed in it (``dlpipe cvat EXPORT --volume``):
+  ``labels/annotations/0`` (255 = not annotated) and the record ``dlpipe.annotations``
+  (:mod:`dlpipe.stores.annotations`). Its annotated slices, not z-slabs, are split into
+  training, validation and test slices; the image around them is the real scan.
 
 :func:`write_labelled_volume` writes the first layout (used by the benchmarks and tests, and
 to train on a TIFF pair before ``dlpipe tile`` has run). :func:`sparse_labels` keeps only
@@ -28,6 +32,13 @@ import zarr
 
 from dlpipe.errors import UserError
 from dlpipe.labels import IGNORE_INDEX
+from dlpipe.stores.annotations import (
+    AXES,
+    SliceView,
+    annotation_record,
+    split_slices,
+    test_slices,
+)
 from dlpipe.stores.chunks import CheckedArray, check_missing_chunks
 from dlpipe.stores.dataset import Dataset, is_dataset, open_dataset, open_store
 from dlpipe.stores.marker import mark_complete
@@ -49,7 +60,8 @@ class TrainingSource:
     train, val : half-open z ranges
     p0_1, p99_9 : normalisation percentiles, x ↦ (x − p0_1) / (p99_9 − p0_1)
     classes : class names; class index i is ``classes[i]``
-    kind : ``"volume"`` or ``"cvat"``
+    kind : ``"volume"``, ``"cvat"`` or ``"annotations"`` (``extra["split"]``: the train,
+        val and test slices per axis; ``extra["axes"]``: the axes trained on)
     """
 
     path: Path
@@ -64,16 +76,29 @@ class TrainingSource:
     kind: str = "volume"
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def open(self) -> tuple[Any, Any]:
+    def open(self, part: str = "train") -> tuple[Any, Any]:
         """The (image, labels) Zarr arrays, opened read-only.
 
         With ``extra["keep"]`` (set by ``open_source(max_images=N)``) the labels of the
-        training slices not kept read as the ignore index.
+        training slices not kept read as the ignore index. For annotations, the labels
+        of the slices of ``part`` (``"train"`` or ``"val"``) on the trained axes only
+        (:class:`~dlpipe.stores.annotations.SliceView`; held-out slices never read as
+        training labels).
         """
         group = zarr.open_group(str(self.path), mode="r")
         # reads of a damaged chunk raise one UserError naming the array and chunk key
         image = CheckedArray(group[self.image_key], self.path)
         labels = CheckedArray(group[self.label_key], self.path)
+        if self.kind == "annotations":
+            split, axes = self.extra["split"], self.extra["axes"]
+            keep = {a: v for a, v in split[part].items() if a in axes}
+            drop = {
+                a: sorted({*split["val"].get(a, []), *split["test"].get(a, [])})
+                if part == "train"
+                else split["test"].get(a, [])
+                for a in AXES
+            }
+            return image, SliceView(labels, keep, drop, self.extra["ignore_index"])
         if "keep" in self.extra:
             labels = KeptSlices(labels, self.train, self.extra["keep"], self.extra["ignore_index"])
         return image, labels
@@ -158,6 +183,7 @@ def open_source(
     max_images: int | None = None,
     ignore_index: int = IGNORE_INDEX,
     strict: bool = False,
+    axes: Sequence[str] | None = None,
 ) -> TrainingSource:
     """Inspect a training store (volume or CVAT dataset) and check it is complete.
 
@@ -167,6 +193,12 @@ def open_source(
 
     ``max_images`` keeps that many evenly spaced annotated images (z-slices with a labelled
     voxel) of the training range; the labels of the others read as ``ignore_index``.
+
+    A volume whose label image ``labels`` has a ``dlpipe.<labels>`` annotations record, or
+    that has no label image ``labels`` but placed annotations, trains on its annotated
+    slices (kind ``"annotations"``): ``val_fraction`` of them validate, the test slices of
+    :func:`~dlpipe.stores.annotations.split_slices` are held out, ``axes`` (default every
+    annotated axis) choose the slices' planes to train on.
 
     Raises
     ------
@@ -178,6 +210,16 @@ def open_source(
     if is_dataset(keys):
         source = _cvat_source(open_dataset(path, complete=False), classes, val_fraction)
     else:
+        record = annotation_record(path, labels)
+        if record is None and not (path / "labels" / labels).exists():
+            record = annotation_record(path)
+            labels = "annotations" if record is not None else labels
+        if record is not None:
+            if max_images is not None:
+                raise UserError("train.max_images needs dense labels, not placed annotations")
+            return _annotation_source(
+                path, labels, record, classes, val_fraction, axes, ignore_index
+            )
         source = _volume_source(path, labels, classes, strict)
     if max_images is not None:
         source = _keep_images(source, int(max_images), ignore_index)
@@ -219,6 +261,41 @@ def _volume_source(
         p99_9=float(stats["p99_9"]),
         classes=names,
     )
+
+
+def _annotation_source(
+    path: Path,
+    labels: str,
+    record: dict[str, Any],
+    classes: Sequence[str] | None,
+    val_fraction: float,
+    axes: Sequence[str] | None,
+    ignore_index: int,
+) -> TrainingSource:
+    """A volume with annotations placed in it; the split holds out annotated slices."""
+    source = _volume_source(path, labels, classes or record.get("classes"))
+    slices = {a: [int(i) for i in v] for a, v in record["slices"].items() if v}
+    split = split_slices(slices, val_fraction, test=test_slices(record))
+    used = [a for a in AXES if a in slices] if not axes else [str(a).lower() for a in axes]
+    bad = [a for a in used if a not in AXES]
+    if bad:
+        raise UserError(f"train.axes: {bad[0]!r} is not one of z, y, x")
+    if not any(split["train"].get(a) for a in used):
+        raise UserError(
+            f"no annotated training slice on the axes {used} (annotated: {slices}, held out "
+            f"for validation {split['val']} and test {split['test']})",
+            path=path,
+        )
+    log.info(
+        "train: annotated slices: train %s, val %s, test %s (held out), axes %s",
+        split["train"],
+        split["val"],
+        split["test"],
+        used,
+    )
+    source.kind = "annotations"
+    source.extra.update(split=split, axes=used, ignore_index=ignore_index, labels=labels)
+    return source
 
 
 def _classes_from_attrs(group: Any, labels: str) -> list[str]:

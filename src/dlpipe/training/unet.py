@@ -27,6 +27,7 @@ from dlpipe.training.loop import autocast, check_shared, loader_workers, optimis
 from dlpipe.training.losses import make_loss
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard
 from dlpipe.training.plots import save_plots
+from dlpipe.training.sparse import SliceSampler
 from dlpipe.training.stores import TrainingSource, open_source
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class UNetTask:
             max_images=p.get("max_images"),
             ignore_index=p["ignore_index"],
             strict=p.get("strict", False),
+            axes=p.get("axes"),
         )
         src = self.source
         _, labels = src.open()
@@ -94,6 +96,25 @@ class UNetTask:
                 f"patch_size {list(self.patch)} is larger than the volume's (y, x) = ({ny}, {nx})",
                 path=src.path,
             )
+        if src.kind == "annotations":
+            self._sparse(src, labels)
+        else:
+            self._dense(src, labels)
+        self.augment = Augment(**p["augment"])
+        self._loader: PatchLoader | None = None
+        self.context = p["context_slices"] if self.mode == "2.5d" else 1
+        self.architecture = dict(p["architecture"])
+        self.architecture.update(
+            dim=3 if self.mode == "3d" else 2,
+            in_channels=self.context,
+            n_classes=len(self.classes),
+        )
+        self.device = torch_device(p["device"], "train.device")
+        self.amp = bool(p["amp"]) and self.device.type == "cuda"
+
+    def _dense(self, src: TrainingSource, labels: Any) -> None:
+        """Patches of labelled z-slices of the training z-range; validation z-range."""
+        p = self.params
         t0, t1 = src.train
         if t1 <= t0:
             raise UserError(f"empty training set: split train = {list(src.train)}", path=src.path)
@@ -126,17 +147,47 @@ class UNetTask:
                 "and early stopping follow the training loss instead",
                 list(src.val),
             )
-        self.augment = Augment(**p["augment"])
-        self._loader: PatchLoader | None = None
-        self.context = p["context_slices"] if self.mode == "2.5d" else 1
-        self.architecture = dict(p["architecture"])
-        self.architecture.update(
-            dim=3 if self.mode == "3d" else 2,
-            in_channels=self.context,
-            n_classes=len(self.classes),
+
+    def _sparse(self, src: TrainingSource, labels: Any) -> None:
+        """Patches around the training slices of placed annotations; validation slices."""
+        p, split = self.params, src.extra["split"]
+        if self.mode == "3d" and self.patch[0] > src.shape[0]:
+            raise UserError(
+                f"patch_size {list(self.patch)} is deeper than the volume ({src.shape[0]} "
+                "slices in z)",
+                path=src.path,
+            )
+        axes = src.extra["axes"]
+        self.sampler = SliceSampler(
+            labels,
+            {a: v for a, v in split["train"].items() if a in axes},
+            {a: v for a, v in split["val"].items() if a in axes},
+            src.shape,
+            self.mode,
+            self.patch,
+            p["oversample"],
+            len(self.classes),
+            p["ignore_index"],
         )
-        self.device = torch_device(p["device"], "train.device")
-        self.amp = bool(p["amp"]) and self.device.type == "cuda"
+        self.train_counts = self.sampler.class_counts
+        if self.train_counts.sum() == 0:
+            raise UserError(
+                f"empty training set: no annotated voxel in the training slices {split['train']}",
+                path=src.path,
+            )
+        freq = self.train_counts / self.train_counts.sum()
+        self.rare = [int(c) for c in range(len(self.classes)) if 0 < freq[c] < p["rare_fraction"]]
+        self.sampler.rare = self.rare
+        self.val_specs = self.sampler.grid()
+        if p["val_max_patches"] and len(self.val_specs) > p["val_max_patches"]:
+            pick = np.linspace(0, len(self.val_specs) - 1, p["val_max_patches"]).round()
+            self.val_specs = [self.val_specs[int(i)] for i in pick]
+        self.monitor = "val_mean_jaccard" if self.val_specs else "train_loss"
+        if not self.val_specs:
+            log.warning(
+                "train: no validation slice; the best checkpoint and early stopping follow "
+                "the training loss instead"
+            )
 
     # ------------------------------------------------------------------ pieces
     def build(self) -> tuple[UNet, torch.optim.Optimizer, Any]:
@@ -254,6 +305,18 @@ class UNetTask:
     ) -> list[Path]:
         return save_plots(folder, history, self, model)
 
+    def _split(self) -> dict[str, Any]:
+        """The card's split: z-ranges, or the annotated slices of each part."""
+        src = self.source
+        if src.kind != "annotations":
+            return {"train": list(src.train), "val": list(src.val)}
+        return {
+            "kind": "annotated slices",
+            "labels": src.extra["labels"],
+            "axes": src.extra["axes"],
+            **src.extra["split"],
+        }
+
     def card(self, best_row: Mapping[str, Any]) -> dict[str, Any]:
         p = self.params
         return {
@@ -267,7 +330,7 @@ class UNetTask:
             "ignore_index": p["ignore_index"],
             "val_jaccard": {c: best_row.get(f"val_jaccard_{c}") for c in self.classes},
             "val_mean_jaccard": best_row.get("val_mean_jaccard"),
-            "split": {"train": list(self.source.train), "val": list(self.source.val)},
+            "split": self._split(),
             "train_class_counts": self.train_counts.tolist(),
             "rare_classes": [self.classes[c] for c in self.rare],
             "loss": p["loss"],
