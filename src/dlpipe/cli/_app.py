@@ -217,12 +217,11 @@ def run_stage(
     model = state["model_name"] or model
     if kind in FAMILIES and params:
         params = family_params(params, kind)
-    where = where_runs_go(config, run_name(stage, dataset, model))
-    if where:
-        typer.echo(where, err=True)
     with stage_run(
         config, stage, dataset=dataset, model=model, kind=kind, params=params, tags=tags
     ) as run:
+        if run.active:  # said once the store or server has answered
+            typer.echo(where_runs_go(config, run_name(stage, dataset, model)), err=True)
         if inputs is not None:
             log_dataset(run, inputs, dataset, _CONTEXT.get(stage, stage))
         result = call(run)
