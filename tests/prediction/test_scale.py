@@ -80,12 +80,16 @@ def test_distributed_scheduler_gives_the_same_labels(models, volume, tmp_path) -
 def test_snakemake_rule_predict(models, volume, tmp_path, cli_env) -> None:
     """The real rule on a results folder holding a model and a tiled demo volume."""
     results = tmp_path / "results"
-    shutil.copytree(models["2d"], results / "models" / "unet-demo")
+    shutil.copytree(models["2d"], results / "demo" / "models" / "unet-demo")
     shutil.copytree(volume, results / "demo" / "volume.zarr")
+    # The demo's annotations count as placed (the place rule is not what this test runs).
+    placed = results / "demo" / "volume.zarr" / "labels" / "annotations" / ".dlpipe_complete"
+    placed.parent.mkdir(parents=True)
+    placed.write_text("complete\n")
     env = cli_env | {
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), cli_env.get("PYTHONPATH", "")])
     }
-    target = results / "unet" / "unet-demo" / "prediction.zarr" / ".dlpipe_complete"
+    target = results / "demo" / "unet" / "unet-demo" / "prediction.zarr" / ".dlpipe_complete"
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"results: {results}\ntracking: {{enabled: false}}\npredict: {{block: [6, 36, 40]}}\n"
@@ -96,7 +100,18 @@ def test_snakemake_rule_predict(models, volume, tmp_path, cli_env) -> None:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wf / name)
     r = subprocess.run(
-        [sys.executable, "-m", "snakemake", str(target), "--cores", "1", "--configfile", str(cfg)],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            str(target),
+            "--cores",
+            "1",
+            "--allowed-rules",
+            "predict",
+            "--configfile",
+            str(cfg),
+        ],
         env=env,
         capture_output=True,
         text=True,
