@@ -211,12 +211,12 @@ viewer.close()
 def _best_prediction(results: Path) -> Path:
     """``clean.zarr`` of the model with the best mean Jaccard (any one if none scored)."""
     scored = []
-    for metrics in sorted(results.glob("unet/*/clean_metrics.json")):
+    for metrics in sorted(results.glob("demo/unet/*/clean_metrics.json")):
         with contextlib.suppress(ValueError, OSError):
             score = json.loads(metrics.read_text()).get("mean_jaccard")
             scored.append((score if isinstance(score, float) else -1.0, metrics.parent))
     if not scored:
-        raise RuntimeError(f"no unet/*/clean_metrics.json in {results}")
+        raise RuntimeError(f"no demo/unet/*/clean_metrics.json in {results}")
     return max(scored)[1] / "clean.zarr"
 
 

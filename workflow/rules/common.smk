@@ -111,7 +111,8 @@ def train_overrides(wildcards):
 onstart:
     if config["tracking"]["enabled"] and not os.environ.get(PARENT_ENV):
         init_store(config)
-        os.environ[PARENT_ENV] = start_parent_run(config, "snakemake") or ""
+        name = f"workflow {', '.join(DATASETS)}"  # the run list shows what ran
+        os.environ[PARENT_ENV] = start_parent_run(config, name) or ""
 
 
 onsuccess:
