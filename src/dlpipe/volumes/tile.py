@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -18,27 +17,27 @@ import numpy as np
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
-from dlpipe.stores.atomic import (
-    check_output,
-    is_leftover,
-    json_safe,
-    output_errors,
-    write_json_atomic,
-    write_text_atomic,
-)
-from dlpipe.stores.chunks import ALL_CHUNKS, ALL_CHUNKS_CONFIG
-from dlpipe.stores.marker import is_complete, mark_complete
+from dlpipe.stores.atomic import json_safe, output_errors, write_json_atomic, write_text_atomic
+from dlpipe.stores.chunks import ALL_CHUNKS_CONFIG
+from dlpipe.stores.marker import mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
-from dlpipe.volumes.pyramid import downsample_mean, downsample_mode, level_shapes
+from dlpipe.volumes.pyramid import downsample_mean, downsample_mode
 from dlpipe.volumes.readers import LABEL_DTYPES, Source, open_source
 from dlpipe.volumes.split import z_split
 from dlpipe.volumes.statistics import StreamingStats
+from dlpipe.volumes.tile_setup import (
+    PROGRESS_DIR,
+    create_arrays,
+    done_slabs,
+    plan_tiling,
+    prepare_store,
+    replace_nonfinite,
+    resume_settings,
+)
+
+__all__ = ["DEFAULTS", "tile_volume"]
 
 log = logging.getLogger(__name__)
-
-PROGRESS_DIR = ".dlpipe_progress"
-BASE_RSS_MB = 250
-"""Resident memory of the interpreter with NumPy, zarr and the readers loaded (measured)."""
 
 DEFAULTS: dict[str, Any] = defaults()["tile"]
 """The ``tile`` section's defaults, from the config schema (the one source of defaults)."""
@@ -146,148 +145,6 @@ def _result(summary: dict[str, Any], out: str | Path) -> StageResult:
     )
 
 
-def _plan(src: Source, p: Mapping[str, Any], with_labels: bool) -> dict[str, Any]:
-    nz, ny, nx = src.shape
-    if p["ngff"] not in ("0.4", "0.5"):
-        raise UserError(f"ngff must be '0.4' or '0.5', got {p['ngff']!r}")
-    if p["codec"] not in ("zstd", "blosc"):
-        raise UserError(f"codec must be 'zstd' or 'blosc', got {p['codec']!r}")
-    levels = int(p["levels"])
-    if levels < 1:
-        raise UserError(f"levels must be >= 1, got {levels}")
-    chunks = [min(int(c), s) for c, s in zip(p["chunks"], src.shape, strict=True)]
-    if len(p["chunks"]) != 3 or min(int(c) for c in p["chunks"]) < 1:
-        raise UserError(f"chunks must be 3 positive sizes (z, y, x), got {p['chunks']}")
-    shards = p.get("shards")
-    if shards:
-        if p["ngff"] == "0.4":
-            raise UserError("sharding needs Zarr v3 (ngff 0.5)")
-        if len(shards) != 3 or any(
-            int(s) % int(c) for s, c in zip(shards, p["chunks"], strict=True)
-        ):
-            raise UserError(
-                f"shards {list(shards)} must be multiples of chunks {list(p['chunks'])}"
-            )
-        shards = [int(s) for s in shards]
-    unit_z = math.lcm(shards[0] if shards else int(p["chunks"][0]), 2 ** (levels - 1))
-    # two slabs alive (one written, the next read) plus pyramid temporaries
-    per_slice = ny * nx * (4 * src.dtype.itemsize + 2 + (4 if with_labels else 0))
-    avail = (float(p["memory_budget_mb"]) - BASE_RSS_MB) * 2**20
-    n_units = max(1, int(avail // (unit_z * per_slice)))
-    if avail < unit_z * per_slice:
-        log.warning(
-            "memory budget %s MB is below one slab of %d slices (about %d MB)",
-            p["memory_budget_mb"],
-            unit_z,
-            BASE_RSS_MB + unit_z * per_slice // 2**20,
-        )
-    slab = min(n_units * unit_z, math.ceil(nz / unit_z) * unit_z)
-    return {
-        "chunks": chunks,
-        "shards": shards,
-        "levels": levels,
-        "slab": slab,
-        "n_slabs": math.ceil(nz / slab),
-        "shapes": level_shapes(src.shape, levels),
-    }
-
-
-def _codec(p: Mapping[str, Any], itemsize: int) -> Any:
-    level = int(p["clevel"])
-    if p["ngff"] == "0.4":
-        import numcodecs
-
-        if p["codec"] == "zstd":
-            return numcodecs.Zstd(level=level)
-        return numcodecs.Blosc(
-            cname="zstd",
-            clevel=level,
-            shuffle=numcodecs.Blosc.SHUFFLE if itemsize > 1 else numcodecs.Blosc.NOSHUFFLE,
-        )
-    from zarr.codecs import BloscCodec, ZstdCodec
-
-    if p["codec"] == "zstd":
-        return ZstdCodec(level=level)
-    return BloscCodec(
-        cname="zstd",
-        clevel=level,
-        shuffle="shuffle" if itemsize > 1 else "noshuffle",
-        typesize=itemsize,
-    )
-
-
-def _create_arrays(
-    group: Any, shapes: list[tuple[int, ...]], dtype: np.dtype, plan: dict, p: Mapping[str, Any]
-) -> None:
-    v2 = p["ngff"] == "0.4"
-    for k, shape in enumerate(shapes):
-        chunks = tuple(min(c, s) for c, s in zip(plan["chunks"], shape, strict=True))
-        kwargs: dict[str, Any] = {}
-        if v2:
-            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
-        else:
-            kwargs["dimension_names"] = ["z", "y", "x"]
-            if plan["shards"]:
-                kwargs["shards"] = tuple(
-                    math.ceil(min(sh, s) / c) * c
-                    for sh, s, c in zip(plan["shards"], shape, chunks, strict=True)
-                )
-        group.create_array(
-            str(k),
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            compressors=_codec(p, dtype.itemsize),
-            fill_value=0,
-            attributes={ALL_CHUNKS: True},
-            **kwargs,
-        )
-
-
-def _settings(src: Source, lab: Source | None, p: Mapping[str, Any], plan: dict) -> dict:
-    """Everything that must match for a partial store to be resumed."""
-    keep = {
-        k: v for k, v in p.items() if k not in ("replace_nonfinite", "memory_budget_mb", "split")
-    }
-    return {
-        "source": src.fingerprint(),
-        "labels": lab.fingerprint() if lab else None,
-        "params": keep,
-        "slab": plan["slab"],
-    }
-
-
-def _prepare_store(out: Path, settings: dict, *, overwrite: bool, resume: bool) -> bool:
-    """Decide between a fresh store and resuming; return True to resume."""
-    prog = out / PROGRESS_DIR / "settings.json"
-    if out.is_file():
-        if not overwrite:
-            raise UserError("output exists and is a file (use --overwrite to replace it)", path=out)
-        out.unlink()
-        return False
-    if not out.exists() or not any(out.iterdir()):
-        return False
-    if is_complete(out):
-        if not overwrite:
-            raise UserError("output exists (use --overwrite to replace it)", path=out)
-    elif resume and prog.is_file() and json.loads(prog.read_text()) == settings:
-        return True
-    elif not overwrite and not is_leftover(out):
-        why = "not a store being written by dlpipe tile"
-        raise UserError(f"output exists ({why}; use --overwrite to replace it)", path=out)
-    else:  # the partial store of a failed run (another input or settings): start again
-        check_output(out, overwrite=overwrite)
-    shutil.rmtree(out)
-    return False
-
-
-def _done_slabs(prog: Path, n_slabs: int) -> int:
-    k = 0
-    while k < n_slabs and (prog / f"slab_{k:05d}.done").is_file():
-        k += 1
-    return k
-
-
 def _tile(
     src: Source,
     lab: Source | None,
@@ -299,16 +156,16 @@ def _tile(
     progress: bool,
     t_start: float,
 ) -> dict[str, Any]:
-    import zarr
+    import zarr  # heavy imports: only when tiling
     from tqdm.auto import tqdm
 
-    plan = _plan(src, p, lab is not None)
+    plan = plan_tiling(src, p, lab is not None)
     split = z_split(
         src.shape[0],
         **{k: v for k, v in (p["split"] or {}).items() if k in ("fractions", "gap", "ranges")},
     )
-    settings = _settings(src, lab, p, plan)
-    resuming = _prepare_store(out, settings, overwrite=overwrite, resume=resume)
+    settings = resume_settings(src, lab, p, plan)
+    resuming = prepare_store(out, settings, overwrite=overwrite, resume=resume)
     prog = out / PROGRESS_DIR
     zfmt = 2 if p["ngff"] == "0.4" else 3
     name = p["labels_name"]
@@ -319,11 +176,11 @@ def _tile(
             image_attrs(out.stem, plan["levels"], p["voxel_size"], p["unit"], p["ngff"])
             | {"dlpipe": {"complete": False}}
         )
-        _create_arrays(root, plan["shapes"], src.dtype, plan, p)
+        create_arrays(root, plan["shapes"], src.dtype, plan, p)
         if lab is not None:
             lgroup = root.create_group("labels")
             lgroup.attrs.update(labels_group_attrs([name], p["ngff"]))
-            _create_arrays(lgroup.create_group(name), plan["shapes"], np.dtype(np.uint8), plan, p)
+            create_arrays(lgroup.create_group(name), plan["shapes"], np.dtype(np.uint8), plan, p)
         prog.mkdir()
         write_text_atomic(prog / "settings.json", json.dumps(json_safe(settings)), overwrite=True)
     root = zarr.open_group(out, mode="r+", zarr_format=zfmt)
@@ -336,7 +193,7 @@ def _tile(
     )
 
     n_slabs, slab = plan["n_slabs"], plan["slab"]
-    start = _done_slabs(prog, n_slabs)
+    start = done_slabs(prog, n_slabs)
     stats = StreamingStats(src.dtype)
     label_counts = np.zeros(256, dtype=np.int64)
     nonfinite = np.zeros(2, dtype=np.int64)  # NaN, infinite
@@ -353,7 +210,7 @@ def _tile(
         data = src.read(z0, z1)
         bad = (0, 0)
         if data.dtype.kind == "f":
-            bad = _nonfinite(data, z0, p["replace_nonfinite"], src.path)
+            bad = replace_nonfinite(data, z0, p["replace_nonfinite"], src.path)
         ldata = None
         if lab is not None:
             ldata = lab.read(z0, z1)
@@ -462,24 +319,6 @@ def _tile(
         "write_seconds": seconds,
         "mb_per_s": nbytes / 2**20 / seconds if seconds > 0 else 0.0,
     }
-
-
-def _nonfinite(data: np.ndarray, z0: int, replace: float | None, path: Path) -> tuple[int, int]:
-    """Replace NaN/inf in ``data`` by ``replace`` (None: refuse); return (NaN, inf) counts."""
-    bad = ~np.isfinite(data)
-    if not bad.any():
-        return 0, 0
-    n_nan = int(np.isnan(data).sum())
-    n_inf = int(bad.sum()) - n_nan
-    if replace is None:
-        first = z0 + int(np.nonzero(bad.any(axis=(1, 2)))[0][0])
-        raise UserError(
-            f"float data has non-finite values ({n_nan} NaN, {n_inf} infinite in "
-            f"this slab; first in slice {first}); use --replace-nonfinite VALUE",
-            path=path,
-        )
-    data[bad] = replace
-    return n_nan, n_inf
 
 
 def _write_pyramid(arrays: list[Any], data: np.ndarray, z0: int, down: Any) -> None:
