@@ -70,7 +70,7 @@ def evaluate(
     """
     # stage imports are deferred: `dlpipe --help` stays fast
     from dlpipe.evaluation import evaluate as score
-    from dlpipe.evaluation.instances import evaluate_instances
+    from dlpipe.evaluation.instance_evaluate import evaluate_instances
 
     source = lineage(pred)
     if instances:

@@ -22,11 +22,11 @@ average_precision, pair_iou
 """
 
 from dlpipe.evaluation.evaluate import evaluate, evaluate_arrays, resolve_z_ranges, write_metrics
+from dlpipe.evaluation.instance_evaluate import evaluate_instances
 from dlpipe.evaluation.instances import (
     InstanceEvaluator,
     average_precision,
     evaluate_instance_images,
-    evaluate_instances,
     match_detections,
     pair_iou,
 )

@@ -25,18 +25,15 @@ log_model_folder, log_dataset
 from dlpipe.tracking.models import log_dataset, log_model_folder
 from dlpipe.tracking.names import dataset_name, family_params, lineage, run_name
 from dlpipe.tracking.runs import (
-    EXPERIMENT_KIND,
     PARENT_ENV,
     StageRun,
-    check_tracking,
     end_parent_run,
-    init_store,
     parent_run,
     stage_run,
     start_parent_run,
-    tracking_uri,
     where_runs_go,
 )
+from dlpipe.tracking.store import EXPERIMENT_KIND, check_tracking, init_store, tracking_uri
 
 __all__ = [
     "EXPERIMENT_KIND",

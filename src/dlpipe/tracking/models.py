@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dlpipe.tracking.runs import StageRun, _retry
+from dlpipe.tracking.runs import StageRun
+from dlpipe.tracking.store import _retry
 
 log = logging.getLogger(__name__)
 
