@@ -25,7 +25,7 @@ from dlpipe.training.instances import (
     open_instances,
     random_crops,
 )
-from dlpipe.training.loop import autocast, check_shared, loader_workers, optimiser, scheduler
+from dlpipe.training.optim import autocast, check_shared, loader_workers, optimiser, scheduler
 from dlpipe.training.plots import save_instance_plots
 
 log = logging.getLogger(__name__)

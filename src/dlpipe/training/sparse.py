@@ -17,7 +17,7 @@ import numpy as np
 
 from dlpipe.errors import UserError
 from dlpipe.stores.annotations import AXES, plane_shape, read_plane
-from dlpipe.training.data import PatchSpec
+from dlpipe.training.sampling import PatchSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class SliceSampler:
         ignore index elsewhere)
     train, val : slices per axis, ``{"z": [4, 12], "y": [80]}``
     shape : (Z, Y, X) of the volume
-    mode, patch : as for :class:`~dlpipe.training.data.PatchSampler`
+    mode, patch : as for :class:`~dlpipe.training.sampling.PatchSampler`
     oversample : probability that a patch is centred on a voxel of a rare class
     n_classes, ignore_index : label values allowed
 

@@ -20,12 +20,13 @@ from dlpipe.training.data import (
     PatchDataset,
     PatchLoader,
     PatchSampler,
+    PatchSpec,
     max_label,
     scan_labels,
 )
-from dlpipe.training.loop import autocast, check_shared, loader_workers, optimiser, scheduler
 from dlpipe.training.losses import make_loss
 from dlpipe.training.metrics import confusion, jaccard, mean_jaccard
+from dlpipe.training.optim import autocast, check_shared, loader_workers, optimiser, scheduler
 from dlpipe.training.plots import save_plots
 from dlpipe.training.sparse import SliceSampler
 from dlpipe.training.stores import TrainingSource, open_source
@@ -126,20 +127,13 @@ class UNetTask:
             )
         self.index: LabelIndex = scan_labels(labels, len(self.classes), p["ignore_index"])
         self.train_counts = self.index.class_counts(src.train)
-        if self.train_counts.sum() == 0:
-            raise UserError(
-                f"empty training set: no labelled voxel in the training range z {list(src.train)}",
-                path=src.path,
-            )
-        freq = self.train_counts / self.train_counts.sum()
-        self.rare = [int(c) for c in range(len(self.classes)) if 0 < freq[c] < p["rare_fraction"]]
+        self.rare = self._rare_classes(
+            src, f"no labelled voxel in the training range z {list(src.train)}"
+        )
         self.sampler = PatchSampler(
             self.index, src.shape, self.mode, self.patch, p["oversample"], self.rare
         )
-        self.val_specs = self.sampler.grid(src.val)
-        if p["val_max_patches"] and len(self.val_specs) > p["val_max_patches"]:
-            pick = np.linspace(0, len(self.val_specs) - 1, p["val_max_patches"]).round()
-            self.val_specs = [self.val_specs[int(i)] for i in pick]
+        self.val_specs = self._capped(self.sampler.grid(src.val))
         self.monitor = "val_mean_jaccard" if self.val_specs else "train_loss"
         if not self.val_specs:
             log.warning(
@@ -147,6 +141,26 @@ class UNetTask:
                 "and early stopping follow the training loss instead",
                 list(src.val),
             )
+
+    def _rare_classes(self, src: TrainingSource, empty: str) -> list[int]:
+        """Classes under ``train.rare_fraction`` of the labelled training voxels.
+
+        ``self.train_counts`` (C,) int64 must be set; ``empty`` says why there is no
+        labelled voxel, for the :class:`UserError` raised when they sum to zero.
+        """
+        if self.train_counts.sum() == 0:
+            raise UserError(f"empty training set: {empty}", path=src.path)
+        freq = self.train_counts / self.train_counts.sum()
+        cut = self.params["rare_fraction"]
+        return [int(c) for c in range(len(self.classes)) if 0 < freq[c] < cut]
+
+    def _capped(self, specs: list[PatchSpec]) -> list[PatchSpec]:
+        """At most ``train.val_max_patches`` of ``specs``, evenly spaced (all when 0)."""
+        n = self.params["val_max_patches"]
+        if n and len(specs) > n:
+            pick = np.linspace(0, len(specs) - 1, n).round()
+            specs = [specs[int(i)] for i in pick]
+        return specs
 
     def _sparse(self, src: TrainingSource, labels: Any) -> None:
         """Patches around the training slices of placed annotations; validation slices."""
@@ -170,18 +184,11 @@ class UNetTask:
             p["ignore_index"],
         )
         self.train_counts = self.sampler.class_counts
-        if self.train_counts.sum() == 0:
-            raise UserError(
-                f"empty training set: no annotated voxel in the training slices {split['train']}",
-                path=src.path,
-            )
-        freq = self.train_counts / self.train_counts.sum()
-        self.rare = [int(c) for c in range(len(self.classes)) if 0 < freq[c] < p["rare_fraction"]]
+        self.rare = self._rare_classes(
+            src, f"no annotated voxel in the training slices {split['train']}"
+        )
         self.sampler.rare = self.rare
-        self.val_specs = self.sampler.grid()
-        if p["val_max_patches"] and len(self.val_specs) > p["val_max_patches"]:
-            pick = np.linspace(0, len(self.val_specs) - 1, p["val_max_patches"]).round()
-            self.val_specs = [self.val_specs[int(i)] for i in pick]
+        self.val_specs = self._capped(self.sampler.grid())
         self.monitor = "val_mean_jaccard" if self.val_specs else "train_loss"
         if not self.val_specs:
             log.warning(
