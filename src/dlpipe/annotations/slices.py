@@ -31,6 +31,7 @@ from dlpipe.annotations.cvat.write import encode_rle, write_cvat_xml
 from dlpipe.annotations.suggest import MIN_GAP, suggest_slices
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult
+from dlpipe.stores.annotations import read_plane
 from dlpipe.stores.atomic import atomic_path, json_safe
 from dlpipe.stores.ngff import rgba
 from dlpipe.stores.volume import dlpipe_attrs, open_labels, open_volume
@@ -45,7 +46,6 @@ __all__ = [
     "parse_slice_name",
     "plan_slices",
     "read_manifest",
-    "read_slice",
     "slice_name",
     "store_classes",
     "window_u8",
@@ -127,15 +127,6 @@ def plan_slices(
             idx = [(2 * k + 1) * n // (2 * count) for k in range(count)]
         out.extend((axis, i) for i in idx)
     return out
-
-
-def read_slice(arr: Any, axis: str, index: int) -> np.ndarray:
-    """Slice ``index`` along ``axis`` of a (z, y, x) array, read through Zarr slicing."""
-    if axis == "z":
-        return np.asarray(arr[index, :, :])
-    if axis == "y":
-        return np.asarray(arr[:, index, :])
-    return np.asarray(arr[:, :, index])
 
 
 def window_u8(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -283,7 +274,7 @@ def export_slices(
         frames: list[tuple[str, int, int, list[dict[str, Any]]]] = []
         for axis, index in tqdm(plan, desc="slices", unit="slice", disable=None):
             name = slice_name(stem, axis, index)
-            image = window_u8(read_slice(vol.image, axis, index), lo, hi)
+            image = window_u8(read_plane(vol.image, axis, index), lo, hi)
             iio.imwrite(tmp / name, image, extension=".png")
             entries[name] = {
                 "axis": axis,
@@ -295,7 +286,7 @@ def export_slices(
             if (axis, index) in uncertainty:
                 entries[name]["uncertainty"] = uncertainty[(axis, index)]
             if lab is not None:
-                sl = read_slice(lab, axis, index)
+                sl = read_plane(lab, axis, index)
                 if not names:
                     top = int(sl.max()) if sl.size else 0
                     names = [f"class_{v}" for v in range(max(top + 1, 2))]
