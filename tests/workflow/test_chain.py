@@ -248,18 +248,23 @@ def test_sweep_expands_into_one_chain_per_model(run: dict) -> None:
 
 
 def test_failing_job_leaves_no_finished_output(run: dict, tmp_path: Path) -> None:
-    """A job that fails (here evaluate, pointed at a missing label group) leaves none of
-    its outputs, and the next run plans it again."""
+    """A job that fails (here evaluate, told of fewer classes than the labels hold) leaves
+    none of its outputs, and the next run plans it again.
+
+    (A label group that does not exist no longer fails: the demo volume holds placed
+    annotations, which evaluate then scores — the annotation score.)"""
     work = tmp_path / "w"
     shutil.copytree(run["work"], work, symlinks=True)
-    name = _with(work, "bad.yaml", evaluation={"labels_name": "missing"})
+    name = _with(work, "bad.yaml", evaluation={"classes": ["matrix"]})
     out = smk(work, TARGET, "--cores", "2", config=name)
     assert out.returncode != 0
-    assert "missing" in (work / "logs" / "demo" / f"evaluate_unet_{MODEL}.log").read_text()
+    log = (work / "logs" / "demo" / f"evaluate_unet_{MODEL}.log").read_text()
+    assert "only 1 classes are configured" in log
     folder = work / D / "unet" / MODEL
     assert not (folder / "clean_metrics.json").exists()
     assert not (folder / "clean_metrics.csv").exists()
     assert not (folder / "clean_metrics_plots").exists()
+    assert not (folder / "clean_metrics.html").exists()
     target = f"{D}/unet/{MODEL}/clean_metrics.json"
     assert planned(work, target, config=name) == {"evaluate": 1}
 

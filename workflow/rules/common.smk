@@ -45,7 +45,7 @@ def cfg_arg(*sections, dataset=None):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
-            f.write(payload + "\n")
+            f.write(f"{payload}\n")
         os.replace(tmp, path)
     return f"--config-json {shlex.quote(path)}"
 
