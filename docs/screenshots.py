@@ -5,12 +5,14 @@
 
 Takes
   1. ``mlflow_runs.png``: the MLflow run list of the demo experiment (``mlflow ui`` on a free
-     localhost port, headless Chromium);
+     localhost port, headless Chromium), at the address the summary prints (``MLflow UI:``,
+     the model-training view);
   2. ``report_summary.png``: the Summary of ``snakemake --report`` (run in ``--workdir``, the
      checkout whose Snakefile made RESULTS; default RESULTS/..), the table of models open;
   3. ``napari_prediction.png``: napari (napari-ome-zarr, under Xvfb) with the scan
      ``RESULTS/demo/volume.zarr`` and the cleaned prediction of the best model
-     (``--scan`` / ``--prediction`` to choose others).
+     (``--scan`` / ``--prediction`` to choose others), layers named and shown as the stores
+     ask (``phases: clean`` shown; ``phases: reference`` hidden).
 
 Needs ``chromium`` and ``xvfb-run`` (``apt-get install -y chromium xvfb``) and, for napari, a
 separate environment: ``python -m venv /work/napari-venv && /work/napari-venv/bin/pip install
@@ -122,6 +124,8 @@ def mlflow_runs(results: Path, out: Path, experiment: str | None) -> Path:
         raise RuntimeError(f"no MLflow store {db}")
     from mlflow.tracking import MlflowClient  # dlpipe's environment has MLflow
 
+    from dlpipe.tracking.runs import UI_VIEW
+
     client = MlflowClient(tracking_uri=f"sqlite:///{db.resolve()}")
     exps = [e for e in client.search_experiments() if not experiment or e.name == experiment]
     exps = [e for e in exps if client.search_runs([e.experiment_id], max_results=1)]
@@ -130,7 +134,8 @@ def mlflow_runs(results: Path, out: Path, experiment: str | None) -> Path:
     exp = exps[-1]
     png = out / "mlflow_runs.png"
     with _mlflow_ui(db) as url:
-        _shoot(f"{url}/#/experiments/{exp.experiment_id}/runs", png)
+        # the page the summary's "MLflow UI:" line names (dlpipe.tracking.ui_hint)
+        _shoot(f"{url}/#/experiments/{exp.experiment_id}/runs?{UI_VIEW}", png)
     return png
 
 
@@ -184,14 +189,8 @@ viewer.window._qt_window.resize(1500, 950)
 viewer.open(scan, plugin="napari-ome-zarr")
 n_scan = len(viewer.layers)
 viewer.open(pred, plugin="napari-ome-zarr")
-for layer in list(viewer.layers)[1:n_scan]:
-    layer.visible = False  # the scan's own labels (the truth)
 labels = [l for l in list(viewer.layers)[n_scan:] if l.__class__.__name__ == "Labels"][-1]
-labels.visible = True
-labels.opacity = 0.55
-labels.name = "prediction: " + ", ".join(
-    str(v) + " " + n for v, n in zip(labels.properties.get("index", []),
-                                     labels.properties.get("name", [])) if v)
+labels.opacity = 0.55  # the layer names and visibility are those the stores ask for
 viewer.dims.set_point(0, z)
 viewer.scale_bar.visible = True
 viewer.reset_view()

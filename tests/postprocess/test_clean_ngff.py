@@ -32,6 +32,9 @@ def test_clean_zarr_has_the_ngff_label_attrs_of_its_input(tmp_path: Path) -> Non
     clean = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
     np.testing.assert_array_equal(clean["labels/phases/0"][:], lab)  # no rule: unchanged
     assert dict(clean["labels"].attrs) == dict(root["labels"].attrs)
-    assert dict(clean["labels/phases"].attrs) == dict(grp.attrs)
+    attrs = dict(clean["labels/phases"].attrs)
+    title = attrs["ome"].pop("omero")["channels"][0]  # napari's layer "phases: c"
+    assert (title["label"], title["active"]) == ("c", True)
+    assert attrs == dict(grp.attrs)
     assert clean.attrs["dlpipe"]["classes"] == ["matrix", "fibre", "pore"]
     assert "complete" not in clean.attrs["dlpipe"]

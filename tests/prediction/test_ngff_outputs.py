@@ -68,6 +68,10 @@ def test_label_volume_is_a_valid_ngff_image(outputs: dict[str, Path], which: str
     assert np.array_equal(lab["1"][:], downsample_mode(level0))
     assert np.array_equal(lab["2"][:], downsample_mode(downsample_mode(level0)))
     assert root.attrs["ome"]["omero"]["channels"][0]["active"] is False  # hidden in napari
+    # napari-ome-zarr names the label layer "<multiscales name>: <OMERO channel label>"
+    title = lab.attrs["ome"]["omero"]["channels"][0]
+    assert (lab.attrs["ome"]["multiscales"][0]["name"], title["label"]) == ("phases", path.stem)
+    assert title["active"] is True  # the prediction shows over the scan
     info = subprocess.run(
         [str(Path(sys.executable).parent / "ome_zarr"), "info", str(path)],
         capture_output=True,

@@ -68,3 +68,14 @@ def test_labels_group_and_spatial_metadata_round_trip() -> None:
     assert ngff.spatial_metadata(attrs) == (["z", "y", "x"], [0.5, 1.0, 1.0], "micrometer")
     assert ngff.spatial_metadata(attrs, "1") == (["z", "y", "x"], [1.0, 2.0, 2.0], "micrometer")
     assert ngff.spatial_metadata({}) == ([], None, None)
+
+
+def test_label_title_names_the_napari_layer() -> None:
+    """napari-ome-zarr names a label layer "<multiscales name>: <OMERO channel label>"."""
+    attrs = ngff.label_image_attrs("phases", 1, [1.0] * 3, None, "0.5", title="reference")
+    ome = attrs["ome"]
+    assert ome["multiscales"][0]["name"] == "phases"
+    assert ome["omero"]["channels"] == [{"active": False, "color": "FFFFFF", "label": "reference"}]
+    shown = ngff.label_image_attrs("p", 1, [1.0] * 3, None, "0.4", title="x", visible=True)
+    assert shown["omero"]["channels"][0]["active"] is True  # 0.4: beside multiscales
+    assert "omero" not in ngff.label_image_attrs("p", 1, [1.0] * 3, None, "0.5")

@@ -192,6 +192,12 @@ def test_only_the_family_params_and_config_class_names(chain: Chain) -> None:
 def test_experiment_opens_on_model_training(chain: Chain) -> None:
     exp = chain.client.get_experiment_by_name(EXPERIMENT)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    # MLflow 3.17's UI ignores that tag: the summary's last line gives the page that opens on
+    # the experiment's runs in the model-training view (docs/screenshots/mlflow_runs.png)
+    hint = chain.stderr["summary"].strip().splitlines()[-1]
+    page = f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    assert hint.startswith("MLflow UI: mlflow ui --backend-store-uri sqlite:///"), hint
+    assert hint.endswith(f"then http://127.0.0.1:5000/{page}"), hint
 
 
 def test_logged_model_loads_back_and_predicts_like_the_folder(chain: Chain) -> None:

@@ -240,7 +240,11 @@ def _write(
     size = vol.voxel_size or [1.0, 1.0, 1.0]
     with atomic_path(vol.path / "labels" / name, overwrite=overwrite) as tmp:
         grp = zarr.open_group(str(tmp), mode="w", zarr_format=fmt)
-        grp.attrs.update(ngff.label_image_attrs(name, 1, size, vol.unit, version, classes=classes))
+        grp.attrs.update(
+            ngff.label_image_attrs(
+                name, 1, size, vol.unit, version, classes=classes, title="placed slices"
+            )
+        )
         arr = grp.create_array(
             "0", shape=shape, chunks=chunks, dtype="uint8", fill_value=NOT_ANNOTATED
         )

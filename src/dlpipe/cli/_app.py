@@ -23,6 +23,7 @@ from dlpipe.tracking import (
     parent_run,
     run_name,
     stage_run,
+    ui_hint,
     where_runs_go,
 )
 
@@ -232,6 +233,7 @@ def run_stage(
             log_model_folder(run, model_dir, result, dataset)
         if stage == "summary":
             parent_run(config).log_result(result)
+            typer.echo(ui_hint(config, run.experiment_id()), err=True)
     if result.summary:
         typer.echo(result.summary)
     return result

@@ -17,6 +17,7 @@ __all__ = [
     "holds_labels",
     "image_attrs",
     "label_image_attrs",
+    "label_title",
     "labels_group_attrs",
     "multiscales",
     "rgba",
@@ -126,6 +127,25 @@ def hidden_channel(label: str, end: int) -> dict[str, Any]:
     }
 
 
+def label_title(title: str, *, visible: bool) -> dict[str, Any]:
+    """OMERO settings that give a label image its layer name in napari.
+
+    napari-ome-zarr names a label layer ``labels/<group path>`` (``labels/labels/phases``)
+    unless the label image has an OMERO channel: then ``<multiscales name>: <channel label>``
+    (``phases: prediction``), shown when the channel is ``active``. The label colours stay
+    those of ``image-label``; no ``window`` (a napari Labels layer has no contrast limits).
+
+    Parameters
+    ----------
+    title : what the labels are (``reference``, ``prediction``, ``clean``, ...)
+    visible : whether napari shows the layer when it opens the store
+    """
+    return {
+        "channels": [{"active": bool(visible), "color": "FFFFFF", "label": str(title)}],
+        "rdefs": {"model": "color"},
+    }
+
+
 def holds_labels(attrs: Mapping[str, Any]) -> bool:
     """Whether a group's root image holds label values (a label volume), not grey values.
 
@@ -153,6 +173,8 @@ def label_image_attrs(
     values: Sequence[int] | None = None,
     *,
     classes: Sequence[str] | None = None,
+    title: str | None = None,
+    visible: bool = False,
 ) -> dict[str, Any]:
     """Attributes of one label image ``labels/<name>``.
 
@@ -162,12 +184,15 @@ def label_image_attrs(
     values : the label values to give colours (default: ``0 .. len(classes) - 1``)
     classes : class names; ``classes[v]`` becomes the ``properties`` entry
         ``{"label-value": v, "name": classes[v]}`` of each value ``v`` it names
+    title, visible : with ``title``, the OMERO channel of :func:`label_title` (napari's
+        layer name ``<name>: <title>``, shown or hidden on opening)
 
     Returns
     -------
     dict
         ``multiscales`` (method ``mode``) and ``image-label`` (``source`` the parent
-        image ``../../``, ``colors`` from :data:`PALETTE`, ``properties`` when ``classes``).
+        image ``../../``, ``colors`` from :data:`PALETTE`, ``properties`` when ``classes``),
+        and ``omero`` when ``title``.
     """
     names = list(classes or [])
     vals = [int(v) for v in (range(len(names)) if values is None else values)]
@@ -180,9 +205,10 @@ def label_image_attrs(
         image_label["properties"] = [
             {"label-value": v, "name": names[v]} for v in vals if 0 <= v < len(names)
         ]
+    extra = {"omero": label_title(title, visible=visible)} if title else {}
     if version == "0.4":
-        return {"multiscales": ms, "image-label": image_label | {"version": "0.4"}}
-    return {"ome": {"version": "0.5", "multiscales": ms, "image-label": image_label}}
+        return {"multiscales": ms, "image-label": image_label | {"version": "0.4"}} | extra
+    return {"ome": {"version": "0.5", "multiscales": ms, "image-label": image_label} | extra}
 
 
 def spatial_metadata(

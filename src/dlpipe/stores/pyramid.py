@@ -141,7 +141,9 @@ def write_label_pyramid(
     store : a label volume written with the attributes of :mod:`dlpipe.stores.ngff`
     labels_name : the label image's name
     levels : number of levels (the input's pyramid; at least 1)
-    image_name : name of the root image (default the store's stem)
+    image_name : name of the root image (default the store's stem); also the title of the
+        labels, so napari names their layer ``<labels_name>: <image_name>`` (``phases:
+        prediction``) and shows it (:func:`ngff.label_title`)
 
     Notes
     -----
@@ -188,6 +190,7 @@ def write_label_pyramid(
     attrs = dict(grp.attrs)
     ome = dict(attrs.get("ome", {}))
     ome["multiscales"] = ngff.multiscales(labels_name, n, size, unit, "0.5", method="mode")
+    ome["omero"] = ngff.label_title(image_name or store.stem, visible=True)
     grp.attrs["ome"] = ome
     values = [c["label-value"] for c in ome.get("image-label", {}).get("colors", [])] or [0]
     root.attrs["ome"] = {

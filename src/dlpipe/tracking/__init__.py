@@ -16,6 +16,8 @@ parent_run
     The workflow's parent run of this job (the summary logs its findings there).
 where_runs_go
     The line every command prints first: where its run goes.
+ui_hint
+    The line the summary prints last: how to open the MLflow UI on model training.
 dataset_name, lineage, run_name, family_params
     The run names and the tag vocabulary (``stage``, ``dataset``, ``model``, ``kind``).
 log_model_folder, log_dataset
@@ -31,6 +33,7 @@ from dlpipe.tracking.runs import (
     parent_run,
     stage_run,
     start_parent_run,
+    ui_hint,
     where_runs_go,
 )
 from dlpipe.tracking.store import EXPERIMENT_KIND, check_tracking, init_store, tracking_uri
@@ -52,5 +55,6 @@ __all__ = [
     "stage_run",
     "start_parent_run",
     "tracking_uri",
+    "ui_hint",
     "where_runs_go",
 ]

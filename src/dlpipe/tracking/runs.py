@@ -26,6 +26,7 @@ __all__ = [
     "parent_run",
     "stage_run",
     "start_parent_run",
+    "ui_hint",
     "where_runs_go",
 ]
 
@@ -51,6 +52,27 @@ def where_runs_go(config: Mapping[str, Any], name: str = "") -> str:
         + (f", parent run {parent}" if parent else "")
         + " (tracking.enabled: false turns it off)"
     )
+
+
+UI_VIEW = "workflowType=machine_learning"
+"""URL query that opens the MLflow 3.17 UI on model training: its GenAI / Model training switch
+follows the URL (else the browser's last choice, GenAI at first) and ignores the experiment's
+``mlflow.experimentKind`` tag."""
+
+
+def ui_hint(config: Mapping[str, Any], experiment_id: str | None) -> str:
+    """One line saying how to look at the runs in the MLflow UI, opened on model training.
+
+    A server URI gives the page's address; a SQLite store the ``mlflow ui`` command and the
+    address it serves (http://127.0.0.1:5000). "" when tracking is off.
+    """
+    if not config["tracking"]["enabled"]:
+        return ""
+    uri = tracking_uri(config)
+    page = f"#/experiments/{experiment_id}/runs?{UI_VIEW}" if experiment_id else f"#/?{UI_VIEW}"
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow UI: {uri.rstrip('/')}/{page}"
+    return f"MLflow UI: mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{page}"
 
 
 def _git_commit() -> str:
@@ -79,6 +101,15 @@ class StageRun:
     @property
     def active(self) -> bool:
         return self.client is not None
+
+    def experiment_id(self) -> str | None:
+        """The id of the run's experiment (None when inactive or unknown)."""
+        if not self.active:
+            return None
+        try:
+            return str(self.client.get_run(self.run_id).info.experiment_id)
+        except Exception:  # only for a hint line
+            return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.active or not params:

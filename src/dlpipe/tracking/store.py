@@ -29,7 +29,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-"""Experiment tag that makes the MLflow 3 UI open on runs (model training), not GenAI traces."""
+"""Experiment tag marking the experiment as model training. MLflow 3.17's UI ignores it (its
+GenAI / Model training switch follows the URL's ``workflowType``, else the browser's last choice,
+GenAI at first): :func:`dlpipe.tracking.runs.ui_hint` gives the address that opens on runs."""
 
 T = TypeVar("T")
 

@@ -294,7 +294,15 @@ def _tile(
         }
         lgroup = root[f"labels/{name}"]
         lgroup.attrs.update(
-            label_image_attrs(name, plan["levels"], p["voxel_size"], p["unit"], p["ngff"], values)
+            label_image_attrs(
+                name,
+                plan["levels"],
+                p["voxel_size"],
+                p["unit"],
+                p["ngff"],
+                values,
+                title="reference",  # napari layer "phases: reference", hidden
+            )
         )
     root.attrs.update(json_safe({"dlpipe": attrs}))  # strict JSON: no bare NaN
     write_json_atomic(out / "split.json", split, overwrite=True)
