@@ -233,7 +233,8 @@ def run_stage(
             log_model_folder(run, model_dir, result, dataset)
         if stage == "summary":
             parent_run(config).log_result(result)
-            typer.echo(ui_hint(config, run.experiment_id()), err=True)
+            if run.active:  # where to look at the runs, opened on model training
+                typer.echo(ui_hint(config, run.experiment_id()), err=True)
     if result.summary:
         typer.echo(result.summary)
     return result
