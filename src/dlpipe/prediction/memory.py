@@ -194,14 +194,13 @@ def available_mb() -> float:
 
 def block_target_bytes(budget_mb: float | None, workers: int) -> int:
     """The working set one block may take: the budget less what the process holds and the
-    run's overhead, shared by the blocks in flight (those running at once plus one: a
-    one-block run reads the next and writes the last while it computes); without a budget
-    a quarter of the available memory, at most :data:`TARGET_CAP_MB`, shared likewise."""
+    run's overhead, shared by the blocks running at once; without a budget a quarter of
+    the available memory, at most :data:`TARGET_CAP_MB`, shared likewise."""
     if budget_mb:
         free = budget_mb - rss_mb() - RUN_OVERHEAD_MB
     else:
         free = min(TARGET_CAP_MB, available_mb() / 4)
-    return int(max(free, 16.0) * 2**20 / (max(1, workers) + 1))
+    return int(max(free, 16.0) * 2**20 / max(1, workers))
 
 
 def _round_up(n: int, m: int) -> int:
@@ -239,12 +238,16 @@ def auto_block(
 
     def est(block: tuple[int, int, int], batch: int) -> int:
         halo = halo_of(block)
-        side = [min(b, s) + 2 * h for b, s, h in zip(block, shape, halo, strict=True)]
+        # the largest region: an inner block (2 halos), a border one of two (1), a whole axis
+        side = [
+            min(b, s) + h * min(2, -(-s // b) - 1)
+            for b, s, h in zip(block, shape, halo, strict=True)
+        ]
         side = [side[0], *(_round_up(v, multiple) for v in side[1:])]
         if model.mode == "3d":
             side[0] = _round_up(side[0], multiple)
         window = tuple(side) if model.mode == "3d" else tuple(side[1:])
-        return estimate_block_bytes(
+        one = estimate_block_bytes(
             model,
             block,
             halo,
@@ -255,6 +258,9 @@ def auto_block(
             probabilities=probabilities,
             window=window,
         )
+        # overlapped I/O: the next region (float32) read and the last block's
+        # probabilities written while this one computes
+        return one + int(np.prod(side)) * 4 + int(np.prod(block)) * 4 * n_classes
 
     if model.mode == "3d":
         block = list(shape)

@@ -286,7 +286,20 @@ def plan_run(
                 bool(p["probabilities"]),
             )
         )
-    else:
+        spatial = 3 if model.mode == "3d" else 2
+        if p["block"] is None and p["halo"] is None:
+            cost = _region_cost(block, halo_of(block), info.shape, spatial)
+            if cost > (1 / (1 - float(p["overlap"]))) ** spatial:
+                # the receptive field's halos around the blocks that fit cost more than
+                # the overlap of sliding windows (a deep 3D net): slide the card's patch
+                log.info(
+                    "predict: whole regions of %s would compute %.2fx the voxels; "
+                    "sliding windows of the card's patch instead",
+                    list(block),
+                    cost,
+                )
+                whole = False
+    if not whole:
         block = tuple(int(b) for b in (p["block"] or SLIDING_BLOCK))
     if len(block) != 3 or min(block) < 1:
         raise UserError(f"predict.block must be three positive sides (z, y, x), got {list(block)}")
@@ -336,6 +349,19 @@ def plan_run(
         "estimate": est,
         "budget": budget,
     }
+
+
+def _region_cost(
+    block: tuple[int, ...], halo: tuple[int, ...], shape: tuple[int, ...], spatial: int
+) -> float:
+    """Voxels the network computes per output voxel with whole regions: each block plus
+    its halo towards its neighbours (the volume border adds none), along the spatial axes
+    (the last ``spatial``)."""
+    cost = 1.0
+    for b, h, s in list(zip(block, halo, shape, strict=True))[-spatial:]:
+        n = -(-s // b)
+        cost *= (s + 2 * h * (n - 1)) / s
+    return cost
 
 
 def _result(summary: dict[str, Any], out: Path) -> StageResult:
