@@ -15,6 +15,7 @@ predict_volume
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -125,6 +126,7 @@ def predict_volume(
     win = p["window"]
     model = load_model(model_dir, list(win) if isinstance(win, (list, tuple)) else None, card)
     info = open_volume(volume, model.mode, model.card, p["level"], strict=p["strict"])
+    p = _adopt_layout(Path(out), p, info.shape)
     plan = plan_run(model, info, p, scheduler=scheduler)
     block, halo, batch, workers = plan["block"], plan["halo"], plan["batch"], plan["workers"]
     job = Job(
@@ -349,6 +351,27 @@ def plan_run(
         "estimate": est,
         "budget": budget,
     }
+
+
+def _adopt_layout(out: Path, p: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
+    """Block and halo left to the machine (null) take those of an output already started on
+    the same volume shape (its manifest), so that a resumed run, the slab jobs of a split
+    run and a re-run on another machine keep its layout."""
+    if p["block"] is not None or not (out / MANIFEST).is_file():
+        return p
+    try:
+        lay = json.loads((out / MANIFEST).read_text())["layout"]
+    except (OSError, ValueError, KeyError):
+        return p
+    if lay.get("shape") != list(shape) or (lay.get("window") == "block + halo") != (
+        p["window"] is None
+    ):
+        return p
+    q = dict(p)
+    q["block"] = list(lay["block"])
+    if q["halo"] is None:
+        q["halo"] = list(lay["halo"])
+    return q
 
 
 def _region_cost(
