@@ -47,12 +47,13 @@ def test_whole_windows_with_reach_halo_equal_one_pass(models, tmp_path, mode, sh
 
 
 def test_defaults_plan_whole_slices_from_the_machine(models, volume, tmp_path) -> None:
-    """No settings: whole z-slices one input chunk deep (8 of 12), no halo along y, x,
-    torch on every core, the floor's labels."""
+    """No settings: whole z-slices, 2 deep (a divisor of the input chunk's 8 near a
+    quarter of the 12 slices), no halo along y, x, torch on every core, the floor's
+    labels."""
     out = tmp_path / "p.zarr"
     s = predict_volume(models["2d"], volume, out, {}, progress=False)
-    assert s["block"] == [8, 72, 80] and s["halo"] == [0, 0, 0] and s["whole_windows"]
-    assert s["blocks"] == 2 and s["windows"] == 12  # one window per z-slice
+    assert s["block"] == [2, 72, 80] and s["halo"] == [0, 0, 0] and s["whole_windows"]
+    assert s["blocks"] == 6 and s["windows"] == 12  # one window per z-slice
     assert s["torch_threads"] >= 1 and torch.get_num_threads() == s["torch_threads"]
     image = zarr.open_group(volume, mode="r")["0"][:]
     floor = np.argmax(_floor(models["2d"], image), axis=0)
@@ -73,7 +74,7 @@ def test_plans_use_sliding_windows_where_the_card_or_the_cost_asks() -> None:
     arch = {"depth": 4, "base_filters": 16, "norm": "batch"}
     demo, info = _stub({"architecture": arch}, "2d", (64, 512, 512), (64, 64, 64), (128, 128))
     plan = plan_run(demo, info, DEFAULTS)
-    assert plan["whole"] and plan["block"][1:] == (512, 512) and plan["halo"] == (0, 0, 0)
+    assert plan["whole"] and plan["block"] == (16, 512, 512) and plan["halo"] == (0, 0, 0)
     assert not plan_run(demo, info, DEFAULTS | {"window": "patch"})["whole"]
     group = {"architecture": arch | {"norm": "group"}}
     assert not fully_convolutional(group)

@@ -249,7 +249,7 @@ def write_block(job: Job, prep: Prepared, p: np.ndarray, windows: int) -> dict[s
     uncertainty sums, then its marker ``OUT/.dlpipe_blocks/<z_y_x>`` last."""
     model, info, out, _ = load_resources(job)
     index, bounds = prep.index, prep.bounds
-    labels = _argmax_uint8(p)
+    labels, sums = _labels_and_uncertainty(p)
     sel = tuple(slice(b0, b1) for b0, b1 in bounds)
     lab_arr = out[f"labels/{job.labels}/0"]
     if info.squeeze_z:
@@ -262,7 +262,7 @@ def write_block(job: Job, prep: Prepared, p: np.ndarray, windows: int) -> dict[s
             prob_arr[(slice(None), *sel[1:])] = p[:, 0].astype(np.float16)
         else:
             prob_arr[(slice(None), *sel)] = p.astype(np.float16)
-    write_block_uncertainty(job.out, index, bounds, slice_uncertainty(p))
+    write_block_uncertainty(job.out, index, bounds, sums)
     del p
     if job.trim_memory:
         malloc_trim()
@@ -325,6 +325,25 @@ def whole_halo(
     if model.mode == "3d":
         return tuple(sides)
     return (model.context // 2, *sides[1:])
+
+
+def _labels_and_uncertainty(
+    p: np.ndarray,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Argmax (uint8, ties to the first class as ``np.argmax``) and the per-slice sums of
+    the uncertainty 1 - margin (:func:`~dlpipe.prediction.output.slice_uncertainty`) of a
+    block's (C, z, y, x) probabilities, in torch's threads (no int64 or float64 volume)."""
+    if p.shape[0] < 2 or p.shape[0] > 255:
+        return _argmax_uint8(p), slice_uncertainty(p)
+    t = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))
+    labels = t.argmax(dim=0).to(torch.uint8).numpy()
+    top = t.topk(2, dim=0, sorted=True).values
+    u = 1.0 - (top[0] - top[1])
+    del top
+    sums = tuple(
+        torch.sum(u, dim=axes, dtype=torch.float64).numpy() for axes in ((1, 2), (0, 2), (0, 1))
+    )
+    return labels, sums
 
 
 def _argmax_uint8(p: np.ndarray) -> np.ndarray:

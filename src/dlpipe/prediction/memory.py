@@ -230,7 +230,8 @@ def auto_block(
 
     2D/2.5D: whole z-slices when one fits (else the larger of y, x halved, in multiples of
     ``multiple``), and as many slices as fit, at most one input chunk deep (a divisor of
-    it where one fits, so that blocks read whole chunks). 3D: the whole volume, its
+    it where one fits, so that blocks read whole chunks) and at most a quarter of the
+    slices (at least 4 blocks to overlap I/O with). 3D: the whole volume, its
     largest side halved (multiples of ``multiple``) until the block plus its halo
     (``halo_of(block)``) fits.
     """
@@ -274,13 +275,17 @@ def auto_block(
             ny = max(multiple, _round_up(ny // 2, multiple))
         else:
             nx = max(multiple, _round_up(nx // 2, multiple))
-    deep = max(1, min(shape[0], int(chunks[0]) if len(chunks) == 3 else shape[0]))
+    chunk_z = int(chunks[0]) if len(chunks) == 3 else shape[0]
+    deep = max(1, min(shape[0], chunk_z))
+    # at least 4 blocks along z where there are slices for them: the reads and writes of
+    # one block overlap the network's work on another
+    deep = max(1, min(deep, -(-shape[0] // 4)))
     fit = 1
     for z in range(deep, 0, -1):
         batch = whole_batch(model, (ny, nx), z, target)
         if est((z, ny, nx), batch) <= target:
             fit = z
             break
-    divisors = [d for d in range(fit, 0, -1) if deep % d == 0]
+    divisors = [d for d in range(fit, 0, -1) if chunk_z % d == 0]
     z = divisors[0] if divisors and divisors[0] * 2 > fit else fit
     return (z, ny, nx)
