@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -267,6 +268,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OFF = '{"tracking": {"enabled": false}}'
 
 
+CPU: dict[str, list[float]] = {}
+"""CPU seconds (user + system) of each method's processes, per repeat: far less sensitive
+to other jobs on a shared machine than the wall time."""
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _dlpipe(*args: str, cwd: Path, config: bool = True, tracking: bool = False) -> float:
     """Run ``dlpipe ARGS`` in a fresh process; its wall time (start-up included)."""
     cmd = [sys.executable, "-m", "dlpipe"]
@@ -434,8 +445,10 @@ def protocol(work: Path, repeats: int, do3d: bool, tracking: bool) -> list[dict]
         if tracking:
             times["dlpipe+MLflow"] = []
         threads = {}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
         for rep in range(repeats):  # interleaved: each method once per round
             pred = runs / f"pred{rep}.zarr"
+            c0 = _children_cpu()
             times["dlpipe"].append(
                 _dlpipe(
                     "predict",
@@ -448,7 +461,9 @@ def protocol(work: Path, repeats: int, do3d: bool, tracking: bool) -> list[dict]
                     config=False,
                 )
             )
+            cpu["dlpipe"].append(_children_cpu() - c0)
             if tracking:
+                c0 = _children_cpu()
                 times["dlpipe+MLflow"].append(
                     _dlpipe(
                         "predict",
@@ -462,9 +477,12 @@ def protocol(work: Path, repeats: int, do3d: bool, tracking: bool) -> list[dict]
                         tracking=True,
                     )
                 )
+                cpu["dlpipe+MLflow"].append(_children_cpu() - c0)
             for method, name in (("monai", "MONAI"), ("floor", "floor")):
+                c0 = _children_cpu()
                 sec, threads[name] = _child(method, model, vol, runs / f"{method}.zarr")
                 times[name].append(sec)
+                cpu[name].append(_children_cpu() - c0)
             print(
                 f"{mode} round {rep + 1}: "
                 + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
@@ -489,10 +507,13 @@ def protocol(work: Path, repeats: int, do3d: bool, tracking: bool) -> list[dict]
             "patch": card.get("patch_size"),
             "layout": layout,
             "times": times,
+            "cpu_seconds": cpu,
             "best": best,
             "mvoxel_per_s": {k: n / v / 1e6 for k, v in best.items()},
             "throughput_vs_monai": best["MONAI"] / best["dlpipe"],
             "wall_vs_floor": best["dlpipe"] / best["floor"],
+            "cpu_vs_monai": min(cpu["MONAI"]) / min(cpu["dlpipe"]),
+            "cpu_vs_floor": min(cpu["dlpipe"]) / min(cpu["floor"]),
             "labels_differing_from_floor_pct": diff,
             "torch_threads_children": threads,
             "load_average_before_after": [round(load0[0], 2), round(load1[0], 2)],
@@ -512,17 +533,23 @@ def _print_row(r: dict) -> None:
         f"{r['layout']['window']}; {r['cores']} cores; load average "
         f"{r['load_average_before_after']}"
     )
-    print("| method | min time | all times | Mvoxel/s | labels differing from the floor's |")
-    print("|---|---|---|---|---|")
+    print(
+        "| method | min wall time | all wall times | Mvoxel/s | min CPU time | "
+        "labels differing from the floor's |"
+    )
+    print("|---|---|---|---|---|---|")
     for k, v in r["times"].items():
         d = r["labels_differing_from_floor_pct"].get(k)
         print(
             f"| {k} | {min(v):.2f} s | {', '.join(f'{t:.2f}' for t in v)} | "
-            f"{r['mvoxel_per_s'][k]:.2f} | {'—' if d is None else f'{d:.3f} %'} |"
+            f"{r['mvoxel_per_s'][k]:.2f} | {min(r['cpu_seconds'][k]):.1f} s | "
+            f"{'—' if d is None else f'{d:.3f} %'} |"
         )
     print(
         f"throughput dlpipe / MONAI = {r['throughput_vs_monai']:.2f}x; "
-        f"wall time dlpipe / floor = {r['wall_vs_floor']:.2f}x"
+        f"wall time dlpipe / floor = {r['wall_vs_floor']:.2f}x "
+        f"(CPU time: MONAI / dlpipe = {r['cpu_vs_monai']:.2f}x, dlpipe / floor = "
+        f"{r['cpu_vs_floor']:.2f}x)"
     )
 
 

@@ -174,7 +174,11 @@ TARGET_CAP_MB = 2048.0
 
 
 def machine_cores() -> int:
-    """CPU cores this process may run on (its affinity mask; os.cpu_count() elsewhere)."""
+    """CPU cores this process may run on (its affinity mask; os.cpu_count() elsewhere), or
+    ``OMP_NUM_THREADS`` where the environment sets it (a batch system's allocation)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
