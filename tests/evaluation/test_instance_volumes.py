@@ -1,0 +1,191 @@
+"""``dlpipe evaluate --instances`` on label volumes: 3D objects slab by slab, per-slice
+predictions against a volume, bad input (one line, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tifffile
+
+from dlpipe.evaluation.instance_volumes import add_volume, class_name, volume_overlaps
+from dlpipe.evaluation.instances import InstanceEvaluator
+
+
+def _balls(shape: tuple[int, int, int], centres, r: float) -> np.ndarray:
+    zz, yy, xx = np.indices(shape)
+    out = np.zeros(shape, np.uint32)
+    for k, (z, y, x) in enumerate(centres, 1):
+        out[(zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 <= r * r] = k
+    return out
+
+
+def _pair() -> tuple[np.ndarray, np.ndarray]:
+    shape = (20, 24, 24)
+    truth = _balls(shape, [(5, 6, 6), (5, 17, 17), (14, 6, 17), (14, 17, 6)], 3.5)
+    pred = _balls(shape, [(5, 6, 6), (5, 17, 18), (14, 6, 17)], 3.5)  # one missed
+    pred[18:20, 0:2, 0:2] = 9  # a small false positive
+    return pred, truth
+
+
+def _whole(pred: np.ndarray, truth: np.ndarray) -> dict:
+    ev = InstanceEvaluator(["background", "pore"], ndim=3)
+    ev.add_image(
+        pred,
+        truth,
+        {int(i): 1 for i in np.unique(truth) if i},
+        {int(i): 1 for i in np.unique(pred) if i},
+    )
+    return ev.result()
+
+
+def test_slabs_equal_the_whole_volume() -> None:
+    pred, truth = _pair()
+    whole = _whole(pred, truth)
+    for slab in (1, 3, 8, 20):
+        ev = InstanceEvaluator(["background", "pore"], ndim=3)
+        add_volume(ev, *volume_overlaps(pred, truth, [(0, 20)], slab))
+        got = ev.result()
+        for k, v in whole["overall"].items():
+            assert got["overall"][k] == pytest.approx(v, nan_ok=True), (slab, k)
+    o = whole["overall"]
+    assert (o["n_true"], o["n_pred"], o["n_matched"]) == (4, 4, 3)
+    assert o["count_error_signed"] == 0.0
+    assert 0 < o["pq"] < 0.75 and o["rq"] == pytest.approx(3 / 4)
+
+
+def test_class_name() -> None:
+    assert class_name("pores_instances") == "pores"
+    assert class_name("pore_instances") == "pore"
+    assert class_name("instances") == "object"
+
+
+def _cli(args, tmp_path):
+    from dlpipe.cli import main
+
+    cfg = json.dumps({"results": str(tmp_path / "results"), "tracking": {"enabled": False}})
+    with pytest.raises(SystemExit) as exc:
+        main(["--log-level", "warning", "--config-json", cfg, *args])
+    return exc.value.code
+
+
+def test_cli_volumes_tiff_and_zarr(tmp_path, capsys) -> None:
+    import zarr
+
+    pred, truth = _pair()
+    tifffile.imwrite(tmp_path / "pore_instances.tif", truth)
+    g = zarr.open_group(str(tmp_path / "pred.zarr"), mode="w")
+    g.create_group("labels").create_group("instances").create_array(
+        "0", data=pred, chunks=(4, 24, 24)
+    )
+    out = tmp_path / "m.json"
+    code = _cli(
+        [
+            "evaluate",
+            "--instances",
+            str(tmp_path / "pred.zarr"),
+            str(tmp_path / "pore_instances.tif"),
+            "--out",
+            str(out),
+            "--all",
+        ],
+        tmp_path,
+    )
+    assert code == 0, capsys.readouterr().err
+    r = json.loads(out.read_text())
+    assert r["mode"] == "volume" and r["classes"] == ["pore"]
+    want = _whole(pred, truth)["overall"]
+    assert r["overall"]["pq"] == pytest.approx(want["pq"])
+    assert r["overall"]["size_w1"] == pytest.approx(want["size_w1"])
+    assert "PQ" in capsys.readouterr().out
+    assert (tmp_path / "m_plots" / "sizes.png").is_file()
+    assert out.with_suffix(".csv").read_text().splitlines()[0].endswith("mean_matched_iou")
+    # a z range: only the objects' parts inside it
+    out2 = tmp_path / "m2.json"
+    assert (
+        _cli(
+            [
+                "evaluate",
+                "--instances",
+                str(tmp_path / "pred.zarr/labels/instances"),
+                str(tmp_path / "pore_instances.tif"),
+                "--out",
+                str(out2),
+                "--z-range",
+                "0",
+                "10",
+            ],
+            tmp_path,
+        )
+        == 0
+    )
+    assert json.loads(out2.read_text())["overall"]["n_true"] == 2
+
+
+def test_cli_bad_thresholds_and_missing_instances(tmp_path, capsys) -> None:
+    import zarr
+
+    pred, truth = _pair()
+    tifffile.imwrite(tmp_path / "t.tif", truth)
+    tifffile.imwrite(tmp_path / "p.tif", pred)
+    out = str(tmp_path / "m.json")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("evaluation:\n  instances:\n    f1_iou: 1.5\n")
+    from dlpipe.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "--config",
+                str(cfg),
+                "evaluate",
+                "--instances",
+                str(tmp_path / "p.tif"),
+                str(tmp_path / "t.tif"),
+                "--out",
+                out,
+            ]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "f1_iou" in err and len(err.splitlines()) == 1
+    g = zarr.open_group(str(tmp_path / "vol.zarr"), mode="w")
+    g.create_array("0", data=np.zeros((20, 24, 24), np.uint8))
+    g.create_group("labels").create_group("phases").create_array(
+        "0", data=np.zeros((20, 24, 24), np.uint8)
+    )
+    assert (
+        _cli(
+            [
+                "evaluate",
+                "--instances",
+                str(tmp_path / "p.tif"),
+                str(tmp_path / "vol.zarr"),
+                "--out",
+                out,
+            ],
+            tmp_path,
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert "no single instance label image (labels: phases)" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_check_params_refuses_thresholds() -> None:
+    from dlpipe.errors import UserError
+    from dlpipe.evaluation.instance_evaluate import check_params
+
+    ok = {"iou_thresholds": [0.5], "f1_iou": 0.5, "overlays": 0}
+    check_params(ok)
+    for bad in (
+        {"iou_thresholds": [0.0]},
+        {"iou_thresholds": []},
+        {"f1_iou": math.nan},
+        {"iou_thresholds": [1.2]},
+    ):
+        with pytest.raises(UserError):
+            check_params(ok | bad)
