@@ -39,7 +39,7 @@ def test_tile_stores_instances_beside_the_labels(tmp_path) -> None:
     assert res.summary.startswith("tiled 12x20x20")
     from dlpipe.evaluation.instance_volumes import open_instance_volume
 
-    got, store, name = open_instance_volume(out, "truth")
+    got, _store, name = open_instance_volume(out, "truth")
     assert name == "pore_instances" and got.shape == ids.shape
 
 
