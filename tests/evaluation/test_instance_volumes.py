@@ -189,3 +189,61 @@ def test_check_params_refuses_thresholds() -> None:
     ):
         with pytest.raises(UserError):
             check_params(ok | bad)
+
+
+def test_cli_instance_unet_prediction_of_a_slab(tmp_path, capsys) -> None:
+    """instance-unet's PRED.zarr of slices [z0, z1) (instances + semantic + table, fibre
+    and pore classes) against the truth pores of the whole volume: only its pores, only its
+    slices."""
+    import zarr
+
+    pred, truth = _pair()
+    tifffile.imwrite(tmp_path / "pore_instances.tif", truth)
+    g = zarr.open_group(str(tmp_path / "pred.zarr"), mode="w")
+    inst = pred[10:20].copy()
+    sem = np.where(inst > 0, 2, 0).astype(np.uint8)
+    inst[0:2, 20:24, 20:24], sem[0:2, 20:24, 20:24] = 50, 1  # a fibre: not scored
+    g.create_array("instances", data=inst)
+    g.create_array("semantic", data=sem)
+    g.attrs["dlpipe"] = {
+        "classes": ["background", "fibre", "pore"],
+        "z": [10, 20],
+        "source_kind": "volume",
+    }
+    out = tmp_path / "m.json"
+    assert (
+        _cli(
+            [
+                "evaluate",
+                "--instances",
+                str(tmp_path / "pred.zarr"),
+                str(tmp_path / "pore_instances.tif"),
+                "--out",
+                str(out),
+            ],
+            tmp_path,
+        )
+        == 0
+    )
+    r = json.loads(out.read_text())
+    assert r["z_ranges"] == [[10, 20]] and r["classes"] == ["pore"]
+    o = r["overall"]
+    # slices 10-19: true pores 3 and 4, predicted pore 3 and the small false positive
+    assert (o["n_true"], o["n_pred"], o["n_matched"]) == (2, 2, 1)
+    assert (
+        _cli(
+            [
+                "evaluate",
+                "--instances",
+                str(tmp_path / "pred.zarr"),
+                str(tmp_path / "pore_instances.tif"),
+                "--out",
+                str(out),
+                "--all",
+                "--overwrite",
+            ],
+            tmp_path,
+        )
+        == 2
+    )
+    assert "covers slices 10-19 only" in capsys.readouterr().err

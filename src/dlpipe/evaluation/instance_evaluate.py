@@ -70,6 +70,13 @@ def _is_dataset(path: Path) -> bool:
     return "instances" in root and "semantic" in root
 
 
+def _source_kind(path: Path) -> str | None:
+    """``dlpipe.source_kind`` of a prediction (``volume``: 3D objects of a tiled volume)."""
+    import zarr  # deferred: heavy
+
+    return (dict(zarr.open_group(str(path), mode="r").attrs).get("dlpipe") or {}).get("source_kind")
+
+
 def _spacing(root: Any) -> list[float] | None:
     """(y, x) pixel size of a dataset Zarr (attribute ``pixel_size``), or None."""
     attrs = dict(root.attrs)
@@ -184,6 +191,10 @@ def evaluate_instances(
     thresholds, f1_iou = [float(t) for t in p["iou_thresholds"]], float(p["f1_iou"])
     if _is_dataset(truth_path):
         result, figures = _images(pred_path, truth_path, thresholds, f1_iou, p, progress)
+    elif _is_dataset(pred_path) and _source_kind(pred_path) == "volume":
+        result, figures = _volume(
+            pred_path, truth_path, thresholds, f1_iou, z_range, use_all, progress
+        )
     elif _is_dataset(pred_path):
         result, figures = _slices(pred_path, truth_path, thresholds, f1_iou, progress)
     else:
@@ -362,13 +373,40 @@ def _volume(
     from dlpipe.evaluation.evaluate import resolve_z_ranges
     from dlpipe.stores.volume import source_grid
 
-    pred, p_store, p_name = vols.open_instance_volume(pred_path, "prediction")
     truth, t_store, t_name = vols.open_instance_volume(truth_path, "truth")
-    if tuple(pred.shape) != tuple(truth.shape):
-        raise UserError(
-            f"prediction shape {tuple(pred.shape)} differs from the truth's {tuple(truth.shape)}",
-            path=pred_path,
-        )
+    cls = vols.class_name(t_name)
+    scores = None
+    if _is_dataset(pred_path):  # instance-unet's PRED.zarr of slices [z0, z1)
+        root = _open_instances(pred_path, "prediction")
+        z0, z1 = ((dict(root.attrs).get("dlpipe") or {}).get("z") or [0, 0])[:2]
+        inst = root["instances"]
+        if tuple(inst.shape[1:]) != tuple(truth.shape[1:]) or z1 - z0 != inst.shape[0]:
+            raise UserError(
+                f"prediction {tuple(inst.shape)} of slices {z0}-{z1 - 1} does not fit the "
+                f"truth {tuple(truth.shape)}",
+                path=pred_path,
+            )
+        p_classes = _classes_of(root) or ["background", cls]
+        keep = p_classes.index(cls) if cls in p_classes and len(p_classes) > 2 else None
+        pred = vols.PredictedVolume(inst, root["semantic"], int(z0), keep)
+        p_store, p_name = pred_path, "instances"
+        table = _pred_table(pred_path)
+        scores = {k: v[1] for k, v in (table or {}).get(0, {}).items()} if table else None
+        full = (int(z0), int(z1)) == (0, int(truth.shape[0]))
+        if z_range is None and not (use_all and full):
+            if use_all:
+                raise UserError(
+                    f"--all: the prediction covers slices {z0}-{z1 - 1} only", path=pred_path
+                )
+            z_range = (int(z0), int(z1))
+    else:
+        pred, p_store, p_name = vols.open_instance_volume(pred_path, "prediction")
+        if tuple(pred.shape) != tuple(truth.shape):
+            raise UserError(
+                f"prediction shape {tuple(pred.shape)} differs from the truth's "
+                f"{tuple(truth.shape)}",
+                path=pred_path,
+            )
     ranges, source = resolve_z_ranges(
         p_store if p_store.is_dir() else None,
         t_store if t_store.is_dir() else None,
@@ -382,9 +420,8 @@ def _volume(
             spacing, _ = source_grid(store, name)
     chunks = getattr(truth, "chunks", None)
     slab = max(8, int(chunks[0])) if chunks else 16
-    cls = vols.class_name(t_name)
     ev = InstanceEvaluator(["background", cls], thresholds, f1_iou, ndim=3, spacing=spacing)
-    vols.add_volume(ev, *vols.volume_overlaps(pred, truth, ranges, slab))
+    vols.add_volume(ev, *vols.volume_overlaps(pred, truth, ranges, slab), scores=scores)
     result = ev.result()
     result |= {"mode": "volume", "z_ranges": [list(r) for r in ranges], "z_source": source}
     figures = {

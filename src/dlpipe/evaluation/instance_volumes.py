@@ -24,7 +24,14 @@ import numpy as np
 from dlpipe.errors import UserError
 from dlpipe.evaluation.instances import InstanceEvaluator
 
-__all__ = ["class_name", "find_instance_labels", "open_instance_volume", "volume_overlaps"]
+__all__ = [
+    "PredictedVolume",
+    "add_volume",
+    "class_name",
+    "find_instance_labels",
+    "open_instance_volume",
+    "volume_overlaps",
+]
 
 
 def _label_names(path: Path) -> list[str]:
@@ -132,8 +139,32 @@ def volume_overlaps(
     )
 
 
+class PredictedVolume:
+    """The objects of an instance prediction of slices ``[z0, z0 + n)`` of a volume
+    (instance-unet's ``PRED.zarr``: ``instances``, ``semantic`` (n, y, x)), read along z in
+    the volume's coordinates; with ``keep``, only the objects of that class."""
+
+    def __init__(self, instances: Any, semantic: Any, z0: int, keep: int | None) -> None:
+        self.instances, self.semantic, self.z0, self.keep = instances, semantic, z0, keep
+        self.z1 = z0 + int(instances.shape[0])
+
+    def __getitem__(self, sel: slice) -> np.ndarray:
+        a, b = sel.start - self.z0, sel.stop - self.z0
+        if a < 0 or b > self.z1 - self.z0:
+            raise UserError(f"slices {sel.start}-{sel.stop - 1} were not predicted")
+        ids = np.asarray(self.instances[a:b])
+        if self.keep is not None:
+            ids = np.where(np.asarray(self.semantic[a:b]) == self.keep, ids, 0)
+        return ids
+
+
 def add_volume(
-    ev: InstanceEvaluator, p: np.ndarray, t: np.ndarray, c: np.ndarray, cls: int = 1
+    ev: InstanceEvaluator,
+    p: np.ndarray,
+    t: np.ndarray,
+    c: np.ndarray,
+    cls: int = 1,
+    scores: dict[int, float] | None = None,
 ) -> None:
     """Add one volume's pair counts to ``ev`` (every object of class ``cls``)."""
     p_ids = np.unique(p[p != 0])
@@ -151,4 +182,5 @@ def add_volume(
         t_area.astype(np.int64),
         dict.fromkeys(t_ids.tolist(), cls),
         dict.fromkeys(p_ids.tolist(), cls),
+        None if scores is None else {int(i): scores.get(int(i), 1.0) for i in p_ids},
     )
