@@ -209,6 +209,7 @@ def test_cli_instance_unet_prediction_of_a_slab(tmp_path, capsys) -> None:
         "classes": ["background", "fibre", "pore"],
         "z": [10, 20],
         "source_kind": "volume",
+        "ids": "unique within the volume (3D objects)",
     }
     out = tmp_path / "m.json"
     assert (

@@ -115,6 +115,9 @@ class ChannelView:
         lead = tuple(int(s) for s in array.shape[:3])
         self.shape = lead if self.channels == 1 else (*lead, 3)
         self.ndim = len(self.shape)
+        chunks = getattr(array, "chunks", None)
+        if chunks is not None:  # whole channels per chunk: the leading axes' chunks
+            self.chunks = tuple(chunks[:3]) if self.channels == 1 else (*chunks[:3], 3)
         colour = self.channel_last and array.shape[-1] in (3, 4)
         self.dtype = np.dtype(np.float32) if (colour and self.channels == 1) else array.dtype
 
