@@ -248,3 +248,41 @@ def test_cli_instance_unet_prediction_of_a_slab(tmp_path, capsys) -> None:
         == 2
     )
     assert "covers slices 10-19 only" in capsys.readouterr().err
+
+
+def test_cli_components_floor(tmp_path, capsys) -> None:
+    """A semantic prediction's pore components as instances: two touching true pores are
+    one component (the bias the floor shows), counted once."""
+    from dlpipe.stores.volume import write_labels
+
+    shape = (12, 16, 24)
+    truth = _balls(shape, [(6, 8, 5), (6, 8, 11), (6, 8, 20)], 3.0)  # 1 and 2 touch
+    sem = np.where(truth > 0, 2, 0).astype(np.uint8)
+    sem[0, 0, 0] = 1  # a fibre voxel: another class, not an instance
+    write_labels(
+        tmp_path / "base.zarr",
+        [((slice(0, 12), slice(0, 16), slice(0, 24)), sem)],
+        shape,
+        (4, 16, 24),
+        attrs={"classes": ["matrix", "fibre", "pore"]},
+    )
+    tifffile.imwrite(tmp_path / "pore_instances.tif", truth)
+    out = tmp_path / "m.json"
+    args = [
+        "evaluate",
+        "--instances",
+        str(tmp_path / "base.zarr"),
+        str(tmp_path / "pore_instances.tif"),
+        "--out",
+        str(out),
+        "--all",
+    ]
+    assert _cli([*args, "--components", "pore"], tmp_path) == 0, capsys.readouterr().err
+    o = json.loads(out.read_text())["overall"]
+    # the merged pair covers each of its pores with IoU 0.5: a match at F1's IoU >= 0.5,
+    # none for PQ (IoU > 0.5): PQ counts TP 1 (the lone pore), FP 1, FN 2
+    assert (o["n_true"], o["n_pred"], o["n_matched"]) == (3, 2, 2)
+    assert o["rq"] == pytest.approx(1 / 2.5)
+    assert o["count_error_signed"] == pytest.approx(-1 / 3)
+    assert _cli([*args, "--components", "bubble", "--overwrite"], tmp_path) == 2
+    assert "not a class of the prediction (fibre, pore)" in capsys.readouterr().err

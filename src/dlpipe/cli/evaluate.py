@@ -48,6 +48,14 @@ def evaluate(
             "label volumes (TIFF, STORE/labels/NAME).",
         ),
     ] = False,
+    components: Annotated[
+        str | None,
+        typer.Option(
+            help="With --instances: PRED is a semantic label volume and the 26-connected "
+            "components of this class are its instances (the Otsu + components floor).",
+            metavar="CLASS",
+        ),
+    ] = None,
     overwrite: Annotated[bool, overwrite_option("Replace OUT (and its CSV) if it exists.")] = False,
     annotations: Annotated[
         bool,
@@ -77,6 +85,10 @@ def evaluate(
     from dlpipe.evaluation.instance_evaluate import evaluate_instances
 
     source = lineage(pred)
+    if components is not None and not instances:
+        from dlpipe.errors import UserError
+
+        raise UserError("--components needs --instances")
     if instances:
         config = load()
         params = config["evaluation"]["instances"]
@@ -91,6 +103,7 @@ def evaluate(
                 overwrite=overwrite,
                 z_range=z_range,
                 use_all=use_all,
+                components=components,
             ),
             dataset=truth,
             model=source.get("model", ""),

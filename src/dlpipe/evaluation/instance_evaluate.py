@@ -16,6 +16,7 @@ The metrics and their conventions are in :mod:`dlpipe.evaluation.instances` and
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,8 @@ from dlpipe.results import StageResult
 from dlpipe.stores.atomic import check_outputs, write_json_atomic, write_text_atomic
 
 __all__ = ["evaluate_instances"]
+
+log = logging.getLogger(__name__)
 
 
 def _open_instances(path: Path, what: str) -> Any:
@@ -153,6 +156,7 @@ def evaluate_instances(
     overwrite: bool = False,
     z_range: tuple[int, int] | None = None,
     use_all: bool = False,
+    components: str | None = None,
 ) -> StageResult:
     """Instance metrics of a prediction against the truth; JSON, CSV, figures.
 
@@ -173,6 +177,9 @@ def evaluate_instances(
     overwrite : replace an existing ``out_json`` (and its CSV); checked before any work
     z_range, use_all : volumes: the half-open z range scored; default the test split of
         either input, else everything (``use_all``: everything)
+    components : a class name: ``pred_path`` is a semantic label volume (``PRED.zarr``,
+        ``CLEAN.zarr``, a baseline's) whose 26-connected components of that class are the
+        predicted instances (the Otsu + connected-components floor)
 
     Raises
     ------
@@ -189,18 +196,20 @@ def evaluate_instances(
         inputs=[pred_path, truth_path],
     )
     thresholds, f1_iou = [float(t) for t in p["iou_thresholds"]], float(p["f1_iou"])
-    if _is_dataset(truth_path):
+    if components is not None:
+        if _is_dataset(truth_path):
+            raise UserError("--components needs an instance label volume as the truth")
+        result, figures = _volume(
+            pred_path, truth_path, thresholds, f1_iou, z_range, use_all, components
+        )
+    elif _is_dataset(truth_path):
         result, figures = _images(pred_path, truth_path, thresholds, f1_iou, p, progress)
     elif _is_dataset(pred_path) and _source_kind(pred_path) == "volume":
-        result, figures = _volume(
-            pred_path, truth_path, thresholds, f1_iou, z_range, use_all, progress
-        )
+        result, figures = _volume(pred_path, truth_path, thresholds, f1_iou, z_range, use_all)
     elif _is_dataset(pred_path):
         result, figures = _slices(pred_path, truth_path, thresholds, f1_iou, progress)
     else:
-        result, figures = _volume(
-            pred_path, truth_path, thresholds, f1_iou, z_range, use_all, progress
-        )
+        result, figures = _volume(pred_path, truth_path, thresholds, f1_iou, z_range, use_all)
     result["prediction"], result["truth"] = str(pred_path), str(truth_path)
     write_json_atomic(out_json, result, overwrite=overwrite)
     lines = [",".join(["class", *KEYS])]
@@ -367,9 +376,15 @@ def _volume(
     f1_iou: float,
     z_range: tuple[int, int] | None,
     use_all: bool,
-    progress: bool,
+    components: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An instance label volume against another: 3D objects, slab by slab."""
+    """An instance label volume against another: 3D objects, slab by slab.
+
+    ``components``: the class whose connected components of a semantic prediction are its
+    instances (the Otsu + connected-components floor), labelled chunk by chunk into a
+    scratch Zarr that is removed at the end.
+    """
+    scratch = None  # the components' TemporaryDirectory, removed when this returns
     from dlpipe.evaluation.evaluate import resolve_z_ranges
     from dlpipe.stores.volume import source_grid
 
@@ -393,12 +408,20 @@ def _volume(
         table = _pred_table(pred_path)
         scores = {k: v[1] for k, v in (table or {}).get(0, {}).items()} if table else None
         full = (int(z0), int(z1)) == (0, int(truth.shape[0]))
-        if z_range is None and not (use_all and full):
-            if use_all:
-                raise UserError(
-                    f"--all: the prediction covers slices {z0}-{z1 - 1} only", path=pred_path
-                )
-            z_range = (int(z0), int(z1))
+        if use_all and not full:
+            raise UserError(
+                f"--all: the prediction covers slices {z0}-{z1 - 1} only", path=pred_path
+            )
+        if z_range is None and not use_all:
+            # the truth's test split within the predicted slices, else those slices
+            test, _ = resolve_z_ranges(
+                None, t_store if t_store.is_dir() else None, int(truth.shape[0])
+            )
+            a, b = max(test[0][0], int(z0)), min(test[0][1], int(z1))
+            z_range = (a, b) if a < b else (int(z0), int(z1))
+    elif components is not None:  # a semantic volume: its class's connected components
+        pred, p_store, p_name, scratch = vols.components_of(pred_path, components, truth.shape)
+        log.info("evaluate: connected components of %s in %s (%s)", components, p_store, scratch)
     else:
         pred, p_store, p_name = vols.open_instance_volume(pred_path, "prediction")
         if tuple(pred.shape) != tuple(truth.shape):
@@ -424,6 +447,8 @@ def _volume(
     vols.add_volume(ev, *vols.volume_overlaps(pred, truth, ranges, slab), scores=scores)
     result = ev.result()
     result |= {"mode": "volume", "z_ranges": [list(r) for r in ranges], "z_source": source}
+    if components is not None:
+        result["components_of"] = components
     figures = {
         "ap_f1.png": instance_plots.ap_f1_bars(result),
         "sizes.png": instance_plots.size_histograms(ev.diameters(), result),

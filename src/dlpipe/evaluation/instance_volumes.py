@@ -184,3 +184,65 @@ def add_volume(
         dict.fromkeys(p_ids.tolist(), cls),
         None if scores is None else {int(i): scores.get(int(i), 1.0) for i in p_ids},
     )
+
+
+def components_of(
+    path: str | Path, class_name_: str, shape: Sequence[int]
+) -> tuple[Any, Path, str, Any]:
+    """The 26-connected components of class ``class_name_`` of a semantic label volume.
+
+    ``path``: a label volume (``PRED.zarr``, ``CLEAN.zarr``, a baseline's prediction, a
+    TIFF) whose label values are class ids, named by its ``dlpipe.classes`` (or the label
+    image's ``properties``). Labelled chunk by chunk
+    (:func:`dlpipe.postprocess.components.label_chunked`) into a scratch Zarr.
+
+    Returns
+    -------
+    ids (a Zarr array), the store, the label name, the scratch TemporaryDirectory (keep it
+    alive while ``ids`` is read).
+    """
+    import tempfile
+
+    import zarr  # deferred: heavy
+
+    from dlpipe.postprocess.components import label_chunked
+    from dlpipe.stores.volume import chunk_shape, open_labels
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError("prediction: no such file or folder", path=path)
+    sem = open_labels(path)
+    if tuple(sem.shape) != tuple(shape):
+        raise UserError(
+            f"prediction shape {tuple(sem.shape)} differs from the truth's {tuple(shape)}",
+            path=path,
+        )
+    classes = _semantic_classes(path)
+    if class_name_ not in classes:
+        raise UserError(
+            f"--components {class_name_}: not a class of the prediction "
+            f"({', '.join(classes[1:]) or 'no class names'})",
+            path=path,
+        )
+    scratch = tempfile.TemporaryDirectory(prefix="dlpipe-components-")
+    chunks = tuple(chunk_shape(sem))
+    ids = zarr.create_array(
+        str(Path(scratch.name) / "ids.zarr"), shape=sem.shape, chunks=chunks, dtype="uint32"
+    )
+    label_chunked(sem, [classes.index(class_name_)], connectivity=26, out=ids, progress=False)
+    return ids, path, "phases", scratch
+
+
+def _semantic_classes(path: Path) -> list[str]:
+    """Class names of a semantic label volume: ``dlpipe.classes`` of its root, else its
+    label image's ``properties``, else none."""
+    from dlpipe.stores.volume import _group_attrs
+
+    attrs = _group_attrs(path) or {}
+    classes = (attrs.get("dlpipe") or {}).get("classes")
+    if classes:
+        return [str(c) for c in classes]
+    labels = (_group_attrs(path / "labels" / "phases") or {}).get("ome", {})
+    props = (labels.get("image-label") or {}).get("properties") or []
+    named = {int(q["label-value"]): str(q.get("name")) for q in props if "label-value" in q}
+    return [named.get(i, f"class_{i}") for i in range(max(named) + 1)] if named else []
