@@ -279,10 +279,10 @@ def test_cli_components_floor(tmp_path, capsys) -> None:
     ]
     assert _cli([*args, "--components", "pore"], tmp_path) == 0, capsys.readouterr().err
     o = json.loads(out.read_text())["overall"]
-    # the merged pair covers each of its pores with IoU 0.5: a match at F1's IoU >= 0.5,
-    # none for PQ (IoU > 0.5): PQ counts TP 1 (the lone pore), FP 1, FN 2
+    # the balls of the merged pair share the plane x = 8, painted with pore 2: the merged
+    # component matches pore 2 (IoU > 0.5) and misses pore 1: TP 2, FP 0, FN 1
     assert (o["n_true"], o["n_pred"], o["n_matched"]) == (3, 2, 2)
-    assert o["rq"] == pytest.approx(1 / 2.5)
+    assert o["rq"] == pytest.approx(2 / 2.5)
     assert o["count_error_signed"] == pytest.approx(-1 / 3)
     assert _cli([*args, "--components", "bubble", "--overwrite"], tmp_path) == 2
     assert "not a class of the prediction (fibre, pore)" in capsys.readouterr().err
