@@ -286,3 +286,35 @@ def test_cli_components_floor(tmp_path, capsys) -> None:
     assert o["count_error_signed"] == pytest.approx(-1 / 3)
     assert _cli([*args, "--components", "bubble", "--overwrite"], tmp_path) == 2
     assert "not a class of the prediction (fibre, pore)" in capsys.readouterr().err
+
+
+def test_pores_table(tmp_path) -> None:
+    from dlpipe.evaluation.instance_summary import write_instance_summary
+
+    for name, pq in (("a", 0.5), ("b", float("nan"))):
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "overall": {"f1": 0.8, "pq": pq, "count_error_signed": -0.25, "n_true": 4},
+                    "z_ranges": [[2, 6]],
+                }
+            ).replace("NaN", "null")
+        )
+    rows = write_instance_summary(
+        {"instance-unet": tmp_path / "a.json", "otsu-cc": tmp_path / "b.json"},
+        tmp_path / "p.csv",
+        tmp_path / "p.html",
+    )
+    assert [r["method"] for r in rows] == ["instance-unet", "otsu-cc"]
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("method,f1,pq") and lines[1].startswith("instance-unet,0.8,0.5,")
+    assert lines[1].endswith(",4,,,2-6") and ",-0.25," in lines[1]
+    html = (tmp_path / "p.html").read_text()
+    assert "-25.0 %" in html and "n/a" in html
+
+
+def test_components_needs_instances(tmp_path, capsys) -> None:
+    args = ["evaluate", "a.zarr", "b.zarr", "--out", str(tmp_path / "m.json"), "--components", "x"]
+    assert _cli(args, tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--components needs --instances" in err and len(err.splitlines()) == 1
