@@ -104,6 +104,7 @@ def evaluate(
                 z_range=z_range,
                 use_all=use_all,
                 components=components,
+                classes=config["evaluation"].get("classes"),
             ),
             dataset=truth,
             model=source.get("model", ""),

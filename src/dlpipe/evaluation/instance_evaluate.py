@@ -157,6 +157,7 @@ def evaluate_instances(
     z_range: tuple[int, int] | None = None,
     use_all: bool = False,
     components: str | None = None,
+    classes: list[str] | None = None,
 ) -> StageResult:
     """Instance metrics of a prediction against the truth; JSON, CSV, figures.
 
@@ -180,6 +181,8 @@ def evaluate_instances(
     components : a class name: ``pred_path`` is a semantic label volume (``PRED.zarr``,
         ``CLEAN.zarr``, a baseline's) whose 26-connected components of that class are the
         predicted instances (the Otsu + connected-components floor)
+    classes : class names by label value of such a semantic volume when it names none
+        (``evaluation.classes``)
 
     Raises
     ------
@@ -200,7 +203,7 @@ def evaluate_instances(
         if _is_dataset(truth_path):
             raise UserError("--components needs an instance label volume as the truth")
         result, figures = _volume(
-            pred_path, truth_path, thresholds, f1_iou, z_range, use_all, components
+            pred_path, truth_path, thresholds, f1_iou, z_range, use_all, components, classes
         )
     elif _is_dataset(truth_path):
         result, figures = _images(pred_path, truth_path, thresholds, f1_iou, p, progress)
@@ -377,6 +380,7 @@ def _volume(
     z_range: tuple[int, int] | None,
     use_all: bool,
     components: str | None = None,
+    classes: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """An instance label volume against another: 3D objects, slab by slab.
 
@@ -420,7 +424,9 @@ def _volume(
             a, b = max(test[0][0], int(z0)), min(test[0][1], int(z1))
             z_range = (a, b) if a < b else (int(z0), int(z1))
     elif components is not None:  # a semantic volume: its class's connected components
-        pred, p_store, p_name, scratch = vols.components_of(pred_path, components, truth.shape)
+        pred, p_store, p_name, scratch = vols.components_of(
+            pred_path, components, truth.shape, classes
+        )
         log.info("evaluate: connected components of %s in %s (%s)", components, p_store, scratch)
     else:
         pred, p_store, p_name = vols.open_instance_volume(pred_path, "prediction")

@@ -187,13 +187,16 @@ def add_volume(
 
 
 def components_of(
-    path: str | Path, class_name_: str, shape: Sequence[int]
+    path: str | Path,
+    class_name_: str,
+    shape: Sequence[int],
+    classes: Sequence[str] | None = None,
 ) -> tuple[Any, Path, str, Any]:
     """The 26-connected components of class ``class_name_`` of a semantic label volume.
 
     ``path``: a label volume (``PRED.zarr``, ``CLEAN.zarr``, a baseline's prediction, a
     TIFF) whose label values are class ids, named by its ``dlpipe.classes`` (or the label
-    image's ``properties``). Labelled chunk by chunk
+    image's ``properties``, else ``classes``: ``evaluation.classes``). Labelled chunk by chunk
     (:func:`dlpipe.postprocess.components.label_chunked`) into a scratch Zarr.
 
     Returns
@@ -217,7 +220,7 @@ def components_of(
             f"prediction shape {tuple(sem.shape)} differs from the truth's {tuple(shape)}",
             path=path,
         )
-    classes = _semantic_classes(path)
+    classes = _semantic_classes(path) or [str(c) for c in classes or []]
     if class_name_ not in classes:
         raise UserError(
             f"--components {class_name_}: not a class of the prediction "
