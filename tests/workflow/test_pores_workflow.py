@@ -76,4 +76,4 @@ def test_pores_target_scores_instance_unet_and_the_floor(tmp_path: Path) -> None
     floor = json.loads((d / "pores" / "otsu-cc" / "metrics.json").read_text())
     assert m["mode"] == floor["mode"] == "volume" and m["z_ranges"] == floor["z_ranges"]
     assert m["classes"] == ["pore"] and m["overall"]["n_true"] == floor["overall"]["n_true"] > 0
-    assert "pores as instances" in (d / "summary" / "pores.html").read_text()
+    assert "Pores as instances" in (d / "summary" / "pores.html").read_text()
