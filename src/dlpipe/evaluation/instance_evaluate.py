@@ -394,7 +394,7 @@ def _volume(
 
     truth, t_store, t_name = vols.open_instance_volume(truth_path, "truth")
     cls = vols.class_name(t_name)
-    scores = None
+    scores, z_note = None, None
     if _is_dataset(pred_path):  # instance-unet's PRED.zarr of slices [z0, z1)
         root = _open_instances(pred_path, "prediction")
         z0, z1 = ((dict(root.attrs).get("dlpipe") or {}).get("z") or [0, 0])[:2]
@@ -423,6 +423,7 @@ def _volume(
             )
             a, b = max(test[0][0], int(z0)), min(test[0][1], int(z1))
             z_range = (a, b) if a < b else (int(z0), int(z1))
+            z_note = "split within the predicted slices" if a < b else "predicted slices"
     elif components is not None:  # a semantic volume: its class's connected components
         pred, p_store, p_name, scratch = vols.components_of(
             pred_path, components, truth.shape, classes
@@ -452,7 +453,8 @@ def _volume(
     ev = InstanceEvaluator(["background", cls], thresholds, f1_iou, ndim=3, spacing=spacing)
     vols.add_volume(ev, *vols.volume_overlaps(pred, truth, ranges, slab), scores=scores)
     result = ev.result()
-    result |= {"mode": "volume", "z_ranges": [list(r) for r in ranges], "z_source": source}
+    ranges_ = [list(r) for r in ranges]
+    result |= {"mode": "volume", "z_ranges": ranges_, "z_source": z_note or source}
     if components is not None:
         result["components_of"] = components
     figures = {
