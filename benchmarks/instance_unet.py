@@ -176,7 +176,14 @@ def run_creme(out: Path, args: argparse.Namespace) -> dict:
     model, timing = train(out, "creme", train_zarr, args.reuse, extra)
     test = mr.creme_test_dataset(out)
     ours = predict_evaluate(out, "creme", model, test)
+    scaled = {}
+    for scale in args.creme_scales:
+        r = predict_evaluate(
+            out, f"creme_x{scale:g}", model, test, "--set", f"instance_unet.scale={scale}"
+        )
+        scaled[f"{scale:g}"] = short(r) | {"predict_seconds": r["predict_seconds"]}
     return {
+        "instance_unet_scaled": scaled,
         "instance_unet": short(ours),
         "otsu_cc": short(mr.classical(test)),
         "mask_rcnn": MASK_RCNN["creme"],
@@ -327,6 +334,14 @@ def main() -> None:
         default=0.2,
         help="DSB2018 images kept to validate and tune the watershed (0: all 5 train, the "
         "configured thresholds are used)",
+    )
+    ap.add_argument(
+        "--creme-scales",
+        type=float,
+        nargs="*",
+        default=[3.0],
+        help="also predict the creme test image zoomed by these factors (predict."
+        "instance_unet.scale): its loops are ~12x smaller in area than the training ones",
     )
     ap.add_argument("--pore-shape", type=int, nargs=3, default=[96, 128, 128])
     ap.add_argument(

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
+from scipy import ndimage
 from tqdm.auto import tqdm
 
 from dlpipe.config import defaults
@@ -41,7 +42,7 @@ from dlpipe.errors import UserError
 from dlpipe.models.devices import torch_device
 from dlpipe.models.instance_unet import FAMILY, build_instance_unet, head_channels, to_grey
 from dlpipe.postprocess.watershed import check_thresholds, watershed_chunked
-from dlpipe.prediction.instance_maps import infer_maps
+from dlpipe.prediction.instance_maps import Maps, infer_maps
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.dataset import create_dataset_array, open_store
@@ -315,6 +316,8 @@ def _predict_dataset(
         hh, ww = sizes[i]
         raw = np.asarray(arr[i, :hh, :ww])
         img = _normalise(model, raw, colour)[None]
+        if p["scale"] != 1:
+            img = ndimage.zoom(img, (1, p["scale"], p["scale"]), order=1)
         m = infer_maps(
             model.net,
             img,
@@ -324,6 +327,12 @@ def _predict_dataset(
             multiple=model.multiple,
             device=dev,
         )
+        if p["scale"] != 1:  # the maps back at the image's size
+            zoom = (hh / img.shape[1], ww / img.shape[2])
+            m = Maps(
+                *(ndimage.zoom(a, zoom, order=1) for a in (m.foreground, m.distance, m.boundary)),
+                ndimage.zoom(m.classes, zoom, order=0),
+            )
         lab = np.zeros((hh, ww), np.uint32)
         res = watershed_chunked(
             m.foreground,
