@@ -104,6 +104,13 @@ def test_cli_train_predict_dataset(tmp_path: Path, dataset: Path, capsys) -> Non
         assert r["class_name"] == "nucleus"
     attrs = g.attrs["dlpipe"]
     assert attrs["model"]["family"] == "instance-unet" and attrs["classes"][1] == "nucleus"
+    # zoomed before the network (objects smaller than in training): same output shape
+    code, _, err = _run(
+        capsys, "predict", model, dataset, "--out", tmp_path / "x2.zarr", "--set",
+        "instance_unet.scale=2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert zarr.open_group(str(tmp_path / "x2.zarr"), mode="r")["instances"].shape == (4, 40, 40)
     # evaluate --instances reads it as a Mask R-CNN prediction
     code, out, err = _run(
         capsys, "evaluate", "--instances", pred, dataset, "--out", tmp_path / "m.json"
