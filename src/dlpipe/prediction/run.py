@@ -71,7 +71,8 @@ __all__ = ["DEFAULTS", "predict", "predict_volume"]
 DEFAULTS: dict[str, Any] = {
     k: v
     for k, v in defaults()["predict"].items()
-    if k not in ("model", "slabs", "scheduler", "maskrcnn")  # the CLI's; maskrcnn: its own
+    # the CLI's; maskrcnn and instance_unet: their own
+    if k not in ("model", "slabs", "scheduler", "maskrcnn", "instance_unet")
 }
 """The ``predict`` section's defaults, from the config schema (the one source of defaults)."""
 
@@ -462,7 +463,26 @@ def predict(
     """
     p = dict(params or {})
     card = dict(card) if card is not None else read_card(model_dir)
-    if model_family(card, Path(model_dir) / "card.json") == "maskrcnn":
+    family = model_family(card, Path(model_dir) / "card.json")
+    if family == "instance-unet":
+        from dlpipe.prediction.instance_unet import predict_instance_unet
+
+        with output_errors(out):
+            result = predict_instance_unet(
+                model_dir,
+                volume,
+                out,
+                p.get("instance_unet"),
+                card=card,
+                device=p.get("device", "auto"),
+                torch_threads=p.get("torch_threads"),
+                overwrite=overwrite,
+                progress=progress,
+            )
+        result.tags["model"] = "instance-unet"
+        result.params.update({"model_dir": str(model_dir), "device": p.get("device", "auto")})
+        return result
+    if family == "maskrcnn":
         result = predict_instances(
             model_dir,
             volume,
