@@ -203,18 +203,31 @@ def pooled(results: list[dict]) -> dict:
             "recall": r,
             "f1": 2 * p * r / (p + r) if p + r else 0.0,
             "ap50": float(np.mean([x["overall"]["ap50"] for x in results])),
+            # PQ and the size distance averaged over the images, the count error pooled
+            "pq": float(np.mean([x["overall"].get("pq", np.nan) for x in results])),
+            "size_w1": float(np.mean([x["overall"].get("size_w1", np.nan) for x in results])),
+            "count_error_signed": (n_pred - n_true) / max(n_true, 1),
         }
     }
+
+
+def _counting(o: dict) -> str:
+    """PQ, signed count error and size distance (``evaluate --instances``), when present."""
+    if "pq" not in o:
+        return ""
+    return (
+        f", PQ {o['pq']:.3f}, count error {o['count_error_signed']:+.1%}, W1 {o['size_w1']:.3g} px"
+    )
 
 
 def line(name: str, ours: dict, floor: dict, extra: str = "") -> str:
     o, f = ours["overall"], floor["overall"]
     ratio = o["f1"] / f["f1"] if f["f1"] else float("inf")
     return (
-        f"{name}: Mask R-CNN AP50 {o['ap50']:.3f}, F1@0.5 {o['f1']:.3f} "
+        f"{name}: Mask R-CNN AP50 {o['ap50']:.3f}, F1@0.5 {o['f1']:.3f}{_counting(o)} "
         f"(P {o['precision']:.3f}, R {o['recall']:.3f}; {o['n_pred']} predicted / "
         f"{o['n_true']} true) | Otsu+CC AP50 {f['ap50']:.3f}, "
-        f"F1 {f['f1']:.3f} | F1 ratio {ratio:.2f}{extra}"
+        f"F1 {f['f1']:.3f}{_counting(f)} | F1 ratio {ratio:.2f}{extra}"
     )
 
 

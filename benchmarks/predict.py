@@ -1,28 +1,42 @@
-"""Benchmark of `dlpipe predict`: throughput against MONAI and the floor, and a memory run.
+"""Benchmark of `dlpipe predict`: CLI wall time against MONAI and the whole-slice floor.
 
-Same U-Net, same volume, same window, overlap 0.25 and Gaussian weighting (sigma 1/8 of
-the window) in one run:
+Default protocol (issue 16), each method a fresh process timed from outside (Python start-up,
+imports, model load, volume read, label write included), every one with the machine's
+default thread count, the minimum of ``--repeats`` interleaved repeats:
 
-- dlpipe: ``predict_volume`` from VOL.zarr to PRED.zarr (reads, halos, blending, argmax,
-  Zarr writes included);
-- MONAI: ``monai.inferers.sliding_window_inference`` on the whole volume held in memory,
-  softmax per window, Gaussian blending, argmax (skipped with a message if MONAI is absent);
-- floor: the network's forward passes alone over as many windows as dlpipe ran, in the
-  same batches.
+- 2D: the demo's U-Net as the shipped config.yaml trains it (f16-d4: ``dlpipe synth``,
+  ``dlpipe tile``, ``dlpipe cvat``, ``dlpipe train``), on a 64×512×512 demo scan
+  (``dlpipe synth --shape 64 512 512`` + ``dlpipe tile``);
+- 3D: a 3D U-Net (f8-d3, patch 32×64×64, trained briefly on the demo's placed annotations:
+  speed, not accuracy) on a 128×256×256 demo scan;
+- methods: ``dlpipe predict MODEL VOL --out OUT`` (defaults; MLflow off unless
+  ``--tracking``); MONAI's ``sliding_window_inference`` (roi = the card's patch, overlap
+  0.25, Gaussian, batch 8, softmax, argmax); the floor: every z-slice (3D: the whole
+  volume) through the network once, whole, batch 2 slices, channels-last as dlpipe;
+- reported: seconds, Mvoxel/s, throughput vs MONAI, wall time vs the floor, and the % of
+  labels differing from the floor's; the load average before and after.
 
-The memory run (``--memory``) predicts, in a fresh process, a float32 volume at least
-twice the memory budget (``--budget-mb``, the process's total peak RSS) and reports that
-process's peak RSS (VmHWM, and ru_maxrss), after a breakdown of the imports' resident
-memory; 1/8 of the volume is run too, to show that the peak does not follow its size.
+    PYTHONPATH=src python benchmarks/predict.py [--work DIR] [--repeats 3] [--no-3d] \
+        [--tracking]
 
-    PYTHONPATH=src python benchmarks/predict.py [--shape 64 192 192] [--halo 4 4 4] \
-        [--memory --memory-shape 80 2048 2048 --budget-mb 640] [--no-throughput]
+The work folder (default $TMPDIR/dlpipe_bench_predict, reused: models and scans are made once)
+holds the models, scans and outputs. The older comparisons stay as options:
+``--synthetic`` (a random 3D U-Net on noise, 1 torch thread for all, in-process) and
+``--memory`` (the memory budget run in a fresh process):
+
+    PYTHONPATH=src python benchmarks/predict.py --synthetic --shape 64 192 192 \
+        --block 64 96 96 [--halo 8 8 8]
+    PYTHONPATH=src python benchmarks/predict.py --memory --memory-shape 80 2048 2048 \
+        --budget-mb 640
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,7 +154,7 @@ def throughput(shape, block, window, batch: int, repeats: int = 3, halo=None) ->
             model,
             warm,
             tmp / "warm_pred.zarr",
-            {"block": list(window), "batch_size": batch, "torch_threads": 1},
+            {"block": list(window), "batch_size": batch, "torch_threads": 1, "window": "patch"},
             progress=False,
         )
         _floor(model, batch, window, batch)
@@ -156,6 +170,7 @@ def throughput(shape, block, window, batch: int, repeats: int = 3, halo=None) ->
                     "overlap": 0.25,
                     "torch_threads": 1,
                     "halo": halo,
+                    "window": "patch",
                 },
                 progress=False,
             )
@@ -225,6 +240,7 @@ def memory_child(tmp: Path, shape, budget_mb: float, block) -> None:
             "threads": 2,
             "batch_size": 8,
             "torch_threads": 1,
+            "window": "patch",
         },
         progress=False,
     )
@@ -248,6 +264,295 @@ def memory_child(tmp: Path, shape, budget_mb: float, block) -> None:
     )
 
 
+ROOT = Path(__file__).resolve().parents[1]
+OFF = '{"tracking": {"enabled": false}}'
+
+
+CPU: dict[str, list[float]] = {}
+"""CPU seconds (user + system) of each method's processes, per repeat: far less sensitive
+to other jobs on a shared machine than the wall time."""
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _dlpipe(*args: str, cwd: Path, config: bool = True, tracking: bool = False) -> float:
+    """Run ``dlpipe ARGS`` in a fresh process; its wall time (start-up included)."""
+    cmd = [sys.executable, "-m", "dlpipe"]
+    if config:
+        cmd += ["-c", str(ROOT / "config.yaml")]
+    if not tracking:
+        cmd += ["--config-json", OFF]
+    t0 = time.perf_counter()
+    r = subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if r.returncode:
+        sys.exit(f"dlpipe {' '.join(args)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return seconds
+
+
+def _scan(work: Path, name: str, shape) -> Path:
+    """A demo scan of ``shape`` (``dlpipe synth --shape`` + ``dlpipe tile``), made once."""
+    vol = work / name / "volume.zarr"
+    if not (vol / ".dlpipe_complete").is_file():
+        shutil.rmtree(work / name, ignore_errors=True)
+        _dlpipe("synth", str(work / name), "--shape", *map(str, shape), cwd=work)
+        _dlpipe("tile", str(work / name / "volume.tif"), "--out", str(vol), cwd=work)
+    return vol
+
+
+def _models(work: Path, want3d: bool) -> dict[str, Path]:
+    """The demo's 2D U-Net as config.yaml trains it, and a briefly trained 3D U-Net."""
+    demo = work / "demo"
+    if not (demo / "volume.zarr" / ".dlpipe_complete").is_file():
+        shutil.rmtree(demo, ignore_errors=True)
+        _dlpipe("synth", str(demo), cwd=work)
+        _dlpipe("tile", str(demo / "volume.tif"), "--out", str(demo / "volume.zarr"), cwd=work)
+    models = {"2d": work / "model2d", "3d": work / "model3d"}
+    if not (models["2d"] / "card.json").is_file():
+        if not (demo / "cvat.zarr").exists():
+            _dlpipe(
+                "cvat",
+                str(demo / "cvat" / "annotations.xml"),
+                "--images",
+                str(demo / "cvat" / "images"),
+                "--out",
+                str(demo / "cvat.zarr"),
+                cwd=work,
+            )
+        _dlpipe(
+            "train",
+            "--model",
+            "unet",
+            str(demo / "cvat.zarr"),
+            "--out",
+            str(models["2d"]),
+            "--overwrite",
+            cwd=work,
+        )
+    if want3d and not (models["3d"] / "card.json").is_file():
+        _dlpipe(
+            "cvat",
+            str(demo / "cvat" / "annotations.xml"),
+            "--images",
+            str(demo / "cvat" / "images"),
+            "--volume",
+            str(demo / "volume.zarr"),
+            "--overwrite",
+            cwd=work,
+        )
+        _dlpipe(
+            "train",
+            "--model",
+            "unet",
+            "--input",
+            "3d",
+            str(demo / "volume.zarr"),
+            "--out",
+            str(models["3d"]),
+            "--overwrite",
+            "--epochs",
+            "1",
+            "--set",
+            "steps_per_epoch=10",
+            "--set",
+            "batch_size=1",
+            "--set",
+            "patch_size=[32, 64, 64]",
+            "--set",
+            'architecture={"base_filters": 8, "depth": 3}',
+            cwd=work,
+        )
+    return models
+
+
+CHILD = r"""
+import sys, time
+import numpy as np, torch, zarr
+from dlpipe.prediction import load_model
+method, model_dir, vol, out = sys.argv[1:5]
+m = load_model(model_dir)
+root = zarr.open_group(vol, mode="r")
+norm = m.card["normalisation"]
+x = root["0"][:].astype(np.float32)
+x -= np.float32(norm["p0_1"]); x /= np.float32(norm["p99_9"] - norm["p0_1"])
+labels = np.empty(x.shape, dtype=np.uint8)
+net = m.net
+two = m.mode != "3d"
+with torch.inference_mode():
+    if method == "monai":
+        from monai.inferers import sliding_window_inference
+        if two:  # every z-slice an image of the batch
+            t = torch.from_numpy(x)[:, None]
+        else:
+            t = torch.from_numpy(x)[None, None]
+        p = sliding_window_inference(
+            t, tuple(m.window), 8, lambda w: torch.softmax(net(w), dim=1), overlap=0.25,
+            mode="gaussian", sigma_scale=0.125)
+        labels[:] = (torch.argmax(p, dim=1).numpy() if two else torch.argmax(p[0], dim=0).numpy())
+    elif two:  # the floor: whole slices, batch 2, channels-last (as dlpipe)
+        net = net.to(memory_format=torch.channels_last)
+        for z in range(0, x.shape[0], 2):
+            t = torch.from_numpy(x[z : z + 2])[:, None]
+            t = t.contiguous(memory_format=torch.channels_last)
+            labels[z : z + 2] = torch.argmax(net(t), dim=1).numpy()
+    else:  # the floor: the whole volume as one window
+        labels[:] = torch.argmax(net(torch.from_numpy(x)[None, None])[0], dim=0).numpy()
+zarr.open_group(out, mode="w").create_array("labels", data=labels, chunks=root["0"].chunks)
+print(torch.get_num_threads())
+"""
+
+
+def _child(method: str, model: Path, vol: Path, out: Path) -> tuple[float, int]:
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, method, str(model), str(vol), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    seconds = time.perf_counter() - t0
+    if r.returncode:
+        sys.exit(f"{method} failed:\n{r.stderr[-3000:]}")
+    return seconds, int(r.stdout.strip().splitlines()[-1])
+
+
+def _differ(a: Path, b: Path) -> float:
+    x, y = zarr.open_array(a, mode="r")[:], zarr.open_array(b, mode="r")[:]
+    return float((x != y).mean() * 100)
+
+
+def protocol(work: Path, repeats: int, do3d: bool, tracking: bool) -> list[dict]:
+    work.mkdir(parents=True, exist_ok=True)
+    models = _models(work, do3d)
+    cases = [("2d", _scan(work, "scan2d", (64, 512, 512)))]
+    if do3d:
+        cases.append(("3d", _scan(work, "scan3d", (128, 256, 256))))
+    rows = []
+    for mode, vol in cases:
+        model = models[mode]
+        card = json.loads((model / "card.json").read_text())
+        arch = card["architecture"]
+        shape = zarr.open_group(vol, mode="r")["0"].shape
+        runs = work / f"runs_{mode}"
+        shutil.rmtree(runs, ignore_errors=True)
+        runs.mkdir()
+        load0 = os.getloadavg()
+        times: dict[str, list[float]] = {"dlpipe": [], "MONAI": [], "floor": []}
+        if tracking:
+            times["dlpipe+MLflow"] = []
+        threads = {}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
+        for rep in range(repeats):  # interleaved: each method once per round
+            pred = runs / f"pred{rep}.zarr"
+            c0 = _children_cpu()
+            times["dlpipe"].append(
+                _dlpipe(
+                    "predict",
+                    str(model),
+                    str(vol),
+                    "--out",
+                    str(pred),
+                    "--overwrite",
+                    cwd=runs,
+                    config=False,
+                )
+            )
+            cpu["dlpipe"].append(_children_cpu() - c0)
+            if tracking:
+                c0 = _children_cpu()
+                times["dlpipe+MLflow"].append(
+                    _dlpipe(
+                        "predict",
+                        str(model),
+                        str(vol),
+                        "--out",
+                        str(runs / "t.zarr"),
+                        "--overwrite",
+                        cwd=runs,
+                        config=False,
+                        tracking=True,
+                    )
+                )
+                cpu["dlpipe+MLflow"].append(_children_cpu() - c0)
+            for method, name in (("monai", "MONAI"), ("floor", "floor")):
+                c0 = _children_cpu()
+                sec, threads[name] = _child(method, model, vol, runs / f"{method}.zarr")
+                times[name].append(sec)
+                cpu[name].append(_children_cpu() - c0)
+            print(
+                f"{mode} round {rep + 1}: "
+                + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                flush=True,
+            )
+        load1 = os.getloadavg()
+        pred = runs / "pred0.zarr"
+        root = zarr.open_group(pred, mode="r")
+        layout = root.attrs["dlpipe"]["prediction"]["layout"]
+        floor = runs / "floor.zarr" / "labels"
+        diff = {
+            "dlpipe": _differ(pred / "labels" / "phases" / "0", floor),
+            "MONAI": _differ(runs / "monai.zarr" / "labels", floor),
+        }
+        best = {k: min(v) for k, v in times.items()}
+        n = float(np.prod(shape))
+        row = {
+            "mode": mode,
+            "shape": list(shape),
+            "model": f"f{arch.get('base_filters')}-d{arch.get('depth')}",
+            "parameters": sum(p.numel() for p in load_model(model).net.parameters()),
+            "patch": card.get("patch_size"),
+            "layout": layout,
+            "times": times,
+            "cpu_seconds": cpu,
+            "best": best,
+            "mvoxel_per_s": {k: n / v / 1e6 for k, v in best.items()},
+            "throughput_vs_monai": best["MONAI"] / best["dlpipe"],
+            "wall_vs_floor": best["dlpipe"] / best["floor"],
+            "cpu_vs_monai": min(cpu["MONAI"]) / min(cpu["dlpipe"]),
+            "cpu_vs_floor": min(cpu["dlpipe"]) / min(cpu["floor"]),
+            "labels_differing_from_floor_pct": diff,
+            "torch_threads_children": threads,
+            "load_average_before_after": [round(load0[0], 2), round(load1[0], 2)],
+            "cores": len(os.sched_getaffinity(0)),
+        }
+        rows.append(row)
+        _print_row(row)
+    (work / "results.json").write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def _print_row(r: dict) -> None:
+    print(
+        f"\n{r['mode'].upper()}: {r['model']} U-Net ({r['parameters']} parameters, patch "
+        f"{r['patch']}), volume {r['shape']} ({np.prod(r['shape']) / 1e6:.1f} Mvoxel); dlpipe "
+        f"block {r['layout']['block']}, halo {r['layout']['halo']}, window "
+        f"{r['layout']['window']}; {r['cores']} cores; load average "
+        f"{r['load_average_before_after']}"
+    )
+    print(
+        "| method | min wall time | all wall times | Mvoxel/s | min CPU time | "
+        "labels differing from the floor's |"
+    )
+    print("|---|---|---|---|---|---|")
+    for k, v in r["times"].items():
+        d = r["labels_differing_from_floor_pct"].get(k)
+        print(
+            f"| {k} | {min(v):.2f} s | {', '.join(f'{t:.2f}' for t in v)} | "
+            f"{r['mvoxel_per_s'][k]:.2f} | {min(r['cpu_seconds'][k]):.1f} s | "
+            f"{'—' if d is None else f'{d:.3f} %'} |"
+        )
+    print(
+        f"throughput dlpipe / MONAI = {r['throughput_vs_monai']:.2f}x; "
+        f"wall time dlpipe / floor = {r['wall_vs_floor']:.2f}x "
+        f"(CPU time: MONAI / dlpipe = {r['cpu_vs_monai']:.2f}x, dlpipe / floor = "
+        f"{r['cpu_vs_floor']:.2f}x)"
+    )
+
+
 BASELINE = """
 import json, sys
 def rss():
@@ -268,13 +573,19 @@ print(json.dumps(steps))
 
 
 def main() -> None:
-    torch.set_num_threads(1)  # same for all three; 2 shared cores make 2 threads erratic
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--work", type=Path, default=Path(tempfile.gettempdir()) / "dlpipe_bench_predict"
+    )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-3d", action="store_true", help="only the 2D protocol")
+    ap.add_argument("--tracking", action="store_true", help="also time the CLI with MLflow on")
+    ap.add_argument("--synthetic", action="store_true", help="the older in-process comparison")
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 192, 192])
     ap.add_argument("--block", type=int, nargs=3, default=[64, 96, 96])
     ap.add_argument("--window", type=int, nargs=3, default=[32, 32, 32])
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--memory", action="store_true", help="also run the memory run")
+    ap.add_argument("--memory", action="store_true", help="the memory run")
     ap.add_argument("--halo", type=int, nargs=3, default=None, help="default: window / 4")
     ap.add_argument("--memory-shape", type=int, nargs=3, default=[80, 2048, 2048])
     ap.add_argument(
@@ -284,7 +595,7 @@ def main() -> None:
         help="memory budget = total peak RSS of the predicting process",
     )
     ap.add_argument("--memory-block", type=int, nargs=3, default=[4, 256, 256])
-    ap.add_argument("--no-throughput", action="store_true", help="only the memory run")
+    ap.add_argument("--no-throughput", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--write-child", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -293,10 +604,14 @@ def main() -> None:
         _model(a.write_child / "model", "2d", (64, 64), base=4, depth=2)
         return
     if a.memory_child:
+        torch.set_num_threads(1)
         memory_child(a.memory_child, a.memory_shape, a.budget_mb, a.memory_block)
         return
-    if not a.no_throughput:
+    if a.synthetic:
+        torch.set_num_threads(1)  # same for all three; 2 shared cores make 2 threads erratic
         throughput(a.shape, a.block, a.window, a.batch, halo=a.halo)
+    elif not (a.memory or a.no_throughput):
+        protocol(a.work, a.repeats, not a.no_3d, a.tracking)
     if not a.memory:
         return
     r = subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, text=True, check=True)

@@ -273,8 +273,8 @@ def test_tiled_predict_end_to_end(model_dir: Path, tmp_path: Path, capsys) -> No
 
 
 def test_bad_inputs_exit_2(model_dir: Path, tmp_path: Path, capsys) -> None:
-    rgba = _dataset(tmp_path / "rgba.zarr", np.zeros((1, 32, 32, 4), np.uint8))
-    assert _run(["predict", str(model_dir), str(rgba), "--out", str(tmp_path / "o")], tmp_path) == 2
+    five = _dataset(tmp_path / "five.zarr", np.zeros((1, 32, 32, 5), np.uint8))
+    assert _run(["predict", str(model_dir), str(five), "--out", str(tmp_path / "o")], tmp_path) == 2
     assert "channels do not fit" in capsys.readouterr().err
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -397,3 +397,40 @@ def test_padded_dataset_images_are_predicted_at_their_real_size(
         ["predict", str(model_dir), str(ds), "--out", str(tmp_path / "x.zarr"), *args], tmp_path
     )
     assert code == 2 and "image_sizes" in capsys.readouterr().err
+
+
+def test_grey_and_colour_both_predict_and_rescaling(model_dir: Path, tmp_path: Path) -> None:
+    """The channel rule: a grey image with a colour-trained card and an RGBA image with a
+    grey-trained card both predict; a card pixel_size rescales and maps back."""
+    import shutil
+
+    from dlpipe.prediction.instances import image_scale
+    from dlpipe.prediction.maskrcnn import _measure_rows, load_maskrcnn, predict_image
+
+    rgb_dir = tmp_path / "rgb"
+    shutil.copytree(model_dir, rgb_dir)
+    card = json.loads((rgb_dir / "card.json").read_text())
+    (rgb_dir / "card.json").write_text(json.dumps(card | {"channels": 3, "pixel_size": 0.5}))
+    grey = _dataset(tmp_path / "grey.zarr", np.full((1, 40, 50), 30, np.uint8))
+    assert _run(["predict", str(rgb_dir), str(grey), "--out", str(tmp_path / "o1")], tmp_path) == 0
+    rgba = _dataset(tmp_path / "rgba.zarr", np.full((1, 40, 50, 4), 30, np.uint8))
+    assert (
+        _run(["predict", str(model_dir), str(rgba), "--out", str(tmp_path / "o2")], tmp_path) == 0
+    )
+    assert zarr.open_group(str(tmp_path / "o2"), mode="r")["instances"].shape == (1, 40, 50)
+    # pixel size: the input's over the card's
+    card = json.loads((rgb_dir / "card.json").read_text())
+    assert image_scale(card, {"pixel_size": None}, None) == 1.0
+    assert image_scale(card, {"pixel_size": 1.5}, None) == 3.0
+    assert image_scale(card, {"pixel_size": None}, 0.25) == 0.5
+    model = load_maskrcnn(rgb_dir)
+    img = np.random.default_rng(0).integers(0, 255, (30, 41), dtype=np.uint8)
+    p = {"score_threshold": 0.0}
+    inst, sem, _, tiles = predict_image(model, img, 0.0, 255.0, p, scale=2.0)
+    assert inst.shape == sem.shape == (30, 41) and tiles == 2  # 60 x 82 at the model's scale
+    assert predict_image(model, img, 0.0, 255.0, p)[3] == 1
+    # rows are measured again at the image's size
+    lab = np.zeros((6, 6), np.uint32)
+    lab[1:3, 2:5] = 2
+    got = _measure_rows(lab, [{"instance_id": 1}, {"instance_id": 2, "x1": 0}])
+    assert got == [{"instance_id": 2, "x1": 2, "y1": 1, "x2": 5, "y2": 3, "area": 6}]

@@ -424,14 +424,15 @@ def test_slab_jobs_then_gather_equal_one_run(models, volume, tmp_path, capsys) -
 
 
 def test_tta_runs_all_eight_dihedral_elements(models, volume, tmp_path) -> None:
-    plain = predict_volume(
-        models["2d"], volume, tmp_path / "a.zarr", {"block": [12, 72, 80]}, progress=False
-    )
+    """Square sliding windows of the card's patch: all 8 elements (a whole 72 x 80 slice
+    as one window would only take the 4 flips)."""
+    patch = {"block": [12, 72, 80], "window": "patch"}
+    plain = predict_volume(models["2d"], volume, tmp_path / "a.zarr", patch, progress=False)
     tta = predict_volume(
         models["2d"],
         volume,
         tmp_path / "b.zarr",
-        {"block": [12, 72, 80], "tta": 8, "probabilities": True},
+        patch | {"tta": 8, "probabilities": True},
         progress=False,
     )
     assert tta["windows"] == plain["windows"]  # same windows, 8 passes each
@@ -446,7 +447,7 @@ def test_tta_runs_all_eight_dihedral_elements(models, volume, tmp_path) -> None:
 def test_tta_3d_runs_48_elements_through_predict_volume(models, tmp_path) -> None:
     image, _ = phantom((16, 16, 16), seed=4)
     vol = write_volume(tmp_path / "v.zarr", image)
-    common = {"block": [16, 16, 16], "batch_size": 4}
+    common = {"block": [16, 16, 16], "batch_size": 4, "window": "patch"}
     plain = predict_volume(models["3d"], vol, tmp_path / "a.zarr", common, progress=False)
     tta = predict_volume(
         models["3d"], vol, tmp_path / "b.zarr", common | {"tta": 48}, progress=False

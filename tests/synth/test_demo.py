@@ -36,7 +36,7 @@ def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
     make_demo(tmp_path / "c", _small(seed=6))
     a, b, c = (_digest(tmp_path / n) for n in "abc")
     assert a == b
-    assert len(a) == 2 + 1 + 1 + 3  # volume, labels, metadata, xml, 3 images
+    assert len(a) == 3 + 1 + 1 + 3  # volume, labels, pore instances, metadata, xml, 3 images
     assert a["volume.tif"] != c["volume.tif"]
 
 

@@ -116,7 +116,7 @@ def test_short_run_loss_decreases_and_writes_the_card(instance_store, tmp_path, 
         "train": ["img0.png", "img1.png", "img2.png", "img3.png"],
         "val": ["img4.png", "img5.png"],
     }
-    assert card["monitor"] == "val_loss" and card["val_f1"] is not None
+    assert card["monitor"] == "val_ap50" and card["val_f1"] is not None
     assert card["val_loss"] == pytest.approx(float(rows[card["best_epoch"] - 1]["val_loss"]))
     for name in ("plots/loss_terms.png", "plots/val_overlay.png", "checkpoints/best.pt"):
         assert (out / name).is_file(), name

@@ -204,10 +204,15 @@ def test_cuda_with_mixed_precision(tiny_store, tmp_path, make_volume, tiny_param
     assert all(v.device.type == "cpu" for v in weights.values())
 
 
-def test_trains_on_a_cvat_dataset_zarr(tmp_path, make_volume, tiny_params):
+@pytest.mark.parametrize("colour", [False, True])
+def test_trains_on_a_cvat_dataset_zarr(tmp_path, make_volume, tiny_params, colour):
+    """Grey or RGB images (the channel rule: a U-Net reads colour as its luminance)."""
     img, lab = make_volume(shape=(5, 16, 16))
     group = zarr.open_group(str(tmp_path / "cvat.zarr"), mode="w")
-    group.create_array("images", data=img.astype(np.uint8), chunks=(1, 16, 16))
+    img = img.astype(np.uint8)
+    if colour:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    group.create_array("images", data=img, chunks=(1, 16, 16, 3) if colour else (1, 16, 16))
     group.create_array("semantic", data=lab, chunks=(1, 16, 16))
     group.create_array("instances", data=lab.astype(np.uint32), chunks=(1, 16, 16))
     group.attrs["classes"] = ["background", "fibre", "pore"]
@@ -216,3 +221,4 @@ def test_trains_on_a_cvat_dataset_zarr(tmp_path, make_volume, tiny_params):
     assert card["classes"] == ["background", "fibre", "pore"]
     assert card["split"] == {"train": [0, 4], "val": [4, 5]}
     assert card["monitor"] == "val_mean_jaccard"
+    assert card["channels"] == 1 and "luminance" in card["channel_rule"]

@@ -58,6 +58,17 @@ def test_flag_off_plans_nothing(tmp_path: Path, cli_env: dict[str, str]) -> None
         assert rule not in out
 
 
+def test_pores_rules_are_planned_by_the_pores_target(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    out = _dry_run(tmp_path, cli_env, False, "pores")
+    stats = out[out.index("Job stats") :]
+    for rule in ("tile_pores", "train_instance_unet", "predict_instance_unet", "pores_summary"):
+        assert re.search(rf"^{rule}\s+1$", stats, re.M), f"{rule} not planned"
+    assert re.search(r"^evaluate_pores\s+2$", stats, re.M)
+    assert "--components pore" in out and "train --model instance-unet" in out
+
+
 def test_instances_target_ignores_the_switch(tmp_path: Path, cli_env: dict[str, str]) -> None:
     out = _dry_run(tmp_path, cli_env, False, "instances")
     stats = out[out.index("Job stats") :]

@@ -5,6 +5,7 @@ rule synth:
     output:
         volume=f"{DS}/volume.tif",
         labels=f"{DS}/labels.tif",
+        instances=f"{DS}/pore_instances.tif",
         cvat=f"{DS}/cvat/annotations.xml",
         meta=f"{DS}/metadata.json",
     params:

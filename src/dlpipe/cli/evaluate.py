@@ -43,10 +43,19 @@ def evaluate(
         bool,
         typer.Option(
             "--instances",
-            help="Instance metrics: PRED is a Mask R-CNN prediction "
-            "Zarr, TRUTH a dataset Zarr with `instances` + `semantic`.",
+            help="Instance metrics: PRED is a Mask R-CNN or instance-unet prediction "
+            "Zarr, TRUTH a dataset Zarr with `instances` + `semantic`; or both instance "
+            "label volumes (TIFF, STORE/labels/NAME).",
         ),
     ] = False,
+    components: Annotated[
+        str | None,
+        typer.Option(
+            help="With --instances: PRED is a semantic label volume and the 26-connected "
+            "components of this class are its instances (the Otsu + components floor).",
+            metavar="CLASS",
+        ),
+    ] = None,
     overwrite: Annotated[bool, overwrite_option("Replace OUT (and its CSV) if it exists.")] = False,
     annotations: Annotated[
         bool,
@@ -65,21 +74,38 @@ def evaluate(
     mean and per-class Jaccard (3 digits), the slices scored and OUT.
 
     With --instances: matching by mask IoU per image and class (COCO rules); precision,
-    recall, F1 at IoU 0.5, AP@[.50:.95], AP50, AP75 and counts per class and overall into
-    OUT, OUT with .csv and OUT_plots/ (AP/F1 bars, outline overlays); docs/instances.md.
+    recall, F1 at IoU 0.5, AP@[.50:.95], AP50, AP75, panoptic quality (PQ = SQ x RQ at
+    IoU > 0.5), count error and the Wasserstein-1 distance of equivalent diameters, per
+    class and overall, into OUT, OUT with .csv and OUT_plots/ (bars, size histograms,
+    outline overlays). Label volumes are scored as 3D objects over the test split (or
+    --z-range / --all), slab by slab; docs/instances.md.
     """
     # stage imports are deferred: `dlpipe --help` stays fast
     from dlpipe.evaluation import evaluate as score
     from dlpipe.evaluation.instance_evaluate import evaluate_instances
 
     source = lineage(pred)
+    if components is not None and not instances:
+        from dlpipe.errors import UserError
+
+        raise UserError("--components needs --instances")
     if instances:
         config = load()
         params = config["evaluation"]["instances"]
         run_stage(
             config,
             "evaluate",
-            lambda run: evaluate_instances(pred, truth, out, params, overwrite=overwrite),
+            lambda run: evaluate_instances(
+                pred,
+                truth,
+                out,
+                params,
+                overwrite=overwrite,
+                z_range=z_range,
+                use_all=use_all,
+                components=components,
+                classes=config["evaluation"].get("classes"),
+            ),
             dataset=truth,
             model=source.get("model", ""),
             kind=source.get("kind", ""),

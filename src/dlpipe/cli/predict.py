@@ -1,4 +1,5 @@
-"""``dlpipe predict``: segment a volume or dataset with a trained model (U-Net or Mask R-CNN)."""
+"""``dlpipe predict``: segment a volume or dataset with a trained model (U-Net, Mask R-CNN or
+instance U-Net)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dlpipe.cli._app import app, configure, link_tags, run_stage
-from dlpipe.cli._options import Strict, config_option, out_option, overwrite_option
+from dlpipe.cli._options import SetItems, Strict, config_option, out_option, overwrite_option
 from dlpipe.errors import UserError
 from dlpipe.stores.card import read_card, train_run_id
 
@@ -90,13 +91,17 @@ def predict(
             "Mask R-CNN on a volume: 'all' z-slices or the 'test' split", "predict.maskrcnn.slices"
         ),
     ] = None,
+    set_: SetItems = None,
 ) -> None:
     """Predict VOLUME with the model in MODEL_DIR into OUT.
 
     A Mask R-CNN model (card "model": "maskrcnn") predicts the instances of every image of
     a dataset Zarr (`images`, e.g. from `dlpipe cvat`) or every z-slice of a tiled volume,
     tile by tile with merging across tiles: OUT gets `instances` (uint32), `semantic`
-    (uint8) and instances.csv/.parquet (docs/instances.md).
+    (uint8) and instances.csv/.parquet (docs/instances.md). An instance U-Net (card "model":
+    "instance-unet") writes the same, from its maps and a seeded watershed (thresholds: the
+    card's tuned values, or --set instance_unet.seed_threshold=...); a tiled volume goes block
+    by block with objects joined across blocks.
 
     With a U-Net, each output block is predicted from the block plus a halo of real neighbouring
     voxels (mirror padding only at the volume border) with Gaussian-blended sliding
@@ -127,7 +132,7 @@ def predict(
         "maskrcnn.slices": slices,
         "strict": strict,
     }
-    config = configure("predict", options)
+    config = configure("predict", options, set_)
     card = read_card(model_dir)  # read once, before the run starts: a bad card is one line
     run_stage(
         config,

@@ -27,8 +27,10 @@ def synth(
 
     Three phases (0 matrix, 1 fibre, 2 pore): straight fibres with a preferred direction,
     small ellipsoidal pores, blur, Poisson and Gaussian noise, and ring artefacts. Writes
-    OUT_DIR/volume.tif, OUT_DIR/labels.tif, OUT_DIR/cvat/annotations.xml with
-    OUT_DIR/cvat/images/slice_ZZZZ.png (annotated z-slices) and OUT_DIR/metadata.json.
+    OUT_DIR/volume.tif, OUT_DIR/labels.tif, OUT_DIR/pore_instances.tif (truth pore
+    instances, one id per pore ellipsoid), OUT_DIR/cvat/annotations.xml with
+    OUT_DIR/cvat/images/slice_ZZZZ.png (annotated z-slices, one shape per pore) and
+    OUT_DIR/metadata.json.
     The same seed gives identical files.
     """
     from dlpipe.synth import make_demo  # stage imports are deferred: `dlpipe --help` stays fast

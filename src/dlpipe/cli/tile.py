@@ -31,6 +31,15 @@ def tile(
             metavar="PATH",
         ),
     ] = None,
+    instances: Annotated[
+        str | None,
+        typer.Option(
+            help="Instance label volume of the same shape (object ids), stored as uint32 "
+            "under labels/<stem> (a stem ending in 'instances', e.g. pore_instances) or "
+            "labels/instances.",
+            metavar="PATH",
+        ),
+    ] = None,
     chunks: Annotated[Triple, config_option("Chunk shape", "tile.chunks", metavar="Z Y X")] = None,
     shards: Annotated[
         Triple,
@@ -122,6 +131,7 @@ def tile(
             input_path,
             out,
             labels=labels,
+            instances=instances,
             params=params,
             raw=raw,
             overwrite=overwrite,
@@ -129,5 +139,5 @@ def tile(
         ),
         dataset=out,
         kind="data",
-        params=params | {"input": input_path, "labels": labels},
+        params=params | {"input": input_path, "labels": labels, "instances": instances},
     )

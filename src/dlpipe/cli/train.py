@@ -19,11 +19,14 @@ def train(
         Path,
         typer.Argument(
             help="VOL.zarr from `dlpipe tile`, or a dataset Zarr from `dlpipe cvat` / "
-            "`dlpipe import` (Mask R-CNN needs its instances)."
+            "`dlpipe import` (Mask R-CNN and instance-unet need its instances; instance-unet "
+            "also trains on a tiled volume with an instance label array)."
         ),
     ],
     out: Annotated[Path, out_option("Model folder to write.")],
-    model: Annotated[str | None, config_option("unet or maskrcnn", "train.model")] = None,
+    model: Annotated[
+        str | None, config_option("unet, maskrcnn or instance-unet", "train.model")
+    ] = None,
     input_mode: Annotated[
         str | None, config_option("2d, 2.5d or 3d", "train.input", "--input")
     ] = None,
@@ -43,7 +46,9 @@ def train(
     overwrite: Annotated[bool, overwrite_option("Replace an existing model folder.")] = False,
     strict: Strict = None,
 ) -> None:
-    """Train a U-Net (2D, 2.5D or 3D) or a Mask R-CNN (--model maskrcnn).
+    """Train a U-Net (2D, 2.5D or 3D), a Mask R-CNN (--model maskrcnn) or an instance U-Net
+    (--model instance-unet: semantic, boundary and distance heads, then a seeded watershed whose
+    thresholds are tuned on the validation images; its settings are train.instance_unet.*).
 
     Writes OUT/weights.pt, OUT/card.json (last), OUT/metrics.csv, OUT/plots/*.png and
     OUT/checkpoints/{best,last}.pt. U-Net: labels of 255 are unlabelled (sparse

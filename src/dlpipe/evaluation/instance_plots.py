@@ -1,4 +1,4 @@
-"""Figures of an instance evaluation: per-class AP/F1 bars, outline overlays."""
+"""Figures of an instance evaluation: per-class AP/F1/PQ bars, size histograms, outlines."""
 
 from __future__ import annotations
 
@@ -11,21 +11,26 @@ from dlpipe.evaluation.plots import _plt, label_bars
 
 
 def ap_f1_bars(result: dict[str, Any]) -> Any:
-    """Grouped bars of AP, AP50 and F1 (at ``f1_iou``) per class and overall ('n/a' = NaN)."""
+    """Grouped bars of AP, AP50, F1 (at ``f1_iou``) and PQ per class and overall (NaN: 0)."""
     plt = _plt()
     names = [*result["per_class"], "overall"]
     rows = [*result["per_class"].values(), result["overall"]]
-    keys = [("ap", "AP@[.50:.95]"), ("ap50", "AP50"), ("f1", f"F1@{result['f1_iou']:g}")]
+    keys = [
+        ("ap", "AP@[.50:.95]"),
+        ("ap50", "AP50"),
+        ("f1", f"F1@{result['f1_iou']:g}"),
+        ("pq", "PQ"),
+    ]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
     width = 0.8 / len(keys)
     for k, (key, label) in enumerate(keys):
         xs = np.arange(len(names)) + (k - (len(keys) - 1) / 2) * width
-        vals = [r[key] for r in rows]
+        vals = [r.get(key, math.nan) for r in rows]
         bars = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=label)
         label_bars(ax, bars, vals, "{:.2f}", 7)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.15)
-    ax.legend(fontsize=8, ncols=3, loc="upper center")
+    ax.legend(fontsize=8, ncols=4, loc="upper center")
     o = result["overall"]
     ax.set_title(f"{o['n_matched']} of {o['n_true']} true matched, {o['n_pred']} predicted")
     fig.tight_layout()
@@ -63,5 +68,29 @@ def outline_overlay(
         fontsize=9,
     )
     ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def size_histograms(
+    diameters: dict[str, tuple[np.ndarray, np.ndarray]], result: dict[str, Any]
+) -> Any:
+    """Histograms of the equivalent diameters, predicted vs true, one panel per class."""
+    plt = _plt()
+    names = [n for n, (dp, dt) in diameters.items() if len(dp) or len(dt)] or list(diameters)
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4 * max(1, len(names)), 3.2))
+    axes = np.atleast_1d(axes)
+    unit = "pixels" if result.get("size_unit", "pixel") == "pixel" else "physical units"
+    for ax, name in zip(axes, names, strict=False):
+        dp, dt = diameters[name]
+        both = np.concatenate([dp, dt]) if len(dp) + len(dt) else np.zeros(1)
+        bins = np.linspace(0, float(both.max()) * 1.05 + 1e-9, 25)
+        ax.hist(dt, bins=bins, alpha=0.6, label=f"true ({len(dt)})", color="tab:green")
+        ax.hist(dp, bins=bins, alpha=0.6, label=f"predicted ({len(dp)})", color="tab:red")
+        m = result["per_class"].get(name, {})
+        w1, ce = m.get("size_w1", math.nan), m.get("count_error_signed", math.nan)
+        ax.set_title(f"{name}: W1 {w1:.3g}, count error {ce:+.1%}", fontsize=9)
+        ax.set_xlabel(f"equivalent diameter ({unit})")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

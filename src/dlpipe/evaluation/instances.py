@@ -20,6 +20,8 @@ Conventions (documented in docs/instances.md)
   mean over classes; a class with true instances and no predictions has AP 0.
 * Overall: counts summed over classes (micro precision/recall/F1); AP, AP50, AP75 = mean of
   the per-class values that are defined (COCO's mAP).
+* Panoptic quality, count error and the size distance (Wasserstein-1 of equivalent
+  diameters): :mod:`dlpipe.evaluation.instance_scores`, per class and overall.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from dlpipe.evaluation import instance_scores as scores_
+
 __all__ = [
     "IOU_THRESHOLDS",
     "RECALL_POINTS",
@@ -40,6 +44,7 @@ __all__ = [
     "instance_classes",
     "match_detections",
     "pair_iou",
+    "pair_overlaps",
 ]
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -115,6 +120,44 @@ def average_precision(scores: Sequence[float], matched: Sequence[bool], n_true: 
     return float(q.mean())
 
 
+def pair_overlaps(
+    pred: np.ndarray, true: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Overlap counts of every predicted with every true instance of one image or volume.
+
+    Parameters
+    ----------
+    pred, true : integer instance label arrays (0 background) of one shape, any ndim
+
+    Returns
+    -------
+    pred_ids, true_ids : (D,), (G,) the non-zero ids, ascending
+    inter : (D, G) int64 pixel counts of the intersections
+    pred_area, true_area : (D,), (G,) pixel counts of the instances
+    """
+    if pred.shape != true.shape:
+        raise ValueError(f"shapes differ: {pred.shape} vs {true.shape}")
+    p_ids, p_inv = np.unique(pred.ravel(), return_inverse=True)
+    t_ids, t_inv = np.unique(true.ravel(), return_inverse=True)
+    np_, nt = len(p_ids), len(t_ids)
+    counts = np.bincount(p_inv * nt + t_inv, minlength=np_ * nt).reshape(np_, nt)
+    pk, tk = p_ids != 0, t_ids != 0
+    return (
+        p_ids[pk],
+        t_ids[tk],
+        counts[np.ix_(pk, tk)].astype(np.int64),
+        counts.sum(1)[pk].astype(np.int64),
+        counts.sum(0)[tk].astype(np.int64),
+    )
+
+
+def iou_from_overlaps(inter: np.ndarray, p_area: np.ndarray, t_area: np.ndarray) -> np.ndarray:
+    """(D, G) IoU from intersection counts and the instances' areas."""
+    inter = np.asarray(inter, dtype=np.float64)
+    union = np.asarray(p_area, np.float64)[:, None] + np.asarray(t_area, np.float64)[None] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def pair_iou(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """IoU of every predicted instance with every true instance of one image.
 
@@ -128,18 +171,8 @@ def pair_iou(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray
     true_ids : (G,) the non-zero ids of ``true``, ascending
     iou : (D, G) float64
     """
-    if pred.shape != true.shape:
-        raise ValueError(f"shapes differ: {pred.shape} vs {true.shape}")
-    p_ids, p_inv = np.unique(pred.ravel(), return_inverse=True)
-    t_ids, t_inv = np.unique(true.ravel(), return_inverse=True)
-    np_, nt = len(p_ids), len(t_ids)
-    counts = np.bincount(p_inv * nt + t_inv, minlength=np_ * nt).reshape(np_, nt)
-    pa, ta = counts.sum(1), counts.sum(0)
-    inter = counts.astype(np.float64)
-    union = pa[:, None] + ta[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    pk, tk = p_ids != 0, t_ids != 0
-    return p_ids[pk], t_ids[tk], iou[np.ix_(pk, tk)]
+    p_ids, t_ids, inter, pa, ta = pair_overlaps(pred, true)
+    return p_ids, t_ids, iou_from_overlaps(inter, pa, ta)
 
 
 def instance_classes(instances: np.ndarray, semantic: np.ndarray) -> dict[int, int]:
@@ -157,18 +190,26 @@ class _ClassAcc:
     matched: list[np.ndarray] = field(default_factory=list)  # (T,) bool per prediction
     ious: list[float] = field(default_factory=list)  # IoU of the matches at 0.5
     n_true: int = 0
+    pq_tp: int = 0  # matches at IoU > 0.5 (panoptic quality)
+    pq_iou: float = 0.0  # their summed IoU
+    pred_sizes: list[float] = field(default_factory=list)  # pixels / voxels per object
+    true_sizes: list[float] = field(default_factory=list)
 
 
 @dataclass
 class InstanceEvaluator:
     """Accumulates images and returns the metrics of them all (:meth:`result`).
 
-    ``classes`` are the class names by id (``classes[0]`` the background, not scored).
+    ``classes`` are the class names by id (``classes[0]`` the background, not scored);
+    ``ndim`` (2 for images, 3 for volumes) and ``spacing`` (pixel or voxel size per axis,
+    None for pixel units) set the equivalent diameters of the size distance.
     """
 
     classes: Sequence[str]
     thresholds: Sequence[float] = field(default_factory=lambda: list(IOU_THRESHOLDS))
     f1_iou: float = 0.5
+    ndim: int = 2
+    spacing: Sequence[float] | None = None
     _acc: dict[int, _ClassAcc] = field(default_factory=dict)
     n_images: int = 0
 
@@ -188,9 +229,24 @@ class InstanceEvaluator:
         true_classes, pred_classes : class id of each non-zero instance id
         pred_scores : score of each predicted id (default 1 for all: ties keep id order)
         """
+        p_ids, t_ids, inter, pa, ta = pair_overlaps(pred, true)
+        self.add_pairs(p_ids, t_ids, inter, pa, ta, true_classes, pred_classes, pred_scores)
+
+    def add_pairs(
+        self,
+        p_ids: np.ndarray,
+        t_ids: np.ndarray,
+        inter: np.ndarray,
+        p_area: np.ndarray,
+        t_area: np.ndarray,
+        true_classes: Mapping[int, int],
+        pred_classes: Mapping[int, int],
+        pred_scores: Mapping[int, float] | None = None,
+    ) -> None:
+        """Add one image (or volume) from its overlaps (:func:`pair_overlaps`)."""
         self.n_images += 1
         thr = [*self.thresholds, self.f1_iou]
-        p_ids, t_ids, iou = pair_iou(pred, true)
+        iou = iou_from_overlaps(inter, p_area, t_area)
         pc = np.array([int(pred_classes[int(i)]) for i in p_ids], dtype=np.int64)
         tc = np.array([int(true_classes[int(i)]) for i in t_ids], dtype=np.int64)
         sc = np.array([1.0 if pred_scores is None else float(pred_scores[int(i)]) for i in p_ids])
@@ -200,14 +256,30 @@ class InstanceEvaluator:
             acc = self._acc.setdefault(c, _ClassAcc())
             dp, dt = np.flatnonzero(pc == c), np.flatnonzero(tc == c)
             acc.n_true += len(dt)
+            acc.pred_sizes.extend(np.asarray(p_area)[dp].tolist())
+            acc.true_sizes.extend(np.asarray(t_area)[dt].tolist())
             if not len(dp):
                 continue
             sub = iou[np.ix_(dp, dt)]
+            tp, total = scores_.panoptic_counts(sub)
+            acc.pq_tp += tp
+            acc.pq_iou += total
             m = match_detections(sub, sc[dp], thr)
             acc.scores.extend(sc[dp].tolist())
             acc.matched.extend(list((m >= 0).T))
             hit = m[-1]
             acc.ious.extend(sub[i, g] for i, g in enumerate(hit) if g >= 0)
+
+    def diameters(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{class name: (predicted, true) equivalent diameters} of the classes seen."""
+        out = {}
+        for c, acc in sorted(self._acc.items()):
+            name = self.classes[c] if c < len(self.classes) else f"class_{c}"
+            out[name] = tuple(
+                scores_.equivalent_diameters(s, self.ndim, self.spacing)
+                for s in (acc.pred_sizes, acc.true_sizes)
+            )
+        return out
 
     def _class_metrics(self, acc: _ClassAcc) -> dict[str, Any]:
         n_t = len(self.thresholds)
@@ -233,6 +305,22 @@ class InstanceEvaluator:
             "ap50": at(0.5),
             "ap75": at(0.75),
             "mean_matched_iou": float(np.mean(acc.ious)) if acc.ious else math.nan,
+            **self._count_size(acc, n_pred),
+        }
+
+    def _count_size(self, acc: _ClassAcc, n_pred: int) -> dict[str, float]:
+        """PQ/SQ/RQ, count error and size distance of one class."""
+        pq = scores_.panoptic_quality(
+            acc.pq_tp, n_pred - acc.pq_tp, acc.n_true - acc.pq_tp, acc.pq_iou
+        )
+        dp = scores_.equivalent_diameters(acc.pred_sizes, self.ndim, self.spacing)
+        dt = scores_.equivalent_diameters(acc.true_sizes, self.ndim, self.spacing)
+        return {
+            **pq,
+            **scores_.count_error(n_pred, acc.n_true),
+            "size_w1": scores_.size_distance(dp, dt),
+            "mean_diameter_pred": float(dp.mean()) if dp.size else math.nan,
+            "mean_diameter_true": float(dt.mean()) if dt.size else math.nan,
         }
 
     def result(self) -> dict[str, Any]:
@@ -258,12 +346,23 @@ class InstanceEvaluator:
             "ap": mean("ap"),
             "ap50": mean("ap50"),
             "ap75": mean("ap75"),
+            "pq": mean("pq"),
+            "sq": mean("sq"),
+            "rq": mean("rq"),
         }
+        every = _ClassAcc()
+        for acc in self._acc.values():
+            every.n_true += acc.n_true
+            every.pred_sizes += acc.pred_sizes
+            every.true_sizes += acc.true_sizes
+        pooled = self._count_size(every, len(every.pred_sizes))
+        overall |= {k: pooled[k] for k in pooled if k not in ("pq", "sq", "rq")}
         return {
             "classes": list(per_class),
             "iou_thresholds": [float(t) for t in self.thresholds],
             "f1_iou": float(self.f1_iou),
             "images": self.n_images,
+            "size_unit": "pixel" if self.spacing is None else "physical",
             "per_class": per_class,
             "overall": overall,
         }

@@ -171,3 +171,24 @@ def to_model_input(image: np.ndarray, p0_1: float, p99_9: float) -> torch.Tensor
     if arr.shape[0] == 1:
         arr = np.repeat(arr, 3, axis=0)
     return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def rescale(img: np.ndarray, shape: tuple[int, int], labels: bool) -> np.ndarray:
+    """``img`` (h, w[, c]) resized to ``shape`` (h', w'): linear for images (anti-aliased when
+    shrinking), nearest for labels (ids and classes kept)."""
+    from skimage.transform import resize  # deferred: heavy
+
+    out_shape = (*shape, *img.shape[2:])
+    if labels:
+        return resize(img, out_shape, order=0, preserve_range=True, anti_aliasing=False).astype(
+            img.dtype
+        )
+    shrink = shape[0] < img.shape[0] or shape[1] < img.shape[1]
+    return resize(
+        img.astype(np.float32), out_shape, order=1, preserve_range=True, anti_aliasing=shrink
+    ).astype(np.float32)
+
+
+def scaled_size(h: int, w: int, scale: float) -> tuple[int, int]:
+    """(h, w) times ``scale``, rounded, at least 1."""
+    return max(1, round(h * scale)), max(1, round(w * scale))

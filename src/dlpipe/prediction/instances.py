@@ -73,6 +73,7 @@ class _Input:
     shape: tuple[int, int]  # (H, W)
     squeeze: bool = False
     sizes: list[tuple[int, int]] | None = None  # real (h, w) of zero-padded dataset images
+    pixel_size: float | None = None  # the attribute pixel_size of the input
 
     def image(self, i: int) -> np.ndarray:
         """Image ``i`` without the zero padding of a dataset of mixed sizes."""
@@ -82,6 +83,32 @@ class _Input:
             h, w = self.sizes[self.indices[i]]
             return np.asarray(self.array[self.indices[i], :h, :w])
         return np.asarray(self.array[self.indices[i]])
+
+
+def _pixel_size(attrs: Any) -> float | None:
+    """The attribute ``pixel_size`` of a dataset (a number, or (y, x): x taken)."""
+    v = dict(attrs).get("pixel_size")
+    if isinstance(v, list | tuple):
+        v = v[-1] if v else None
+    return None if v is None else float(v)
+
+
+def image_scale(card: Mapping[str, Any], params: Mapping[str, Any], inp_px: float | None) -> float:
+    """The factor images are rescaled by: their pixel size over the card's ``pixel_size``.
+
+    The images' pixel size is ``predict.maskrcnn.pixel_size``, else the input's attribute,
+    else the card's (1: no rescaling); a card without ``pixel_size`` never rescales.
+    """
+    model_px = card.get("pixel_size")
+    px = params.get("pixel_size") or inp_px
+    if model_px is None:
+        if params.get("pixel_size"):
+            raise UserError(
+                "predict.maskrcnn.pixel_size is set but the model card has no pixel_size "
+                "(train with train.maskrcnn.pixel_size)"
+            )
+        return 1.0
+    return 1.0 if px is None else float(px) / float(model_px)
 
 
 def _norm_from_card(card: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -101,20 +128,14 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
     root, keys = open_store(path)
     if "images" in keys:
         arr = root["images"]
-        if (arr.ndim == 4 and arr.shape[-1] not in (1, 3)) or arr.ndim not in (3, 4):
+        if (arr.ndim == 4 and arr.shape[-1] not in (1, 2, 3, 4)) or arr.ndim not in (3, 4):
             raise UserError(
                 f"channels do not fit: images {tuple(arr.shape)} must be (N, H, W) or "
-                "(N, H, W, C) with C 1 or 3",
+                "(N, H, W, C) with C 1 to 4 (grey, grey + alpha, RGB, RGBA)",
                 path=path,
             )
-        have = int(arr.shape[-1]) if arr.ndim == 4 else 1
-        want = card.get("channels")
-        if want is not None and int(want) != have:
-            raise UserError(
-                f"channels do not fit: the model was trained on {want}-channel "
-                f"images, these have {have}",
-                path=path,
-            )
+        # grey or colour, whatever the model was trained on: the channel rule of
+        # dlpipe.stores.channels (predict_image) makes them the card's channels
         norm = _norm_from_card(card)
         if norm is None:
             if arr.dtype.kind not in "ui":
@@ -150,6 +171,7 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
             *norm,
             (int(arr.shape[1]), int(arr.shape[2])),
             sizes=sizes,
+            pixel_size=_pixel_size(root.attrs),
         )
     if "0" in keys:
         info = open_volume(path, "2d", dict(card), "0")
@@ -260,8 +282,11 @@ def predict_instances(
         root = zarr.open_group(str(tmp), mode="w")
         inst_arr = create_dataset_array(root, "instances", (n, h, w), "uint32")
         sem_arr = create_dataset_array(root, "semantic", (n, h, w), "uint8")
+        scale = image_scale(model.card, p, inp.pixel_size)
         for i in tqdm(range(n), desc="predict", unit="image", disable=None if progress else True):
-            inst, sem, table, nt = predict_image(model, inp.image(i), inp.p0_1, inp.p99_9, p, dev)
+            inst, sem, table, nt = predict_image(
+                model, inp.image(i), inp.p0_1, inp.p99_9, p, dev, scale=scale
+            )
             n_tiles += nt
             if inst.shape != (h, w):  # a padded image: predicted at its real size
                 inst = np.pad(inst, [(0, h - inst.shape[0]), (0, w - inst.shape[1])])
@@ -292,6 +317,7 @@ def predict_instances(
                     "ids": "unique within each image (1 = highest score)",
                     "model": {"dir": str(Path(model_dir).resolve()), "hash": model.digest},
                     "params": {k: p[k] for k in DEFAULTS},
+                    "scale": scale,
                     "complete": True,
                 }
             }

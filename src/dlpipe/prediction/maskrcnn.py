@@ -44,6 +44,7 @@ from dlpipe.prediction.detections import (
 )
 from dlpipe.prediction.windows import window_starts
 from dlpipe.stores.card import read_card
+from dlpipe.stores.channels import to_channels
 from dlpipe.stores.weights import load_weights
 
 __all__ = [
@@ -210,15 +211,21 @@ def predict_image(
     p99_9: float,
     params: Mapping[str, Any] | None = None,
     device: Any = None,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], int]:
     """Instances of one image: tiles, merging across tiles, painting.
 
     Parameters
     ----------
     model : from :func:`load_maskrcnn` (its ``net`` on ``device``)
-    image : (y, x) or (y, x, c) with c in {1, 3}, raw grey values
+    image : (y, x) grey or (y, x, c) with c in 1..4, raw values; made the card's
+        ``channels`` by the channel rule (:func:`dlpipe.stores.channels.to_channels`:
+        grey replicated to RGB, RGB(A) to luminance)
     p0_1, p99_9 : normalisation (the card's ``normalisation``)
     params : the ``predict.maskrcnn`` section (:data:`DEFAULTS` for missing keys)
+    scale : the image's pixel size over the model's: the image is rescaled by it before
+        detection and the instances back to the image's size (boxes and areas measured
+        there)
 
     Returns
     -------
@@ -227,7 +234,13 @@ def predict_image(
     rows : per instance {instance_id, class_id, score, x1, y1, x2, y2, area}
     tiles : number of tiles run
     """
+    from dlpipe.models.maskrcnn import rescale, scaled_size  # torchvision: on first use
+
     p = dict(DEFAULTS) | dict(params or {})
+    image = to_channels(np.asarray(image), int(model.card.get("channels") or 3))
+    shape = tuple(image.shape[:2])
+    if scale != 1.0:
+        image = rescale(image, scaled_size(*shape, scale), labels=False)
     dets, n_tiles = detect_image(model, image, p0_1, p99_9, p, device)
     merged = merge_detections(
         dets,
@@ -235,5 +248,25 @@ def predict_image(
         threshold=float(p["merge_threshold"]),
         nms_iou=float(p["nms_iou"]),
     )
-    inst, sem, rows = paint_instances(merged, tuple(np.asarray(image).shape[:2]))
+    inst, sem, rows = paint_instances(merged, tuple(image.shape[:2]))
+    if scale != 1.0:
+        inst, sem = rescale(inst, shape, labels=True), rescale(sem, shape, labels=True)
+        rows = _measure_rows(inst, rows)
     return inst, sem, rows, n_tiles
+
+
+def _measure_rows(inst: np.ndarray, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the instances still in ``inst``, box and area measured in it."""
+    from scipy import ndimage  # deferred: heavy
+
+    boxes = ndimage.find_objects(inst)
+    areas = np.bincount(inst.ravel(), minlength=len(boxes) + 1)
+    out = []
+    for r in rows:
+        k = int(r["instance_id"])
+        if k > len(boxes) or boxes[k - 1] is None:
+            continue
+        ys, xs = boxes[k - 1]
+        box = {"x1": xs.start, "y1": ys.start, "x2": xs.stop, "y2": ys.stop}
+        out.append(r | box | {"area": int(areas[k])})
+    return out

@@ -5,7 +5,8 @@ Public API
 dask_scheduler
     The scheduler address of a ``predict.scheduler`` spec (starts a LocalCluster if asked).
 run_local
-    Block tasks on Dask's threaded scheduler, in waves.
+    One block at a time with the next block's read and the previous block's writes
+    overlapped with the network (threads); several at once on Dask's threaded scheduler.
 run_distributed
     Block tasks on a ``dask.distributed`` scheduler.
 """
@@ -16,11 +17,12 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
 from dlpipe.errors import UserError
-from dlpipe.prediction.block import Job, predict_block
+from dlpipe.prediction.block import Job, compute_block, predict_block, read_block, write_block
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,51 @@ def dask_scheduler(spec: str | None) -> Iterator[str | None]:
         yield cluster.scheduler_address
 
 
-def run_local(job: Job, todo: list, workers: int, progress: bool) -> list[dict]:
-    """Dask's threaded scheduler, ``workers`` blocks at once, in waves of tasks.
+def run_pipelined(job: Job, todo: list, progress: bool) -> list[dict]:
+    """One block at a time through the network, its neighbours' I/O overlapped with it.
+
+    While block k runs through the network (torch's threads), one thread reads and
+    normalises block k + 1 and another takes block k - 1's argmax and uncertainty and
+    writes its chunks and marker: at most three blocks in flight, one of them computing.
+    """
+    bar = tqdm(total=len(todo), desc="predict", unit="block", disable=None if progress else True)
+    results: list[dict] = []
+    try:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="dlpipe-read") as reader,
+            ThreadPoolExecutor(1, thread_name_prefix="dlpipe-write") as writer,
+        ):
+            ahead: Future = reader.submit(read_block, job, todo[0])
+            pending: Future | None = None
+            for k in range(len(todo)):
+                prep = ahead.result()
+                if k + 1 < len(todo):
+                    ahead = reader.submit(read_block, job, todo[k + 1])
+                probs, windows = compute_block(job, prep)
+                if pending is not None:
+                    results.append(pending.result())
+                    bar.update(1)
+                pending = writer.submit(write_block, job, prep, probs, windows)
+                del probs, prep
+            if pending is not None:
+                results.append(pending.result())
+                bar.update(1)
+        return results
+    finally:
+        bar.close()
+
+
+def run_local(
+    job: Job, todo: list, workers: int, progress: bool, *, pipelined: bool = True
+) -> list[dict]:
+    """``workers`` blocks at once: one (:func:`run_pipelined` unless not ``pipelined``: a
+    memory budget that fits one block only), or Dask's threaded scheduler in waves.
 
     The graph is built one wave (``max(32, 8 * workers)`` blocks) at a time, so that the
     scheduler's memory does not grow with the number of blocks (the volume's size).
     """
+    if workers == 1 and pipelined and todo:
+        return run_pipelined(job, todo, progress)
     # Dask is imported by a run only (its import costs resident memory to every user of
     # dlpipe.prediction).
     import dask

@@ -1,6 +1,7 @@
 """The model card: ``MODEL_DIR/card.json``, written last by ``dlpipe train``.
 
-The card names the model family (``"model"``: ``"unet"`` or ``"maskrcnn"``), its
+The card names the model family (``"model"``: ``"unet"``, ``"maskrcnn"`` or
+``"instance-unet"``), its
 architecture, input kind, classes, normalisation and training settings; prediction
 rebuilds the network from it.
 """
@@ -19,7 +20,7 @@ __all__ = ["CARD", "FAMILIES", "RUN_ID", "model_family", "read_card", "train_run
 
 CARD = "card.json"
 """File name of the model card inside a model folder."""
-FAMILIES = ("unet", "maskrcnn")
+FAMILIES = ("unet", "maskrcnn", "instance-unet")
 """The model families a card can name."""
 RUN_ID = "mlflow_run_id"
 """Card field: the id of the MLflow run that trained the model (null when tracking was off)."""
@@ -47,7 +48,7 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
 
 
 def model_family(card: Mapping[str, Any], path: str | Path | None = None) -> str:
-    """The model family a card names: ``"unet"`` or ``"maskrcnn"``.
+    """The model family a card names: ``"unet"``, ``"maskrcnn"`` or ``"instance-unet"``.
 
     Parameters
     ----------

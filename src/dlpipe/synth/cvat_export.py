@@ -91,18 +91,43 @@ def pore_polygons(pore_mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def pore_shapes(pore_ids: np.ndarray) -> list[dict[str, Any]]:
+    """One shape per pore of a 2D slice of the truth pore instances (0 background).
+
+    A pore whose pixels are one 8-connected piece becomes a polygon traced as in
+    :func:`pore_polygons`; a pore cut into several pieces (covered in part by a later pore)
+    becomes one CVAT mask, so that every pore is one shape and ``dlpipe cvat`` gives one
+    instance per pore. In ascending pore id.
+    """
+    out: list[dict[str, Any]] = []
+    base = {"label": "pore", "source": "manual", "occluded": "0", "z_order": "1"}
+    for region in measure.regionprops(pore_ids.astype(np.int64)):
+        r0, c0, r1, c1 = region.bbox
+        polys = pore_polygons(region.image)
+        if measure.label(region.image, connectivity=2).max() == 1 and len(polys) == 1:
+            poly = polys[0] + np.array([c0, r0], float)
+            out.append({"type": "polygon", **base, "points": poly})
+            continue
+        mask = np.zeros(pore_ids.shape, bool)
+        mask[r0:r1, c0:c1] = region.image
+        out.append({"type": "mask", **base, "mask": mask})
+    return out
+
+
 def write_cvat_export(
     out_dir: Path,
     volume: np.ndarray,
     labels: np.ndarray,
     fibres: Sequence[Fibre],
     slices: Sequence[int],
+    pore_ids: np.ndarray | None = None,
 ) -> Path:
     """Write ``out_dir/annotations.xml`` and ``out_dir/images/slice_ZZZZ.png``.
 
     Fibre cross-sections become rotated ellipses (exact: a tilted cylinder cuts a
-    plane in an ellipse); pores become polygons traced from the pore mask, drawn on
-    top (higher ``z_order``).
+    plane in an ellipse); pores are drawn on top (higher ``z_order``): one shape per pore
+    of ``pore_ids`` (the truth pore instances, :func:`pore_shapes`), or without them one
+    polygon per 8-connected piece of the pore mask.
 
     Parameters
     ----------
@@ -122,7 +147,7 @@ def write_cvat_export(
         for z in slices:
             name = slice_name(z)
             skio.imsave(out_dir / "images" / name, volume[z], check_contrast=False)
-            yield name, nx, ny, _shapes(labels, fibres, z)
+            yield name, nx, ny, _shapes(labels, fibres, z, pore_ids)
 
     task, meta = _task(len(slices))
     return write_cvat_xml(
@@ -136,8 +161,10 @@ def write_cvat_export(
     )
 
 
-def _shapes(labels: np.ndarray, fibres: Sequence[Fibre], z: int) -> list[dict[str, Any]]:
-    """Fibre ellipses (z_order 0), then pore polygons on top (z_order 1), of z-slice ``z``."""
+def _shapes(
+    labels: np.ndarray, fibres: Sequence[Fibre], z: int, pore_ids: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Fibre ellipses (z_order 0), then the pores on top (z_order 1), of z-slice ``z``."""
     _, ny, nx = labels.shape
     shapes: list[dict[str, Any]] = []
     for fibre in fibres:
@@ -164,6 +191,8 @@ def _shapes(labels: np.ndarray, fibres: Sequence[Fibre], z: int) -> list[dict[st
                 "z_order": "0",
             }
         )
+    if pore_ids is not None:
+        return shapes + pore_shapes(pore_ids[z])
     for poly in pore_polygons(labels[z] == PORE):
         shapes.append(
             {

@@ -17,7 +17,7 @@ from dlpipe.results import StageResult, score
 from dlpipe.stores.atomic import staged_dir
 from dlpipe.synth.cvat_export import write_cvat_export
 from dlpipe.synth.imaging import ct_image
-from dlpipe.synth.phantom import PHASES, fibre_composite
+from dlpipe.synth.phantom import PHASES, fibre_composite, pore_instances
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,10 @@ def make_demo(
     """Generate the demo data set.
 
     Writes ``volume.tif`` (multi-page, uint8 or uint16), ``labels.tif`` (uint8 phases:
-    0 matrix, 1 fibre, 2 pore), ``cvat/annotations.xml`` with ``cvat/images/*.png``
-    (the annotated z-slices) and ``metadata.json``. Each file appears only when
+    0 matrix, 1 fibre, 2 pore), ``pore_instances.tif`` (uint32 truth pore instances: pore
+    ``k`` has id ``k``, :func:`~dlpipe.synth.phantom.pore_instances`),
+    ``cvat/annotations.xml`` with ``cvat/images/*.png`` (the annotated z-slices; one shape
+    per pore) and ``metadata.json``. Each file appears only when
     complete. The same ``params`` (including ``seed``) give identical files.
 
     Parameters
@@ -77,6 +79,7 @@ def make_demo(
         ring_amplitude=params["ring_amplitude"],
         dtype=params["dtype"],
     )
+    pore_ids = pore_instances(shape, pores)
     slices = annotated_slices(shape[0], params["annotated_slices"], params["annotate_range"])
     counts = np.bincount(labels.ravel(), minlength=len(PHASES))
     meta = {
@@ -92,7 +95,8 @@ def make_demo(
     with staged_dir(out_dir, overwrite=overwrite) as stage:
         tifffile.imwrite(stage / "volume.tif", volume, photometric="minisblack")
         tifffile.imwrite(stage / "labels.tif", labels, photometric="minisblack")
-        write_cvat_export(stage / "cvat", volume, labels, fibres, slices)
+        tifffile.imwrite(stage / "pore_instances.tif", pore_ids, photometric="minisblack")
+        write_cvat_export(stage / "cvat", volume, labels, fibres, slices, pore_ids)
         (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     log.info(
         "synth: %s voxels, fibre %.1f %%, pore %.2f %%, %d annotated slices, %.1f s",

@@ -27,6 +27,7 @@ import zarr
 
 from dlpipe.annotations.targets import targets_from_arrays
 from dlpipe.errors import UserError
+from dlpipe.models.maskrcnn import rescale, scaled_size
 from dlpipe.stores.dataset import ARRAYS, open_dataset
 from dlpipe.training.augment import Augment
 
@@ -46,6 +47,8 @@ class InstanceSource:
     p0_1, p99_9 : normalisation percentiles of the training images
     objects : per image, (K, 3) int64 rows (instance id, centre y, centre x)
     areas : per image, pixel count per instance id (index = id)
+    scale : the factor the images were rescaled by (pixel size / the model's pixel size)
+    arrays : the rescaled ``images``, ``semantic``, ``instances`` in memory (scale != 1)
     """
 
     path: Path
@@ -60,16 +63,47 @@ class InstanceSource:
     image_names: list[str] = field(default_factory=list)
     objects: list[np.ndarray] = field(default_factory=list)
     areas: list[np.ndarray] = field(default_factory=list)
+    scale: float = 1.0
+    arrays: dict[str, np.ndarray] | None = None
 
     def open(self) -> Any:
-        """The Zarr group, read-only."""
+        """The Zarr group, read-only (the rescaled arrays when the images were rescaled)."""
+        if self.arrays is not None:
+            return self.arrays
         return zarr.open_group(str(self.path), mode="r")
 
 
+def _rescaled(
+    images: Any, sem: Any, inst: Any, sizes: list[tuple[int, int]], scale: float
+) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
+    """Every image rescaled by ``scale`` in memory (zero-padded to the largest)."""
+    new = [scaled_size(h, w, scale) for h, w in sizes]
+    hh, ww = max(h for h, _ in new), max(w for _, w in new)
+    n = len(sizes)
+    out = {
+        "images": np.zeros((n, hh, ww, *images.shape[3:]), np.float32),
+        "semantic": np.zeros((n, hh, ww), np.uint8),
+        "instances": np.zeros((n, hh, ww), np.uint32),
+    }
+    for i, ((h, w), (nh, nw)) in enumerate(zip(sizes, new, strict=True)):
+        out["images"][i, :nh, :nw] = rescale(np.asarray(images[i, :h, :w]), (nh, nw), False)
+        out["semantic"][i, :nh, :nw] = rescale(np.asarray(sem[i, :h, :w]), (nh, nw), True)
+        out["instances"][i, :nh, :nw] = rescale(np.asarray(inst[i, :h, :w]), (nh, nw), True)
+    return out, new
+
+
 def open_instances(
-    path: str | Path, *, classes: Sequence[str] | None = None, val_fraction: float = 0.2
+    path: str | Path,
+    *,
+    classes: Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    scale: float = 1.0,
 ) -> InstanceSource:
     """Inspect an instance dataset Zarr (from ``dlpipe cvat`` or ``dlpipe import``).
+
+    With ``scale`` != 1 (the images' pixel size over the model's) every image is rescaled
+    in memory first (linear for the image, nearest for the labels), so that objects have
+    the size in pixels the model works at.
 
     Raises
     ------
@@ -106,6 +140,10 @@ def open_instances(
     n_val = min(n - 1, round(n * val_fraction))
     h, w = int(sem.shape[1]), int(sem.shape[2])
     sizes = [tuple(int(v) for v in s) for s in group.attrs.get("image_sizes", [[h, w]] * n)]
+    arrays = None
+    if scale != 1.0:
+        arrays, sizes = _rescaled(images, sem, inst, sizes, float(scale))
+        images, sem, inst = arrays["images"], arrays["semantic"], arrays["instances"]
     src = InstanceSource(
         path=path,
         n=n,
@@ -117,6 +155,8 @@ def open_instances(
         p0_1=0.0,
         p99_9=1.0,
         image_names=list(group.attrs.get("image_names", [])),
+        scale=float(scale),
+        arrays=arrays,
     )
     samples = []
     for i in range(n):

@@ -364,6 +364,9 @@ def _fit(
     torch.save({k: v.cpu() for k, v in best["model"].items()}, buf)
     with atomic_path(out / "weights.pt", overwrite=True) as tmp:
         tmp.write_bytes(buf.getvalue())
+    finish = getattr(task, "finish", None)
+    if finish is not None:  # a family's work on the best weights (instance-unet: tuning)
+        finish(model)
     figures = task.plots(out / "plots", history, model)
     best_row = history[best_epoch - 1] if 0 < best_epoch <= len(history) else {}
     card = task.card(best_row)

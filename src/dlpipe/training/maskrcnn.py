@@ -16,6 +16,7 @@ from dlpipe.errors import UserError
 from dlpipe.evaluation.instances import evaluate_instance_images
 from dlpipe.models import build_maskrcnn, count_parameters, torch_device
 from dlpipe.prediction.detections import Detection, paint_instances
+from dlpipe.stores.channels import card_channels
 from dlpipe.training.augment import Augment
 from dlpipe.training.instances import (
     CropDataset,
@@ -35,6 +36,103 @@ LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
 # state dict was trained on other classes.
 CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
 VAL_SEED = 12345
+
+# `train.maskrcnn.preset`: the settings of one machine kind. A key whose value is still the
+# schema default takes the preset's value; a key the user set keeps it. `cpu` keeps an
+# epoch to minutes on 2 cores; `gpu` is torchvision's reference (ResNet-50, 2000 proposals).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "batch_size": 2,
+        "steps_per_epoch": 25,
+        "val_max_patches": 16,
+        "maskrcnn.tile_size": 256,
+        "maskrcnn.backbone": "resnet18",
+        "maskrcnn.rpn_proposals_train": 300,
+        "maskrcnn.rpn_proposals_test": 500,
+        "maskrcnn.box_batch_size_per_image": 64,
+    },
+    "gpu": {
+        "batch_size": 8,
+        "steps_per_epoch": 200,
+        "val_max_patches": 256,
+        "amp": True,
+        "maskrcnn.tile_size": 512,
+        "maskrcnn.backbone": "resnet50",
+        "maskrcnn.rpn_proposals_train": 2000,
+        "maskrcnn.rpn_proposals_test": 1000,
+        "maskrcnn.box_batch_size_per_image": 512,
+    },
+}
+
+
+def apply_preset(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``params`` with ``train.maskrcnn.preset`` applied to the keys left at their default.
+
+    Returns the parameters and the values the preset set (``{"maskrcnn.tile_size": ...}``).
+    """
+    from dlpipe.config import defaults
+
+    p = dict(params)
+    p["maskrcnn"] = dict(p["maskrcnn"])
+    preset = p["maskrcnn"].get("preset") or "cpu"
+    base = defaults()["train"]
+    applied = {}
+    for key, value in PRESETS[preset].items():
+        if key.startswith("maskrcnn."):
+            k = key.split(".", 1)[1]
+            if p["maskrcnn"].get(k) == base["maskrcnn"].get(k):
+                p["maskrcnn"][k] = applied[key] = value
+        elif p.get(key) == base.get(key):
+            p[key] = applied[key] = value
+    return p, applied
+
+
+def pixel_sizes(store: str | Path, m: Mapping[str, Any]) -> dict[str, float | None]:
+    """The training images' pixel size and the model's (the common scale).
+
+    ``data``: ``train.maskrcnn.pixel_size``, else the dataset's attribute ``pixel_size``,
+    else None (unknown). ``model``: ``train.maskrcnn.model_pixel_size``, else ``data``.
+    The images are rescaled by ``data / model`` when both are known.
+    """
+    import zarr  # deferred: heavy
+
+    data = m.get("pixel_size")
+    if data is None:
+        try:
+            attrs = dict(zarr.open_group(str(store), mode="r").attrs)
+        except Exception:  # open_instances names a bad store
+            attrs = {}
+        data = attrs.get("pixel_size")
+        if isinstance(data, list | tuple):
+            data = data[-1]
+    model = m.get("model_pixel_size")
+    if model is None:
+        model = data
+    if model is not None and data is None:
+        raise UserError(
+            "train.maskrcnn.model_pixel_size needs the training images' pixel size "
+            "(train.maskrcnn.pixel_size or the dataset attribute pixel_size)"
+        )
+    return {
+        "data": None if data is None else float(data),
+        "model": None if model is None else float(model),
+    }
+
+
+def monitor_score(row: Mapping[str, float], monitor: str) -> float:
+    """The score that picks the best epoch: higher is better.
+
+    ``val_loss``: minus the validation loss. ``val_ap50`` / ``val_f1``: the value when it is
+    above 0; while it is 0 (or undefined) the tie-break ``-loss / (1 + loss)`` in (-1, 0]
+    ranks those epochs by their validation loss, below every epoch with a positive score.
+    """
+    loss = float(row["val_loss"])
+    if monitor == "val_loss":
+        return -loss
+    v = float(row[monitor])
+    if v > 0:
+        return v
+    return -loss / (1.0 + loss) if loss >= 0 else float("nan")
 
 
 def architecture(params: Mapping[str, Any], num_classes: int) -> dict[str, Any]:
@@ -153,11 +251,18 @@ class MaskRCNNTask:
             raise UserError(f"train.model {p['model']!r} is not handled by the Mask R-CNN trainer")
         if p["input"] != "2d":
             raise UserError(f"Mask R-CNN trains on 2d images, not train.input {p['input']!r}")
+        p, self.preset_applied = apply_preset(p)
+        self.params = p
         check_shared(p)
         m = p["maskrcnn"]
         self.tile = int(m["tile_size"])
+        self.pixel_size = pixel_sizes(store, m)
+        data_px, model_px = self.pixel_size["data"], self.pixel_size["model"]
         self.source: InstanceSource = open_instances(
-            store, classes=p["classes"], val_fraction=p["val_fraction"]
+            store,
+            classes=p["classes"],
+            val_fraction=p["val_fraction"],
+            scale=1.0 if data_px is None or model_px is None else data_px / model_px,
         )
         self.classes = list(self.source.classes)
         self.architecture = architecture(p, len(self.classes))
@@ -325,8 +430,7 @@ class MaskRCNNTask:
         row = {"val_loss": means.pop("loss")}
         row.update({f"val_{k}": v for k, v in means.items()})
         row.update(self.val_detections(model))
-        score = -row["val_loss"] if self.monitor == "val_loss" else row[self.monitor]
-        return score, row
+        return monitor_score(row, self.monitor), row
 
     def summary(self, row: Mapping[str, Any]) -> str:
         terms = ", ".join(
@@ -350,7 +454,12 @@ class MaskRCNNTask:
             "tile_size": self.tile,
             "patch_size": [self.tile, self.tile],
             "classes": self.classes,
-            "channels": src.channels,
+            **card_channels(src.channels),
+            "preset": p["maskrcnn"].get("preset") or "cpu",
+            "pixel_size": self.pixel_size["model"],
+            "training_pixel_size": self.pixel_size["data"],
+            "training_scale": src.scale,
+            "preset_applied": self.preset_applied,
             "normalisation": {"p0_1": src.p0_1, "p99_9": src.p99_9},
             "min_object_area": p["maskrcnn"]["min_object_area"],
             "pretrained": p["maskrcnn"]["pretrained"],

@@ -37,6 +37,7 @@ from dlpipe.stores.annotations import (
     split_slices,
     test_slices,
 )
+from dlpipe.stores.channels import ChannelView, to_channels
 from dlpipe.stores.chunks import CheckedArray, check_missing_chunks
 from dlpipe.stores.dataset import Dataset, is_dataset, open_dataset, open_store
 from dlpipe.stores.volume import open_volume
@@ -101,6 +102,8 @@ class TrainingSource:
         group = zarr.open_group(str(self.path), mode="r")
         # reads of a damaged chunk raise one UserError naming the array and chunk key
         image = CheckedArray(group[self.image_key], self.path)
+        if image.ndim == 4:  # a CVAT dataset of colour images: their luminance (one channel)
+            image = ChannelView(image, 1)
         labels = CheckedArray(group[self.label_key], self.path)
         if self.kind == "annotations":
             split, axes = self.extra["split"], self.extra["axes"]
@@ -343,7 +346,7 @@ def _cvat_source(
     if n == 0:
         raise UserError("the CVAT dataset has no images", path=path)
     n_val = min(n - 1, round(n * val_fraction))
-    sample = np.asarray(images[: min(n, 16)], dtype=np.float32)
+    sample = to_channels(np.asarray(images[: min(n, 16)], dtype=np.float32), 1)
     p0, p1 = np.percentile(sample, [0.1, 99.9])
     names = list(classes) if classes else data.classes
     return TrainingSource(

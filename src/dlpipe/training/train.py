@@ -8,13 +8,18 @@ from typing import Any
 
 from dlpipe.errors import UserError
 from dlpipe.results import StageResult, score
+from dlpipe.training.instance_unet import InstanceUNetTask
 from dlpipe.training.loop import fit, prepare_out
 from dlpipe.training.maskrcnn import MaskRCNNTask
 from dlpipe.training.unet import UNetTask
 
 __all__ = ["TASKS", "train"]
 
-TASKS: dict[str, type] = {"unet": UNetTask, "maskrcnn": MaskRCNNTask}
+TASKS: dict[str, type] = {
+    "unet": UNetTask,
+    "maskrcnn": MaskRCNNTask,
+    "instance-unet": InstanceUNetTask,
+}
 """Model family (``train.model``, the card's ``model``) -> its task class."""
 
 
@@ -72,6 +77,17 @@ def train(
 
 def _summary(card: Mapping[str, Any], out_dir: str | Path) -> str:
     """One line on the trained model."""
+    if card["model"] == "instance-unet":
+        ws = card["watershed"]
+        tuned = (
+            f"watershed tuned on validation: F1@0.5 {score(ws.get('val_f1'))}"
+            if ws.get("tuned")
+            else "watershed not tuned"
+        )
+        return (
+            f"trained {card['input']} instance U-Net ({card['parameters']} parameters), best "
+            f"epoch {card['best_epoch']}, val loss {score(card['val_loss'])}, {tuned}: {out_dir}"
+        )
     if card["model"] == "maskrcnn":
         return (
             f"trained Mask R-CNN {card['architecture']['backbone']}-FPN "

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from dlpipe.errors import UserError
 from dlpipe.models import UNet, build_unet, count_parameters, torch_device
+from dlpipe.stores.channels import card_channels
 from dlpipe.training.augment import Augment
 from dlpipe.training.data import (
     MODES,
@@ -333,6 +334,7 @@ class UNetTask:
             "context_slices": self.context,
             "patch_size": list(self.patch),
             "classes": self.classes,
+            **card_channels(1),
             "normalisation": {"p0_1": self.source.p0_1, "p99_9": self.source.p99_9},
             "ignore_index": p["ignore_index"],
             "val_jaccard": {c: best_row.get(f"val_jaccard_{c}") for c in self.classes},

@@ -19,6 +19,7 @@ from dlpipe.errors import UserError
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import json_safe, output_errors, write_json_atomic, write_text_atomic
 from dlpipe.stores.chunks import ALL_CHUNKS_CONFIG
+from dlpipe.stores.instance_labels import write_instance_labels
 from dlpipe.stores.marker import mark_complete
 from dlpipe.stores.ngff import image_attrs, label_image_attrs, labels_group_attrs
 from dlpipe.volumes.pyramid import downsample_mean, downsample_mode
@@ -48,6 +49,7 @@ def tile_volume(
     out: str | Path,
     *,
     labels: str | Path | None = None,
+    instances: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
     raw: Mapping[str, Any] | None = None,
     overwrite: bool = False,
@@ -66,6 +68,11 @@ def tile_volume(
     labels : path or None
         Label volume of the same shape (integer values 0-255), stored as uint8 under
         ``labels/<labels_name>``.
+    instances : path or None
+        Instance label volume of the same shape (integer object ids, 0 background), stored
+        as uint32 under ``labels/<stem>`` when the file's stem ends in ``instances`` (the
+        synth's ``pore_instances.tif``), else ``labels/instances``
+        (:func:`dlpipe.stores.instance_labels.write_instance_labels`).
     params : mapping
         The ``tile`` config section (keys of :data:`DEFAULTS`).
     raw : mapping
@@ -96,7 +103,16 @@ def tile_volume(
         raw_offset=int(raw.get("offset") or 0),
     )
     lab: Source | None = None
+    inst: Source | None = None
     try:
+        if instances is not None:
+            inst = open_source(instances, dtypes=LABEL_DTYPES)
+            if inst.shape != src.shape:
+                raise UserError(
+                    f"instances shape {inst.shape} differs from the shape {src.shape} of the "
+                    f"image {input_path}",
+                    path=inst.path,
+                )
         if labels is not None:
             lab = open_source(labels, dtypes=LABEL_DTYPES)
             if lab.shape != src.shape:
@@ -115,11 +131,13 @@ def tile_volume(
                 resume=resume,
                 progress=progress,
                 t_start=t_start,
+                inst=inst,
             )
     finally:
         src.close()
-        if lab is not None:
-            lab.close()
+        for extra in (lab, inst):
+            if extra is not None:
+                extra.close()
     return _result(summary, out)
 
 
@@ -155,6 +173,7 @@ def _tile(
     resume: bool,
     progress: bool,
     t_start: float,
+    inst: Source | None = None,
 ) -> dict[str, Any]:
     import zarr  # heavy imports: only when tiling
     from tqdm.auto import tqdm
@@ -303,6 +322,19 @@ def _tile(
                 values,
                 title="reference",  # napari layer "phases: reference", hidden
             )
+        )
+    if inst is not None:
+        stem = Path(inst.path).stem
+        attrs["instances"] = write_instance_labels(
+            out,
+            stem if stem.endswith("instances") else "instances",
+            inst.read,
+            src.shape,
+            plan["chunks"],
+            voxel_size=p["voxel_size"],
+            unit=p["unit"],
+            version=p["ngff"],
+            where=inst.path,
         )
     root.attrs.update(json_safe({"dlpipe": attrs}))  # strict JSON: no bare NaN
     write_json_atomic(out / "split.json", split, overwrite=True)
