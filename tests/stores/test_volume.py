@@ -83,7 +83,14 @@ def test_write_labels_carries_voxel_size_units_and_classes(tmp_path: Path) -> No
     assert root.attrs["dlpipe"] == attrs
     assert dict(root["labels"].attrs) == {"ome": {"version": "0.5", "labels": ["phases"]}}
     want = ngff.label_image_attrs(
-        "phases", 1, [0.5, 0.25, 0.25], "micrometer", "0.5", classes=["a", "b", "c"]
+        "phases",
+        1,
+        [0.5, 0.25, 0.25],
+        "micrometer",
+        "0.5",
+        classes=["a", "b", "c"],
+        title="c",  # napari's layer "phases: c", shown
+        visible=True,
     )
     assert dict(root["labels/phases"].attrs) == want
     props = want["ome"]["image-label"]["properties"]
