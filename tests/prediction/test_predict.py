@@ -108,7 +108,14 @@ def test_output_carries_the_volumes_voxel_size_and_unit_like_its_labels(
     pred = zarr.open_group(out, mode="r")
     assert pred["labels"].attrs["ome"]["labels"] == ["phases"]
     want = label_image_attrs(
-        "phases", 1, [2.0, 0.5, 0.5], "micrometer", "0.5", classes=["matrix", "fibre", "pore"]
+        "phases",
+        1,
+        [2.0, 0.5, 0.5],
+        "micrometer",
+        "0.5",
+        classes=["matrix", "fibre", "pore"],
+        title="p",  # napari's layer "phases: p", shown
+        visible=True,
     )
     assert pred["labels/phases"].attrs.asdict() == want
     label = want["ome"]["image-label"]
