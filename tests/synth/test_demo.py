@@ -146,15 +146,3 @@ def test_cli_end_to_end_with_tracking(tmp_path: Path, cli_env: dict[str, str]) -
     assert run.data.params["seed"] == "2"
     assert 0.13 <= run.data.metrics["fraction_fibre"] <= 0.21  # one fibre is 3 % here
 
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ring_artefacts_spread_over_the_whole_scan(seed: int) -> None:
-    """Each of ``count`` equal z-parts shows a ring, so training, validation and test slabs see
-    ring artefacts alike (the demo's learning curve: benchmarks/RESULTS.md)."""
-    from dlpipe.synth.imaging import ring_pattern
-
-    rings = ring_pattern((64, 32, 32), np.random.default_rng(seed), count=6, amplitude=0.1)
-    per_slice = np.abs(rings).reshape(64, -1).max(axis=1) > 0.01
-    parts = np.array_split(per_slice, 6)
-    assert all(part.any() for part in parts), [int(p.sum()) for p in parts]
-    assert per_slice[-13:].any() and per_slice[:13].any()  # a 20 % test slab and the start

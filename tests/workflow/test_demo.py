@@ -3,7 +3,8 @@
 One real ``snakemake --cores 8`` with the shipped ``config.yaml`` (about 2 minutes on an idle
 2-core machine), shared by the tests below. Every figure is reproducible to the digit (one
 torch thread, fixed seeds); the margins and their noise (other training seeds) are in
-``benchmarks/RESULTS.md``, "Demo: representative ring artefacts and the learning curve".
+``benchmarks/RESULTS.md``, "Demo: U-Net vs baselines with the new defaults" and "Demo: representative ring
+artefacts and the learning curve".
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = "results/demo/summary/models.csv"
-BEATS_BASELINES_BY = 0.001
-"""Smallest lead in mean Jaccard of every U-Net over the random forest and Otsu (another
-training seed moves a U-Net's score by about 0.001)."""
+BEATS_BASELINES_BY = 0.02
+"""Smallest lead in mean Jaccard of every U-Net over the random forest and Otsu (the shipped
+demo's lead is 0.043; another training seed moves a U-Net's score by about 0.001-0.003)."""
 RISES_BY = 0.002
 """Smallest rise in mean Jaccard from one annotated-slice count of the sweep to the next."""
 
@@ -72,8 +73,8 @@ def test_every_unet_beats_the_random_forest_and_otsu(scores: dict) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="flat within training noise on the demo (2 slices already reach the test slab's "
-    "floor): benchmarks/RESULTS.md, 'Demo: representative ring artefacts and the learning curve'",
+    reason="flat within training noise on the demo (s4 0.9268 > s8 0.9261): benchmarks/RESULTS.md, "
+    "'Demo: representative ring artefacts and the learning curve'",
 )
 def test_learning_curve_rises_from_2_to_8_annotated_slices(scores: dict) -> None:
     curve = [s for _, s in _curve(scores)]

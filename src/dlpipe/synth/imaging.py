@@ -17,11 +17,7 @@ def ring_pattern(
 
     A faulty detector column gives a ring of fixed radius in every slice that the
     faulty rows reconstruct, so each ring keeps its radius over a contiguous run of
-    slices. The runs are spread evenly over the scan: ring ``i`` of ``count`` is centred
-    at a random z in the ``i``-th of ``count`` equal parts of the z-extent and is between
-    a quarter and a half of the scan long, so every part of the scan (training, validation
-    and test slabs alike) shows about the same density of rings. The sign (70 % darker)
-    and radius are random.
+    slices.
 
     Returns
     -------
@@ -35,13 +31,12 @@ def ring_pattern(
     yy, xx = np.mgrid[0:ny, 0:nx]
     radius = np.hypot(yy - (ny - 1) / 2, xx - (nx - 1) / 2).astype(np.float32)
     r_max = min(ny, nx) / 2 - 2
-    for i in range(count):
+    for _ in range(count):
         r0 = rng.uniform(4, max(5.0, r_max))
         width = rng.uniform(0.6, 1.5)
         amp = amplitude * rng.uniform(0.5, 1.0) * rng.choice([-1.0, 1.0], p=[0.7, 0.3])
-        length = int(rng.integers(max(1, nz // 4), max(2, nz // 2 + 1)))
-        centre = (i + rng.uniform(0, 1)) * nz / count
-        z0 = int(np.clip(round(centre - length / 2), 0, nz - length))
+        length = rng.integers(max(1, nz // 5), nz + 1)
+        z0 = rng.integers(0, nz - length + 1)
         profile = amp * np.exp(-((radius - r0) ** 2) / (2 * width**2))
         out[z0 : z0 + length] += profile
     return out
