@@ -3,8 +3,8 @@
 One real ``snakemake --cores 8`` with the shipped ``config.yaml`` (about 2 minutes on an idle
 2-core machine), shared by the tests below. Every figure is reproducible to the digit (one
 torch thread, fixed seeds); the margins and their noise (other training seeds) are in
-``benchmarks/RESULTS.md``, "Demo: U-Net vs baselines with the new defaults" and "Demo: representative ring
-artefacts and the learning curve".
+``benchmarks/RESULTS.md``, "Demo: U-Net vs baselines with the new defaults" and "Demo:
+representative ring artefacts and the learning curve".
 """
 
 from __future__ import annotations
