@@ -145,4 +145,3 @@ def test_cli_end_to_end_with_tracking(tmp_path: Path, cli_env: dict[str, str]) -
     assert run.data.tags["stage"] == "synth" and run.info.status == "FINISHED"
     assert run.data.params["seed"] == "2"
     assert 0.13 <= run.data.metrics["fraction_fibre"] <= 0.21  # one fibre is 3 % here
-
