@@ -11,7 +11,7 @@ Image ``slice_0012.png`` is the volume's z-slice 12.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def pore_polygons(pore_mask: np.ndarray) -> list[np.ndarray]:
 
 def write_cvat_export(
     out_dir: Path,
-    volume: np.ndarray,
+    volume: Mapping[int, np.ndarray] | np.ndarray,
     labels: np.ndarray,
     fibres: Sequence[Fibre],
     slices: Sequence[int],
@@ -106,7 +106,7 @@ def write_cvat_export(
 
     Parameters
     ----------
-    volume : (z, y, x) uint8 or uint16
+    volume : (z, y, x) uint8 or uint16, or {z: (y, x) slice} of at least ``slices``
     labels : (z, y, x) uint8
     fibres : the fibres of the phantom
     slices : z indices to annotate
