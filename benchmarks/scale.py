@@ -33,7 +33,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import os
@@ -84,32 +83,46 @@ def timed(cmd: list[str], log: Path) -> dict[str, float]:
 
 
 def repeat_export(src: Path, dst: Path, count: int) -> Path:
-    """A CVAT export of ``count`` images: ``src``'s images repeated, files hard-linked."""
-    tree = etree.parse(str(src / "annotations.xml"))
-    root = tree.getroot()
+    """A CVAT export of ``count`` images: ``src``'s images repeated, files hard-linked.
+
+    Written as text, image by image: a tree of 2000 images of 1024² (4 million shapes) would
+    take many GB here.
+    """
+    root = etree.parse(str(src / "annotations.xml")).getroot()
     images = root.findall("image")
     for img in images:
         root.remove(img)
-    (dst / "images").mkdir(parents=True)
-    for i in range(count):
-        img = copy.deepcopy(images[i % len(images)])
-        name = f"r{i:05d}_{img.get('name')}"
-        os.link(src / "images" / img.get("name"), dst / "images" / name)
-        img.set("id", str(i))
-        img.set("name", name)
-        root.append(img)
     size = root.find("meta/task/size")
     if size is not None:
         size.text = str(count)
-    tree.write(str(dst / "annotations.xml"), xml_declaration=True, encoding="utf-8")
+    close = "</annotations>"
+    head = etree.tostring(root, encoding="unicode")
+    head = head[: head.rindex(close)]
+    templates = []
+    for img in images:
+        name = img.get("name")
+        img.set("id", "@@ID@@")
+        img.set("name", "@@NAME@@")
+        templates.append((name, etree.tostring(img, encoding="unicode")))
+    (dst / "images").mkdir(parents=True)
+    with (dst / "annotations.xml").open("w", encoding="utf-8") as f:
+        f.write('<?xml version="1.0" encoding="utf-8"?>\n' + head)
+        for i in range(count):
+            name, text = templates[i % len(templates)]
+            new = f"r{i:05d}_{name}"
+            os.link(src / "images" / name, dst / "images" / new)
+            f.write(text.replace("@@ID@@", str(i)).replace("@@NAME@@", new))
+        f.write(close + "\n")
     return dst / "annotations.xml"
 
 
 def run_size(n: int, work: Path, args: argparse.Namespace) -> list[dict]:
     """Every stage on an N³ scan; one row per stage."""
     d = work / str(n)
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
+    if "tile" in args.stages:  # a fresh folder; without tile, the earlier run's volume.zarr
+        shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(d / "cvat2000", ignore_errors=True)
     cfg = d / "config.yaml"
     cfg.write_text(CONFIG % {"steps": args.train_steps, "patch": min(128, n)})
 
@@ -117,7 +130,7 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> list[dict]:
         return ["dlpipe", "-c", str(cfg), *map(str, parts)]
 
     mvox = n**3 / 1e6
-    s, vol, export = d / "synth", d / "volume.zarr", d / "cvat2000"
+    s, vol, export = args.synth or d / "synth", d / "volume.zarr", d / "cvat2000"
     steps = {
         "synth": (dl("synth", s, "--shape", n, n, n), mvox),
         "tile": (dl("tile", s / "volume.tif", "--labels", s / "labels.tif", "--out", vol), mvox),
@@ -162,9 +175,12 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> list[dict]:
             repeat_export(s / "cvat", export, args.images)
         if stage == "predict" and n > args.predict_up_to:
             continue  # extrapolated in main()
+        if stage == "synth" and args.synth:
+            continue
         print(f"[{n}³] {stage} ...", file=sys.stderr, flush=True)
         m = timed(cmd, d / f"{stage}.log")
-        row = {"size": n, "stage": stage, "mvoxel": size_mvox, "extrapolated": False} | m
+        row = {"size": n, "stage": stage, "mvoxel": size_mvox, "extrapolated": False}
+        row |= {"source": "scale.py"} | m
         if size_mvox:
             row["s_per_mvoxel"] = m["seconds"] / size_mvox
             row["cpu_s_per_mvoxel"] = m["cpu_seconds"] / size_mvox
@@ -177,6 +193,49 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> list[dict]:
         rows.append(row)
     if not args.keep:
         shutil.rmtree(d)
+    return rows
+
+
+def workflow_rows(bench: Path) -> list[dict]:
+    """Rows from a workflow run's benchmark files (Snakemake: s, max_rss, cpu_time).
+
+    The dataset's size comes from its synth config (``results/<dataset>/metadata.json``
+    beside the benchmark folder's ``logs``); cvat counts the export's images.
+    """
+    root = bench.resolve().parents[2]
+    meta = json.loads((root / "results" / bench.name / "metadata.json").read_text())
+    n = meta["shape"][0]
+    rows = []
+    for tsv in sorted(bench.glob("*.tsv")):
+        job = tsv.stem.split("_")[0]
+        if job == "cvat":  # the dataset's own few slices, not the 2000 images of scale.py
+            job = f"cvat-{len(meta['annotated_slices'])}"
+        with tsv.open() as f:
+            rec = list(csv.DictReader(f, delimiter="\t"))[-1]
+        mvox = (len(meta["annotated_slices"]) if job.startswith("cvat") else n) * n * n / 1e6
+        row = {
+            "size": n,
+            "stage": job,
+            "mvoxel": mvox,
+            "extrapolated": False,
+            "source": f"workflow {tsv.name}",
+            "seconds": float(rec["s"]),
+            "cpu_seconds": float(rec["cpu_time"]),
+            "peak_rss_mb": float(rec["max_rss"]),  # MiB, sampled over the job's processes
+            "load_1min": None,
+            "job_cpu_percent": float(rec["mean_load"]),
+        }
+        if job == "train":  # train_<model>.tsv: the model's epochs (metrics.csv) and card
+            model = root / "results" / bench.name / "models" / tsv.stem.split("_", 1)[1]
+            with (model / "metrics.csv").open() as f:
+                epoch = sum(float(e["seconds"]) for e in csv.DictReader(f))
+            card = json.loads((model / "card.json").read_text())
+            steps = card["params"]["steps_per_epoch"] * card["epochs_run"]
+            row |= {"steps": steps, "epoch_seconds": epoch, "steps_per_s": steps / epoch}
+        elif job != "place":  # place: a few slices written into the scan
+            row["s_per_mvoxel"] = row["seconds"] / mvox
+            row["cpu_s_per_mvoxel"] = row["cpu_seconds"] / mvox
+        rows.append(row)
     return rows
 
 
@@ -268,23 +327,45 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True, help="scratch folder (big)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[128, 256, 512, 1024])
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     ap.add_argument("--images", type=int, default=2000, help="images of the cvat stage")
     ap.add_argument("--train-steps", type=int, default=30)
     ap.add_argument("--predict-up-to", type=int, default=512)
     ap.add_argument("--out", type=Path, default=HERE / "scale", help="OUT.json/.csv/.png")
     ap.add_argument("--keep", action="store_true", help="keep each size's folder")
+    ap.add_argument(
+        "--synth", type=Path, help="an existing `dlpipe synth` folder (one size) instead of synth"
+    )
+    ap.add_argument(
+        "--workflow",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="BENCH_DIR",
+        help="Snakemake benchmark folders (logs/benchmarks/<dataset>) of a synth dataset: their "
+        "jobs join the table as rows at the dataset's size, source 'workflow'",
+    )
+    ap.add_argument(
+        "--merge", type=Path, nargs="*", default=[], help="earlier OUT.json files to join"
+    )
     args = ap.parse_args(argv)
     if "predict" in args.stages and "train" not in args.stages:
         ap.error("predict needs the train stage's model")
+    if args.synth and len(args.sizes) != 1:
+        ap.error("--synth gives the scan of one size")
     args.work.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
+    rows: list[dict] = [r for m in args.merge for r in json.loads(m.read_text())["rows"]]
+    rows = [r for r in rows if not r["extrapolated"]]
     t0 = time.time()
     for n in sorted(args.sizes):
         rows += run_size(n, args.work, args)
         _write(rows, args, t0)
-    rows += extrapolate(rows, args.sizes, args.predict_up_to)
+    for bench in args.workflow:
+        rows += workflow_rows(bench)
+    sizes = sorted({r["size"] for r in rows})
+    measured = {r["size"] for r in rows if r["stage"] == "predict"}
+    rows += extrapolate(rows, [n for n in sizes if n not in measured], args.predict_up_to)
     _write(rows, args, t0)
     print(table(rows))
     return 0

@@ -68,8 +68,7 @@ def make_demo(
     )
     slices = annotated_slices(shape[0], params["annotated_slices"], params["annotate_range"])
     counts = sum(  # per slab: np.bincount would make an 8-byte copy of the whole volume
-        np.bincount(labels[z : z + 8].ravel(), minlength=len(PHASES))
-        for z in range(0, shape[0], 8)
+        np.bincount(labels[z : z + 8].ravel(), minlength=len(PHASES)) for z in range(0, shape[0], 8)
     )
     meta = {
         "shape": list(shape),
