@@ -41,3 +41,17 @@ def test_slab_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
     whole_float = 4 * labels.size  # one float32 copy of the volume
     assert peak < whole_float / 3, f"peak {peak} B vs one float32 volume {whole_float} B"
     assert not list(tmp_path.iterdir())  # the scratch counts are gone
+
+
+def test_many_small_pores_reach_the_fraction() -> None:
+    """Placement attempts grow with the volume: 40 000 tiny pores are not cut at 20 000."""
+    shape = (32, 256, 256)  # 2 Mvoxel
+    labels, _, pores = fibre_composite(
+        shape,
+        np.random.default_rng(3),
+        fibre_fraction=0.05,
+        pore_fraction=0.02,
+        pore_radius=(0.55, 0.7),
+    )
+    assert len(pores) > 20000
+    assert abs(np.mean(labels == 2) - 0.02) < 0.002

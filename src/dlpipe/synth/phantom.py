@@ -166,11 +166,14 @@ def fibre_composite(
     """
     labels = np.zeros(shape, np.uint8)
     total = labels.size
+    # placement attempts grow with the volume, so big scans reach the fractions too (a fixed
+    # 20000 left a 1024³ scan at 0.28 % pores); every loop stops at its fraction before that
+    attempts = max(20000, total // 50)
     dims = np.asarray(shape, float)
     r = fibre_diameter / 2
     fibres: list[Fibre] = []
     n_fibre = 0
-    for _ in range(20000):
+    for _ in range(attempts):
         if n_fibre >= fibre_fraction * total:
             break
         point = rng.uniform(0, 1, 3) * (dims - 1)
@@ -185,7 +188,7 @@ def fibre_composite(
     pores: list[Pore] = []
     n_pore = 0
     lo, hi = pore_radius
-    for _ in range(20000):
+    for _ in range(attempts):
         if n_pore >= pore_fraction * total:
             break
         centre = rng.uniform(0, 1, 3) * (dims - 1)
