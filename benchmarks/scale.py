@@ -271,12 +271,13 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for stage in STAGES:
+    rows = _one_per_size(rows)
+    for i, stage in enumerate(STAGES):
         pts = sorted((r for r in rows if r["stage"] == stage), key=lambda r: r["size"])
         if not pts:
             continue
         x = [r["size"] ** 3 / 1e6 for r in pts]
-        style = {"marker": "o", "label": stage}
+        style = {"marker": "o", "label": stage, "color": f"C{i}"}
         if "cpu_s_per_mvoxel" in pts[0]:
             ax1.plot(x, [r["cpu_s_per_mvoxel"] for r in pts], **style)
         ax2.plot(x, [r["peak_rss_mb"] for r in pts], **style)
@@ -304,8 +305,22 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _one_per_size(rows: list[dict]) -> list[dict]:
+    """One row per stage and size: scale.py's own before a workflow run's."""
+    best: dict[tuple[str, int], dict] = {}
+    for r in rows:
+        key = (r["stage"], r["size"])
+        if key not in best or (
+            best[key].get("source", "").startswith("workflow")
+            and not r.get("source", "").startswith("workflow")
+        ):
+            best[key] = r
+    return list(best.values())
+
+
 def table(rows: list[dict]) -> str:
     """A Markdown table: one row per stage, columns per size."""
+    rows = _one_per_size(rows)
     sizes = sorted({r["size"] for r in rows})
     head = "| stage | " + " | ".join(f"{n}³ CPU s/Mvox · RSS MB" for n in sizes) + " |"
     lines = [head, "|---" * (len(sizes) + 1) + "|"]
@@ -356,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--synth gives the scan of one size")
     args.work.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = [r for m in args.merge for r in json.loads(m.read_text())["rows"]]
-    rows = [r for r in rows if not r["extrapolated"]]
+    rows = [r | {"source": r.get("source", "scale.py")} for r in rows if not r["extrapolated"]]
     t0 = time.time()
     for n in sorted(args.sizes):
         rows += run_size(n, args.work, args)
