@@ -372,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = [r for m in args.merge for r in json.loads(m.read_text())["rows"]]
     rows = [r | {"source": r.get("source", "scale.py")} for r in rows if not r["extrapolated"]]
+    if args.workflow:  # a workflow's rows come afresh from its benchmark files
+        rows = [r for r in rows if not r["source"].startswith("workflow")]
     t0 = time.time()
     for n in sorted(args.sizes):
         rows += run_size(n, args.work, args)
