@@ -106,3 +106,22 @@ def test_cli_otsu_and_bad_slices(
     with pytest.raises(SystemExit) as exc:
         main([*base, "--out", str(tmp_path / "y.zarr"), "--metrics", str(tmp_path / "y.json")])
     assert exc.value.code == 2 and "no training slices" in capsys.readouterr().err
+
+
+def test_blocks_are_segmented_one_layer_at_a_time() -> None:
+    """The label volume is never whole in memory: each chunk layer is segmented when its
+    first block is written, and no slice of a later layer before."""
+    from dlpipe.baselines.classical import _segmented_blocks
+
+    done: list[int] = []
+
+    def segment(z: int) -> np.ndarray:
+        done.append(z)
+        return np.full((10, 12), z, np.uint8)
+
+    out = np.zeros((11, 10, 12), np.uint8)
+    for sl, block in _segmented_blocks(segment, (11, 10, 12), (4, 5, 6), "otsu"):
+        assert max(done) < sl[0].stop  # nothing beyond this block's layer yet
+        out[sl] = block
+    assert done == list(range(11))  # every slice once
+    assert np.array_equal(out, np.arange(11, dtype=np.uint8)[:, None, None] + 0 * out)

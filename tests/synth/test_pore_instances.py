@@ -37,3 +37,16 @@ def test_a_pore_cut_in_two_is_one_mask() -> None:
     assert [s["type"] for s in shapes] == ["mask", "polygon"]
     assert np.array_equal(shapes[0]["mask"], ids == 1)
     assert all(s["label"] == "pore" and s["z_order"] == "1" for s in shapes)
+
+
+def test_pore_instance_slabs_equal_the_whole_volume_ids() -> None:
+    """The slab by slab ids (what ``synth`` writes, bounded memory) are the one-pass ids."""
+    from dlpipe.synth.phantom import fibre_composite, pore_instance_slabs, pore_instances
+
+    shape = (37, 40, 44)  # 37 = 32 + 5: a partial last slab
+    _, _, pores = fibre_composite(shape, np.random.default_rng(3), pore_fraction=0.05)
+    whole = pore_instances(shape, pores)
+    slabs = list(pore_instance_slabs(shape, pores, depth=8))
+    assert [s.shape[0] for s in slabs] == [8, 8, 8, 8, 5]
+    np.testing.assert_array_equal(np.concatenate(slabs), whole)
+    assert len(np.unique(whole)) > 10  # enough pores to cross slab faces

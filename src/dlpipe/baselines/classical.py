@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from dlpipe.stores.volume import chunk_shape, dlpipe_attrs, open_labels, write_l
 log = logging.getLogger(__name__)
 
 METHODS = ("otsu", "rf")
+Segmenter = Callable[[int], np.ndarray]  # z -> the (y, x) uint8 labels of z-slice z
 
 
 def _training(
@@ -50,6 +51,25 @@ def multi_otsu(
     params: Mapping[str, Any],
     ignore: int | None = IGNORE_INDEX,
 ) -> np.ndarray:
+    """Multi-Otsu thresholds (:func:`fit_otsu`) applied to every z-slice: (z, y, x) uint8."""
+    return _whole(volume, fit_otsu(volume, truth, slices, n_classes, params, ignore))
+
+
+def _whole(volume: Any, segment: Segmenter) -> np.ndarray:
+    out = np.empty(volume.shape, np.uint8)
+    for z in range(volume.shape[0]):
+        out[z] = segment(z)
+    return out
+
+
+def fit_otsu(
+    volume: Any,
+    truth: Any,
+    slices: Sequence[int],
+    n_classes: int,
+    params: Mapping[str, Any],
+    ignore: int | None = IGNORE_INDEX,
+) -> Segmenter:
     """Multi-Otsu thresholds on the training slices, each intensity class mapped to a label.
 
     The grey values of the training slices (after a Gaussian blur of ``params['sigma']``
@@ -59,7 +79,7 @@ def multi_otsu(
 
     Returns
     -------
-    ndarray (z, y, x) uint8
+    segment(z) -> (y, x) uint8 labels of z-slice ``z``
     """
     from scipy import ndimage
     from skimage.filters import threshold_multiotsu
@@ -80,10 +100,7 @@ def multi_otsu(
     means = [float(values[labels == c].mean()) for c in present]
     mapping = np.array([present[i] for i in np.argsort(means)], np.uint8)
     thresholds = threshold_multiotsu(values, classes=len(present))
-    out = np.empty(volume.shape, np.uint8)
-    for z in tqdm(range(volume.shape[0]), desc="otsu", disable=None, leave=False):
-        out[z] = mapping[np.digitize(smooth(z), thresholds)]
-    return out
+    return lambda z: mapping[np.digitize(smooth(z), thresholds)]
 
 
 def random_forest(
@@ -93,6 +110,17 @@ def random_forest(
     params: Mapping[str, Any],
     ignore: int | None = IGNORE_INDEX,
 ) -> np.ndarray:
+    """The random forest (:func:`fit_random_forest`) applied to every z-slice: (z, y, x) uint8."""
+    return _whole(volume, fit_random_forest(volume, truth, slices, params, ignore))
+
+
+def fit_random_forest(
+    volume: Any,
+    truth: Any,
+    slices: Sequence[int],
+    params: Mapping[str, Any],
+    ignore: int | None = IGNORE_INDEX,
+) -> Segmenter:
     """Random-forest pixel classifier on :func:`skimage.feature.multiscale_basic_features`.
 
     Features (intensity, edges, texture at scales ``sigma_min``..``sigma_max``) of each
@@ -101,7 +129,7 @@ def random_forest(
 
     Returns
     -------
-    ndarray (z, y, x) uint8
+    segment(z) -> (y, x) uint8 labels of z-slice ``z``
     """
     from skimage.feature import multiscale_basic_features
     from sklearn.ensemble import RandomForestClassifier
@@ -134,11 +162,29 @@ def random_forest(
     x_train = np.concatenate(xs)
     log.info("random forest: fitting %d trees on %d pixels", params["n_estimators"], len(x_train))
     clf.fit(x_train, np.concatenate(ys))
-    out = np.empty(volume.shape, np.uint8)
-    for z in tqdm(range(volume.shape[0]), desc="random forest", unit="slice", disable=None):
+
+    def segment(z: int) -> np.ndarray:
         f = features(z)
-        out[z] = clf.predict(f.reshape(-1, f.shape[-1])).reshape(f.shape[:2]).astype(np.uint8)
-    return out
+        return clf.predict(f.reshape(-1, f.shape[-1])).reshape(f.shape[:2]).astype(np.uint8)
+
+    return segment
+
+
+def _segmented_blocks(
+    segment: Segmenter, shape: tuple[int, ...], chunks: Sequence[int], method: str
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """The label blocks in raster order, one z-layer of chunks segmented at a time (memory:
+    one layer, not the volume)."""
+    layer: np.ndarray | None = None
+    z0 = -1
+    bar = tqdm(total=shape[0], desc=method, unit="slice", disable=None, leave=False)
+    for sl in blocks(shape, chunks):
+        if sl[0].start != z0:
+            z0 = sl[0].start
+            layer = np.stack([segment(z) for z in range(z0, sl[0].stop)])
+            bar.update(sl[0].stop - z0)
+        yield sl, layer[(slice(None), *sl[1:])]
+    bar.close()
 
 
 def training_slices(
@@ -260,16 +306,16 @@ def baseline(
         lab, valid = _training(source, train, ignore)
         n_classes = int(lab[valid].max()) + 1
     if method == "otsu":
-        pred = multi_otsu(volume, source, train, n_classes, params["otsu"], ignore)
+        segment = fit_otsu(volume, source, train, n_classes, params["otsu"], ignore)
     else:
-        pred = random_forest(volume, source, train, params["rf"], ignore)
+        segment = fit_random_forest(volume, source, train, params["rf"], ignore)
     chunks = chunk_shape(truth)
     attrs = {k: v for k, v in dlpipe_attrs(volume_path).items() if k in ("split", "source")}
     attrs["baseline"] = {"method": method, "training_slices": train}
     write_labels(
         out,
-        ((sl, pred[sl]) for sl in blocks(pred.shape, chunks)),
-        pred.shape,
+        _segmented_blocks(segment, tuple(volume.shape), chunks, method),
+        tuple(volume.shape),
         chunks,
         labels_name=name,
         attrs=attrs,

@@ -110,67 +110,80 @@ def label_chunked(
     if out is None:
         out = np.zeros(shape, dtype=np.uint32)
     grid = blocks(shape, chunks)
-    # faces[a][b] = [plane before boundary b, plane after it]; boundaries at multiples of chunks
-    faces = []
-    for a in range(ndim):
-        cross = shape[:a] + shape[a + 1 :]
-        nb = max(0, (shape[a] - 1) // chunks[a])
-        faces.append(np.zeros((nb, 2, *cross), dtype=np.uint32))
+    # Faces of block borders, in global provisional labels, kept only while needed: those
+    # across axis 0 for the boundary being filled (two planes), those across the other axes
+    # for one layer of blocks along axis 0 (plus the layer before's last row, for diagonal
+    # touches). Their pairs are taken when a layer is done; memory O(plane), not O(volume).
+    face0: dict[int, np.ndarray] = {}
+    carry: dict[int, np.ndarray] = {}
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
     phase_of = [np.zeros(1, np.int64)]
     sizes = [np.zeros(1, np.int64)]
     mom_parts = [np.zeros((1, 10))] if stats else []
     bbox_parts = [np.zeros((1, 2 * ndim), np.int64)] if stats else []
     offset = 0
     ranges: list[tuple[int, int]] = []  # provisional labels (base, end] of each block
-    for sl in tqdm(grid, desc="components", disable=None if progress else True, leave=False):
-        data = np.asarray(source[sl])
-        ids: np.ndarray | None = None
-        base = offset
-        block_sizes = []
-        for p in phases:
-            mask = data == p
-            if not mask.any():
-                continue
-            lab, n = ndimage.label(mask, structure=struct, output=np.uint32)
-            if n == 0:
-                continue
-            if offset + n >= 2**32 - 1:
-                raise UserError("more than 2**32 - 2 provisional components; use larger chunks")
-            block_sizes.append(
-                np.bincount(lab.ravel(), minlength=n + 1)[1:] if sizes else np.zeros(n, np.int64)
-            )
-            if offset > base:  # block-local numbering across phases
-                np.add(lab, np.uint32(offset - base), out=lab, where=mask)
+    bar = tqdm(total=len(grid), desc="components", disable=None if progress else True, leave=False)
+    for l0, layer_blocks in itertools.groupby(grid, key=lambda b: b[0].start):
+        layer = list(layer_blocks)
+        l1 = layer[0][0].stop
+        faces = {
+            a: _layer_faces(shape, chunks, a, l1 - l0 + 1, carry.get(a)) for a in range(1, ndim)
+        }
+        for sl in layer:
+            data = np.asarray(source[sl])
+            ids: np.ndarray | None = None
+            base = offset
+            block_sizes = []
+            for p in phases:
+                mask = data == p
+                if not mask.any():
+                    continue
+                lab, n = ndimage.label(mask, structure=struct, output=np.uint32)
+                if n == 0:
+                    continue
+                if offset + n >= 2**32 - 1:
+                    raise UserError("more than 2**32 - 2 provisional components; use larger chunks")
+                block_sizes.append(
+                    np.bincount(lab.ravel(), minlength=n + 1)[1:]
+                    if sizes
+                    else np.zeros(n, np.int64)
+                )
+                if offset > base:  # block-local numbering across phases
+                    np.add(lab, np.uint32(offset - base), out=lab, where=mask)
+                if ids is None:
+                    ids = lab
+                else:
+                    ids += lab
+                phase_of.append(np.full(n, p, np.int64))
+                offset += n
             if ids is None:
-                ids = lab
-            else:
-                ids += lab
-            phase_of.append(np.full(n, p, np.int64))
-            offset += n
-        if ids is None:
-            ids = np.zeros(data.shape, dtype=np.uint32)
-        nloc = offset - base
-        if nloc:
-            sizes.extend(block_sizes)
-            if stats:
-                local = ids.astype(np.int64)
-                mom, bb = _block_stats(local, nloc, [s.start for s in sl])
-                mom_parts.append(mom[1:])
-                bbox_parts.append(bb[1:])
-        if keep:
-            out[sl] = ids
-        ranges.append((base, offset))
-        for a in range(ndim):
-            cs = chunks[a]
-            lo, hi = sl[a].start, sl[a].stop
-            cross_sl = sl[:a] + sl[a + 1 :]
-            if lo > 0:  # first plane of this block is "after" boundary lo // cs - 1
-                faces[a][(lo // cs - 1, 1, *cross_sl)] = _glob(np.take(ids, 0, axis=a), base)
-            if hi < shape[a]:
-                faces[a][(hi // cs - 1, 0, *cross_sl)] = _glob(np.take(ids, -1, axis=a), base)
+                ids = np.zeros(data.shape, dtype=np.uint32)
+            nloc = offset - base
+            if nloc:
+                sizes.extend(block_sizes)
+                if stats:
+                    local = ids.astype(np.int64)
+                    mom, bb = _block_stats(local, nloc, [s.start for s in sl])
+                    mom_parts.append(mom[1:])
+                    bbox_parts.append(bb[1:])
+            if keep:
+                out[sl] = ids
+            ranges.append((base, offset))
+            _store_faces(ids, base, sl, shape, chunks, l0, face0, faces)
+            bar.update()
+        phase_of = [np.concatenate(phase_of)]  # the phase of every provisional label so far
+        for a, f in faces.items():  # this layer's borders across the other axes
+            if f.shape[0]:
+                pairs.append(_face_pairs(f, a, struct, phase_of[0]))
+                carry[a] = f[:, :, -1:].copy()
+        k = l0 // chunks[0]
+        if k:  # the border before this layer is now complete
+            pairs.append(_face_pairs(face0.pop(k - 1), 0, struct, phase_of[0]))
+    bar.close()
     phase_arr = np.concatenate(phase_of)
     size_arr = np.concatenate(sizes)
-    lut = _merge(faces, struct, phase_arr, offset)
+    lut = _merge(pairs, offset)
     count = int(lut.max()) if lut.size else 0
     voxels = np.bincount(lut, weights=size_arr, minlength=count + 1).astype(np.int64)
     voxels[0] = 0
@@ -230,42 +243,95 @@ def _block_stats(local: np.ndarray, n: int, origin: Sequence[int]) -> tuple[np.n
     return mom, bb
 
 
-def _merge(faces: list[np.ndarray], struct: np.ndarray, phase_of: np.ndarray, n: int) -> np.ndarray:
-    """Join provisional labels that touch across block borders; return the final-id lut."""
+def _layer_faces(
+    shape: Sequence[int], chunks: Sequence[int], a: int, rows: int, carry: np.ndarray | None
+) -> np.ndarray:
+    """Faces across axis ``a`` (> 0) of one layer: (borders, 2, rows, other axes...), row 0 the
+    previous layer's last row (``carry``)."""
+    nb = max(0, (shape[a] - 1) // chunks[a])
+    cross = [shape[i] for i in range(1, len(shape)) if i != a]
+    faces = np.zeros((nb, 2, rows, *cross), dtype=np.uint32)
+    if carry is not None:
+        faces[:, :, :1] = carry
+    return faces
+
+
+def _store_faces(
+    ids: np.ndarray,
+    base: int,
+    sl: tuple[slice, ...],
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    l0: int,
+    face0: dict[int, np.ndarray],
+    faces: dict[int, np.ndarray],
+) -> None:
+    """Put a block's first and last planes (global labels) into the faces they border."""
+    for a in range(len(shape)):
+        cs = chunks[a]
+        lo, hi = sl[a].start, sl[a].stop
+        if a == 0:
+            cross: tuple[slice, ...] = sl[1:]
+        else:
+            rows = slice(sl[0].start - l0 + 1, sl[0].stop - l0 + 1)
+            cross = (rows, *sl[1:a], *sl[a + 1 :])
+        if lo > 0:  # first plane of this block is "after" boundary lo // cs - 1
+            plane = _glob(np.take(ids, 0, axis=a), base)
+            if a == 0:
+                face0[lo // cs - 1][(0, 1, *cross)] = plane
+            else:
+                faces[a][(lo // cs - 1, 1, *cross)] = plane
+        if hi < shape[a]:
+            plane = _glob(np.take(ids, -1, axis=a), base)
+            if a == 0:
+                if hi // cs - 1 not in face0:
+                    face0[hi // cs - 1] = np.zeros((1, 2, *shape[1:]), np.uint32)
+                face0[hi // cs - 1][(0, 0, *cross)] = plane
+            else:
+                faces[a][(hi // cs - 1, 0, *cross)] = plane
+
+
+def _face_pairs(
+    faces: np.ndarray, a: int, struct: np.ndarray, phase_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Provisional label pairs (u, v) of one phase touching across the borders ``faces`` of
+    axis ``a`` (borders, 2 = before/after, cross axes...); runs of the same pair dropped."""
     ndim = struct.ndim
     centre = np.ones(ndim, int)
-    rows, cols = [], []
-    for a in range(ndim):
-        if faces[a].shape[0] == 0:
+    before, after = faces[:, 0], faces[:, 1]
+    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    # offsets with +1 along axis a, any allowed shift across the face
+    for off in np.argwhere(struct):
+        d = off - centre
+        if d[a] != 1:
             continue
-        before, after = faces[a][:, 0], faces[a][:, 1]
-        # offsets with +1 along axis a, any allowed shift across the face
-        for off in np.argwhere(struct):
-            d = off - centre
-            if d[a] != 1:
-                continue
-            shift = [int(v) for i, v in enumerate(d) if i != a]
-            src = [slice(None)]
-            dst = [slice(None)]
-            for s in shift:
-                src.append(slice(max(0, -s), None if s <= 0 else -s))
-                dst.append(slice(max(0, s), None if s >= 0 else s))
-            u = before[tuple(src)].ravel()
-            v = after[tuple(dst)].ravel()
-            keep = (u > 0) & (v > 0)
-            u, v = u[keep].astype(np.int64), v[keep].astype(np.int64)
-            keep = phase_of[u] == phase_of[v]
-            u, v = u[keep], v[keep]
-            if u.size:
-                # drop runs of the same pair (faces are mostly long runs); no sort needed
-                run = np.ones(u.size, bool)
-                run[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
-                rows.append(u[run])
-                cols.append(v[run])
-    if rows:
-        r, c = np.concatenate(rows), np.concatenate(cols)
-    else:
-        r = c = np.zeros(0, np.int64)
+        shift = [int(v) for i, v in enumerate(d) if i != a]
+        src = [slice(None)]
+        dst = [slice(None)]
+        for s in shift:
+            src.append(slice(max(0, -s), None if s <= 0 else -s))
+            dst.append(slice(max(0, s), None if s >= 0 else s))
+        u = before[tuple(src)].ravel()
+        v = after[tuple(dst)].ravel()
+        keep = (u > 0) & (v > 0)
+        u, v = u[keep].astype(np.int64), v[keep].astype(np.int64)
+        keep = phase_of[u] == phase_of[v]
+        u, v = u[keep], v[keep]
+        if u.size:
+            # drop runs of the same pair (faces are mostly long runs); no sort needed
+            run = np.ones(u.size, bool)
+            run[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
+            rows.append(u[run])
+            cols.append(v[run])
+    # each pair once (labels < 2**32: one 64-bit key), so the merge's graph stays small
+    key = np.unique((np.concatenate(rows) << 32) | np.concatenate(cols))
+    return key >> 32, key & 0xFFFFFFFF
+
+
+def _merge(pairs: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """Join provisional labels that touch across block borders; return the final-id lut."""
+    r = np.concatenate([np.zeros(0, np.int64), *(u for u, _ in pairs)])
+    c = np.concatenate([np.zeros(0, np.int64), *(v for _, v in pairs)])
     graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n + 1, n + 1))
     _, comp = connected_components(graph, directed=False)
     # renumber: component of the smallest provisional label first; 0 stays 0

@@ -11,7 +11,7 @@ Image ``slice_0012.png`` is the volume's z-slice 12.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +116,11 @@ def pore_shapes(pore_ids: np.ndarray) -> list[dict[str, Any]]:
 
 def write_cvat_export(
     out_dir: Path,
-    volume: np.ndarray,
+    volume: Mapping[int, np.ndarray] | np.ndarray,
     labels: np.ndarray,
     fibres: Sequence[Fibre],
     slices: Sequence[int],
-    pore_ids: np.ndarray | None = None,
+    pore_ids: Mapping[int, np.ndarray] | np.ndarray | None = None,
 ) -> Path:
     """Write ``out_dir/annotations.xml`` and ``out_dir/images/slice_ZZZZ.png``.
 
@@ -131,10 +131,11 @@ def write_cvat_export(
 
     Parameters
     ----------
-    volume : (z, y, x) uint8 or uint16
+    volume : (z, y, x) uint8 or uint16, or {z: (y, x) slice} of at least ``slices``
     labels : (z, y, x) uint8
     fibres : the fibres of the phantom
     slices : z indices to annotate
+    pore_ids : (z, y, x) uint32 truth pore instances, or {z: (y, x)} of at least ``slices``
 
     Returns
     -------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,8 @@ from dlpipe.errors import UserError
 from dlpipe.results import StageResult, score
 from dlpipe.stores.atomic import staged_dir
 from dlpipe.synth.cvat_export import write_cvat_export
-from dlpipe.synth.imaging import ct_image
-from dlpipe.synth.phantom import PHASES, fibre_composite, pore_instances
+from dlpipe.synth.imaging import ct_pages
+from dlpipe.synth.phantom import PHASES, fibre_composite, pore_instance_slabs
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +68,10 @@ def make_demo(
         pore_fraction=params["pore_fraction"],
         pore_radius=tuple(params["pore_radius"]),
     )
-    volume = ct_image(
-        labels,
-        rng,
-        grey_levels=tuple(params["grey_levels"]),
-        blur_sigma=params["blur_sigma"],
-        photons=params["photons"],
-        noise_sigma=params["noise_sigma"],
-        rings=params["rings"],
-        ring_amplitude=params["ring_amplitude"],
-        dtype=params["dtype"],
-    )
-    pore_ids = pore_instances(shape, pores)
     slices = annotated_slices(shape[0], params["annotated_slices"], params["annotate_range"])
-    counts = np.bincount(labels.ravel(), minlength=len(PHASES))
+    counts = sum(  # per slab: np.bincount would make an 8-byte copy of the whole volume
+        np.bincount(labels[z : z + 8].ravel(), minlength=len(PHASES)) for z in range(0, shape[0], 8)
+    )
     meta = {
         "shape": list(shape),
         "dtype": params["dtype"],
@@ -92,11 +82,53 @@ def make_demo(
         "annotated_slices": slices,
         "params": dict(params),
     }
+    imaging = {
+        k: params[k]
+        for k in ("blur_sigma", "photons", "noise_sigma", "rings", "ring_amplitude", "dtype")
+    }
     with staged_dir(out_dir, overwrite=overwrite) as stage:
-        tifffile.imwrite(stage / "volume.tif", volume, photometric="minisblack")
+        # The image slab by slab, straight into the TIFF (memory: the labels and one slab);
+        # the annotated slices are kept for the CVAT export.
+        shown: dict[int, np.ndarray] = {}
+
+        def pages() -> Iterator[np.ndarray]:
+            z = 0
+            for slab in ct_pages(
+                labels, rng, stage, grey_levels=tuple(params["grey_levels"]), **imaging
+            ):
+                for page in slab:
+                    if z in slices:
+                        shown[z] = page.copy()
+                    z += 1
+                    yield page
+
+        tifffile.imwrite(
+            stage / "volume.tif",
+            pages(),
+            shape=shape,
+            dtype=np.dtype(params["dtype"]),
+            photometric="minisblack",
+        )
         tifffile.imwrite(stage / "labels.tif", labels, photometric="minisblack")
-        tifffile.imwrite(stage / "pore_instances.tif", pore_ids, photometric="minisblack")
-        write_cvat_export(stage / "cvat", volume, labels, fibres, slices, pore_ids)
+        shown_ids: dict[int, np.ndarray] = {}
+
+        def id_pages() -> Iterator[np.ndarray]:
+            z = 0
+            for slab in pore_instance_slabs(shape, pores):
+                for page in slab:
+                    if z in slices:
+                        shown_ids[z] = page.copy()
+                    z += 1
+                    yield page
+
+        tifffile.imwrite(
+            stage / "pore_instances.tif",
+            id_pages(),
+            shape=shape,
+            dtype=np.uint32,
+            photometric="minisblack",
+        )
+        write_cvat_export(stage / "cvat", shown, labels, fibres, slices, shown_ids)
         (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     log.info(
         "synth: %s voxels, fibre %.1f %%, pore %.2f %%, %d annotated slices, %.1f s",
