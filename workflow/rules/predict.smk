@@ -4,6 +4,9 @@
 # predict.scheduler "local-cluster:N" runs the blocks on a dask.distributed LocalCluster.
 PRED = f"{DS}/unet/{{model}}/prediction.zarr"
 PRED_SLABS = int(config["predict"]["slabs"])
+# A prediction job asks for every core of the machine (Snakemake caps it at --cores and sets
+# OMP_NUM_THREADS, which predict's torch threads follow), or predict.threads if that is more.
+PRED_CORES = max(int(config["predict"]["threads"]), os.cpu_count() or 1)
 
 if PRED_SLABS == 1:
 
@@ -25,7 +28,7 @@ if PRED_SLABS == 1:
             f"{DS_BENCH}/predict_{{model}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
-        threads: config["predict"]["threads"]
+        threads: PRED_CORES
         resources:
             mem_mb=4000,
             runtime=120,
@@ -78,7 +81,7 @@ else:
             f"{DS_BENCH}/predict_slab_{{model}}_{{slab}}.tsv"
         conda:
             "../../envs/dlpipe.yaml"
-        threads: config["predict"]["threads"]
+        threads: PRED_CORES
         resources:
             mem_mb=4000,
             runtime=120,
