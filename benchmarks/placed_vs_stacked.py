@@ -89,7 +89,7 @@ def run_one(work: Path, cfg: dict, vol: Path, store: Path, source: str, mode: st
         "source": source,
         "seed": seed,
         "train_s": seconds,
-        "best_epoch": (card.get("metrics") or {}).get("best_epoch"),
+        "best_epoch": card.get("best_epoch"),
         "test_slab": m["z_ranges"],
         **{f"J_{c}": v["jaccard"] for c, v in m["per_class"].items()},
         "J_mean": m["mean_jaccard"],

@@ -242,12 +242,14 @@ def final_outputs():
 
 def suggest_model(dataset):
     """The U-Net whose prediction picks the slices to correct next (suggest.model, else the
-    dataset's last U-Net), or None without one."""
+    dataset's last own U-Net: of the sweep, the one trained on the most slices; else its last
+    <model>@<source>), or None without one."""
     names = unet_names(dataset)
     want = config["suggest"]["model"]
     if want is not None and want not in names:
         _refuse(f"suggest.model: {want!r} is not a U-Net of dataset {dataset!r} ({names})")
-    return want or (names[-1] if names else None)
+    own = [n for n in names if "@" not in n]
+    return want or (own or names or [None])[-1]
 
 
 def suggest_targets(dataset):
