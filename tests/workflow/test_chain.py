@@ -199,10 +199,9 @@ def test_every_stage_wrote_its_outputs(run: dict) -> None:
     assert set(metrics["per_class"]) == {"matrix", "fibre", "pore"}
     for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
         assert (work / D / "summary" / png).read_bytes()[:4] == b"\x89PNG"
-    for rule in (
+    for rule in (  # (the cvat rule's dataset Zarr is not on the way: train reads the scan)
         "synth",
         "tile",
-        "cvat",
         "place",
         f"train_{MODEL}",
         f"predict_{MODEL}",

@@ -330,10 +330,13 @@ def test_shipped_own_scan_config_plans_the_scan_alone(tmp_path: Path) -> None:
         "train": 1,
         "predict": 1,
         "postprocess": 1,
+        "evaluate": 1,  # no truth: the annotation score of the held-out annotated slices
+        "suggest": 1,  # the slices to correct next
         "all": 1,
-        "total": 7,
+        "total": 9,
     }
     assert "results/myscan/models/unet-myscan/card.json" in out.stdout
+    assert "results/myscan/suggest/unet-myscan/slices.json" in out.stdout
     assert "results/demo" not in out.stdout
 
 
