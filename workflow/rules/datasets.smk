@@ -184,7 +184,8 @@ def train_store(wildcards):
 def train_labels(wildcards):
     """`--set labels="annotations"` when training from the volume: the placed annotations,
     not a dense truth that the volume may also hold (labels/phases)."""
-    return "" if TRAIN_FROM == "dataset" else "--set " + shlex.quote('labels="annotations"')
+    value = shlex.quote('labels="annotations"')
+    return "" if TRAIN_FROM == "dataset" else f"--set {value}"
 
 
 def model_card(wildcards):
