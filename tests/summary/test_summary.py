@@ -108,3 +108,12 @@ def test_cli_and_missing_card(tmp_path: Path, cli_env: dict[str, str]) -> None:
     out = subprocess.run(args, env=cli_env, capture_output=True, text=True, check=False)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "model card not found" in out.stderr
+
+
+def test_annotated_slices_of_a_model_trained_on_placed_slices(tmp_path: Path) -> None:
+    metrics = _model(tmp_path, "m", None, 100, [0.9, 0.8, 0.7])
+    card_path = tmp_path / "models/m/card.json"
+    card = json.loads(card_path.read_text())
+    card["split"] = {"train": {"z": [3, 7, 11], "y": [40]}, "val": {"z": [20]}, "test": {}}
+    card_path.write_text(json.dumps(card))
+    assert model_row("m", card_path, metrics, None)["annotated_slices"] == 4

@@ -169,5 +169,40 @@ def test_short_run_records_the_split(annotated, tiny_params, tmp_path: Path) -> 
     assert card["split"]["val"] == {"z": [10]}
     assert card["split"]["train"] == {"z": [2, 5], "y": [3]}
     assert card["val_mean_jaccard"] is not None
-    with pytest.raises(UserError, match="max_images needs dense labels"):
-        train(store, tmp_path / "m2", tiny_params(labels="annotations", max_images=1))
+    card = train(store, tmp_path / "m2", tiny_params(labels="annotations", max_images=1))
+    assert card["params"]["max_images"] == 1
+    assert card["split"]["train"] == {"z": [5]}  # the middle one of z2 z5 y3
+
+
+def test_max_images_keeps_evenly_spread_placed_slices(annotated) -> None:
+    store, labels = annotated
+    # training slices z2 z5 y3 (ordered z, y, x): 2 of them are the first and the last
+    src = open_source(store, labels="annotations", max_images=2)
+    assert src.extra["split"]["train"] == {"z": [2], "y": [3]}
+    assert src.extra["split"]["val"] == {"z": [10]} and src.extra["annotated"] == 3
+    _, view = src.open("train")
+    z5 = view[5]  # a training slice not kept reads as not annotated, but where y3 crosses it
+    assert np.array_equal(z5[3], labels[5, 3]) and (np.delete(z5, 3, axis=0) == 255).all()
+    assert np.array_equal(view[2], labels[2])
+    with pytest.raises(UserError, match="max_images is 4 but only 3 annotated slices train"):
+        open_source(store, labels="annotations", max_images=4)
+
+
+def test_placed_slices_of_a_volume_with_dense_labels_split_by_its_slabs(annotated) -> None:
+    """A truth tiled beside the annotations is scored on the test slab: no annotated slice
+    there trains; the val slab's validate (the last ones when it has none)."""
+    import zarr
+
+    store, _ = annotated
+    root = zarr.open_group(str(store), mode="r+")
+    attrs = dict(root.attrs["dlpipe"])
+    attrs.update(
+        labels={"name": "phases"}, split={"train": [0, 8], "val": [8, 10], "test": [10, 12]}
+    )
+    root.attrs["dlpipe"] = attrs
+    split = open_source(store, labels="annotations").extra["split"]
+    assert split == {"train": {"z": [2, 5], "y": [3]}, "val": {"z": [8]}, "test": {"z": [10]}}
+    attrs["split"] = {"train": [0, 12], "val": [12, 12], "test": [12, 12]}
+    root.attrs["dlpipe"] = attrs  # no slice in the val slab: the last one (y3) validates
+    split = open_source(store, labels="annotations").extra["split"]
+    assert split == {"train": {"z": [2, 5, 8, 10]}, "val": {"y": [3]}, "test": {}}

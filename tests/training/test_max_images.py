@@ -20,6 +20,9 @@ def test_evenly_spaced() -> None:
     assert evenly_spaced([3, 9, 1, 5], 2) == [1, 9]
     assert evenly_spaced([2, 4, 6], 1) == [4]
     assert evenly_spaced([2, 4, 6], 5) == [2, 4, 6]
+    for n in range(2, 30):  # nested: a learning curve adds slices, it never swaps them
+        for k in range(2, n):
+            assert set(evenly_spaced(range(n), k)) <= set(evenly_spaced(range(n), k + 1))
 
 
 def _cvat(tmp_path: Path, make_volume, n: int = 10) -> Path:

@@ -199,10 +199,9 @@ def test_every_stage_wrote_its_outputs(run: dict) -> None:
     assert set(metrics["per_class"]) == {"matrix", "fibre", "pore"}
     for png in ("jaccard_vs_parameters.png", "learning_curve.png"):
         assert (work / D / "summary" / png).read_bytes()[:4] == b"\x89PNG"
-    for rule in (
+    for rule in (  # (the cvat rule's dataset Zarr is not on the way: train reads the scan)
         "synth",
         "tile",
-        "cvat",
         "place",
         f"train_{MODEL}",
         f"predict_{MODEL}",
@@ -256,7 +255,10 @@ def test_failing_job_leaves_no_finished_output(run: dict, tmp_path: Path) -> Non
     work = tmp_path / "w"
     shutil.copytree(run["work"], work, symlinks=True)
     name = _with(work, "bad.yaml", evaluation={"classes": ["matrix"]})
-    out = smk(work, TARGET, "--cores", "2", config=name)
+    target = f"{D}/unet/{MODEL}/clean_metrics.json"
+    # The evaluate job alone: towards the summary the baselines (told of 1 class too) may
+    # fail first and stop the run before evaluate starts.
+    out = smk(work, target, "--cores", "2", config=name)
     assert out.returncode != 0
     log = (work / "logs" / "demo" / f"evaluate_unet_{MODEL}.log").read_text()
     assert "only 1 classes are configured" in log
@@ -265,7 +267,6 @@ def test_failing_job_leaves_no_finished_output(run: dict, tmp_path: Path) -> Non
     assert not (folder / "clean_metrics.csv").exists()
     assert not (folder / "clean_metrics_plots").exists()
     assert not (folder / "clean_metrics.html").exists()
-    target = f"{D}/unet/{MODEL}/clean_metrics.json"
     assert planned(work, target, config=name) == {"evaluate": 1}
 
 

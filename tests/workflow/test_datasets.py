@@ -44,7 +44,9 @@ TINY = {
     "baselines": {"rf": {"n_estimators": 5, "max_samples": 2000}},
     "postprocess": {"rules": [{"phase": 2, "min_size": 4}]},
     "evaluation": {"overlays": 1},
+    "suggest": {"count": 2},
 }
+TINY_SUGGEST = 2
 
 
 def _env() -> dict[str, str]:
@@ -170,6 +172,25 @@ def test_each_dataset_has_its_own_results(run: dict) -> None:
         assert (run["work"] / "logs/benchmarks" / ds / f"train_{MODEL}.tsv").is_file()
     # The demo alone is synthesised.
     assert (res / "demo/volume.tif").is_file() and not (res / "cement/volume.tif").exists()
+
+
+def test_each_dataset_trains_on_its_placed_slices_and_suggests_the_next(run: dict) -> None:
+    res = run["work"] / "results"
+    card = json.loads((res / "cement/models" / MODEL / "card.json").read_text())
+    assert card["params"]["labels"] == "annotations"  # the slices in the scan, not the truth
+    # with a truth the z-slabs split them: none in the test slab; the last one validates
+    assert card["split"]["train"] == {"z": list(ANNOTATED_Z[:-1])}
+    assert card["split"]["val"] == {"z": [ANNOTATED_Z[-1]]}
+    for ds in ("demo", "cement"):  # the suggest job: the slices to correct next, own model
+        task = res / ds / "suggest" / MODEL
+        manifest = json.loads((task / "slices.json").read_text())
+        placed = dlpipe_attrs(res / ds / "volume.zarr")["annotations"]["slices"]["z"]
+        picked = [e["index"] for e in manifest["slices"].values()]
+        # at most suggest.count, a few slices apart and from the annotated ones
+        assert 1 <= len(picked) <= TINY_SUGGEST and not set(picked) & set(placed), (picked, placed)
+        assert manifest["suggested_from"].endswith(f"{ds}/unet/{MODEL}/prediction.zarr")
+        assert (task / "annotations.zip").is_file()
+        assert len(list(task.rglob("*.png"))) == len(picked)
 
 
 def test_scan_settings_and_truth_are_the_datasets(run: dict) -> None:
@@ -309,10 +330,13 @@ def test_shipped_own_scan_config_plans_the_scan_alone(tmp_path: Path) -> None:
         "train": 1,
         "predict": 1,
         "postprocess": 1,
+        "evaluate": 1,  # no truth: the annotation score of the held-out annotated slices
+        "suggest": 1,  # the slices to correct next
         "all": 1,
-        "total": 7,
+        "total": 9,
     }
     assert "results/myscan/models/unet-myscan/card.json" in out.stdout
+    assert "results/myscan/suggest/unet-myscan/slices.json" in out.stdout
     assert "results/demo" not in out.stdout
 
 

@@ -53,6 +53,7 @@ def test_dry_run_on_shipped_config(tmp_path: Path, cli_env: dict[str, str]) -> N
         "postprocess",
         "evaluate",
         "summary",
+        "suggest",
     ):
         assert re.search(rf"^{rule}\s+\d+$", stats, re.M), f"{rule} not planned"
     # The shipped sweep: one model per number of annotated slices (the learning curve).
@@ -60,6 +61,7 @@ def test_dry_run_on_shipped_config(tmp_path: Path, cli_env: dict[str, str]) -> N
     assert re.search(r"^evaluate\s+5$", stats, re.M)  # 3 U-Nets + 2 baselines
     for n in (2, 4, 8):
         assert f"results/demo/models/f16-d4-ce+dice-2d-s{n}/card.json" in out.stdout
+    assert "results/demo/suggest/f16-d4-ce+dice-2d-s8/slices.json" in out.stdout
 
 
 def test_lint_is_clean(cli_env: dict[str, str]) -> None:

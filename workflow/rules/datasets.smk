@@ -9,11 +9,15 @@ import copy
 import sys
 from pathlib import Path
 
-# What the U-Net trains on. "dataset": the dataset Zarr of the CVAT images (cvat.zarr, the
-# stack of annotated images). "volume": the annotations placed into the scan
-# (volume.zarr/labels/annotations, real neighbouring context for 2.5D and 3D). This one line
-# switches the train rule's input and store for every dataset.
-TRAIN_FROM = "dataset"
+# What the U-Net trains on. "volume": the annotations placed into the scan
+# (volume.zarr/labels/annotations): 2.5D context and 3D boxes are the real scan around each
+# annotated slice, and the scan's own contrast (benchmarks/RESULTS.md, "Annotations placed in
+# the volume vs stacked images"). "dataset": the dataset Zarr of the CVAT images (cvat.zarr,
+# the annotated images stacked, neighbours being the next annotated image). This one line
+# switches the train rule's input and store for every dataset. From the volume, training
+# reads labels/annotations (never a dense truth tiled beside it); with a truth the volume's
+# z-slabs split the annotated slices (none from the test slab trains).
+TRAIN_FROM = "volume"
 
 
 def _refuse(message):
@@ -99,6 +103,8 @@ SYNTH_DATASETS = [n for n, e in DATASETS.items() if e.get("synth")]
 ANNOTATED_DATASETS = [n for n, e in DATASETS.items() if _annotated(e)]
 TRAINED_DATASETS = [n for n, e in DATASETS.items() if _trains(e)]
 SCORED_DATASETS = [n for n, e in DATASETS.items() if e.get("synth") or "truth" in e]
+# Annotated scans without a truth: their U-Nets get the annotation score (held-out slices).
+ANNOTATION_SCORED = [n for n in ANNOTATED_DATASETS if n not in SCORED_DATASETS]
 
 
 wildcard_constraints:
@@ -175,6 +181,13 @@ def train_store(wildcards):
     return f"{RESULTS}/{wildcards.dataset}/{name}"
 
 
+def train_labels(wildcards):
+    """`--set labels="annotations"` when training from the volume: the placed annotations,
+    not a dense truth that the volume may also hold (labels/phases)."""
+    value = shlex.quote('labels="annotations"')
+    return "" if TRAIN_FROM == "dataset" else f"--set {value}"
+
+
 def model_card(wildcards):
     """The card of a prediction's model: <model> of this dataset, or <model>@<source>."""
     model, _, source = wildcards.model.partition("@")
@@ -216,12 +229,33 @@ def final_outputs():
         targets.append(f"{root}/volume.zarr/.dlpipe_complete")
         if ds in ANNOTATED_DATASETS:
             targets += [PLACED.format(dataset=ds), DATASET_ZARR.format(dataset=ds)]
-        scored = ds in SCORED_DATASETS
+        scored = ds in SCORED_DATASETS or ds in ANNOTATION_SCORED
         last = "clean_metrics.json" if scored else "clean.zarr/.dlpipe_complete"
         segmentations = [f"unet/{m}" for m in unet_names(ds)]
-        if scored and ds in ANNOTATED_DATASETS:
+        if ds in SCORED_DATASETS and ds in ANNOTATED_DATASETS:
             segmentations += ["baselines/otsu", "baselines/rf"]
         targets += [f"{root}/{s}/{last}" for s in segmentations]
-        if scored and ds in TRAINED_DATASETS:
+        if ds in SCORED_DATASETS and ds in TRAINED_DATASETS:
             targets.append(f"{root}/summary/models.csv")
+        targets += suggest_targets(ds)
     return targets
+
+
+def suggest_model(dataset):
+    """The U-Net whose prediction picks the slices to correct next (suggest.model, else the
+    dataset's last own U-Net: of the sweep, the one trained on the most slices; else its last
+    <model>@<source>), or None without one."""
+    names = unet_names(dataset)
+    want = config["suggest"]["model"]
+    if want is not None and want not in names:
+        _refuse(f"suggest.model: {want!r} is not a U-Net of dataset {dataset!r} ({names})")
+    own = [n for n in names if "@" not in n]
+    return want or (own or names or [None])[-1]
+
+
+def suggest_targets(dataset):
+    """<results>/<dataset>/suggest/<model>/slices.json (none with suggest.count 0)."""
+    model = suggest_model(dataset)
+    if not config["suggest"]["count"] or model is None:
+        return []
+    return [f"{RESULTS}/{dataset}/suggest/{model}/slices.json"]

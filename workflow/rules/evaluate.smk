@@ -1,6 +1,7 @@
 # Classical baselines, clean-up and evaluation (docs/evaluation.md). postprocess and
 # evaluate serve every segmentation of a dataset: <results>/<dataset>/baselines/<method>/ and
-# <results>/<dataset>/unet/<model>/. Baselines and evaluation need a truth (SCORED_DATASETS).
+# <results>/<dataset>/unet/<model>/. Baselines need a truth (SCORED_DATASETS); evaluation
+# without one gives the annotation score of an annotated scan (ANNOTATION_SCORED).
 
 
 wildcard_constraints:
@@ -66,9 +67,10 @@ rule postprocess:
 
 
 rule evaluate:
-    """Per-class Jaccard of the cleaned prediction against the tiled truth (test split)."""
+    """Per-class Jaccard of the cleaned prediction against the tiled truth (test split); for
+    a scan without a truth, the annotation score (its held-out annotated slices)."""
     wildcard_constraints:
-        dataset=_alternatives(SCORED_DATASETS),
+        dataset=_alternatives(SCORED_DATASETS + ANNOTATION_SCORED),
     input:
         pred=f"{DS}/{{kind}}/{{name}}/clean.zarr/.dlpipe_complete",
         truth=volume_ready,
@@ -94,6 +96,8 @@ rule evaluate:
         cfg=lambda wildcards: cfg_arg("evaluation", dataset=wildcards.dataset),
         pred=lambda wildcards, input: os.path.dirname(input.pred),
         truth=volume_dir,
+        # No truth: score the held-out annotated slices (docs/evaluation.md).
+        annotations=lambda wildcards: "--annotations" if wildcards.dataset in ANNOTATION_SCORED else "",
     log:
         f"{DS_LOGS}/evaluate_{{kind}}_{{name}}.log",
     benchmark:
@@ -104,5 +108,5 @@ rule evaluate:
         mem_mb=4000,
         runtime=30,
     shell:
-        "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.name} evaluate {params.pred} {params.truth} --out {output.metrics}"
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.name} evaluate {params.pred} {params.truth} {params.annotations} --out {output.metrics}"
         " > {log} 2>&1"

@@ -31,6 +31,7 @@ rule train:
     params:
         cfg=cfg_arg("train"),
         overrides=train_overrides,
+        labels=train_labels,
         store=train_store,
         out=lambda wildcards, output: os.path.dirname(output.card),
     log:
@@ -48,4 +49,4 @@ rule train:
         gpu=1,
     shell:
         "dlpipe {params.cfg} --dataset {wildcards.dataset} --model-name {wildcards.model} train --model unet {params.store} --out {params.out}"
-        " {params.overrides} --resume-or-start > {log} 2>&1"
+        " {params.overrides} {params.labels} --resume-or-start > {log} 2>&1"

@@ -32,6 +32,7 @@ __all__ = [
     "annotation_record",
     "plane_shape",
     "read_plane",
+    "split_by_slabs",
     "split_slices",
     "spread",
     "test_slices",
@@ -122,6 +123,40 @@ def split_slices(
     val = [rest[k] for k in spread(len(rest), n_val)]
     train = [it for it in rest if it not in val]
     return {"train": _by_axis(train), "val": _by_axis(val), "test": _by_axis(held)}
+
+
+def split_by_slabs(
+    slices: Mapping[str, Sequence[int]],
+    slabs: Mapping[str, Sequence[int]],
+    val_fraction: float = 0.2,
+) -> dict[str, SliceSet]:
+    """Split annotated slices by the z-slabs of a volume that also has dense labels.
+
+    With a dense truth the evaluation scores the test slab (``dlpipe.split.test``), so no
+    annotated slice in it may train: the z-slices in the test slab are the test slices,
+    those in the val slab validate. Without a slice in the val slab, the last
+    ``round(N * val_fraction)`` of the N others (ordered z, y, x, by index) validate, as
+    the last images of a stacked CVAT dataset do (``dlpipe cvat --out``); at least one
+    trains. A y- or x-slice crosses every slab: it trains (its voxels in the test slab
+    too; the caller warns).
+
+    >>> split_by_slabs({"z": [3, 7, 11, 16, 20, 44]}, {"val": [30, 40], "test": [40, 50]})
+    {'train': {'z': [3, 7, 11, 16]}, 'val': {'z': [20]}, 'test': {'z': [44]}}
+    """
+
+    def inside(part: str, z: int) -> bool:
+        lo, hi = (int(v) for v in (slabs.get(part) or (0, 0)))
+        return lo <= z < hi
+
+    items = [(a, int(i)) for a in AXES for i in sorted({int(v) for v in slices.get(a, [])})]
+    test = [it for it in items if it[0] == "z" and inside("test", it[1])]
+    val = [it for it in items if it[0] == "z" and inside("val", it[1])]
+    rest = [it for it in items if it not in test and it not in val]
+    if not val and len(rest) >= 2 and val_fraction > 0:
+        n_val = min(len(rest) - 1, round(len(rest) * val_fraction))
+        if n_val > 0:
+            val, rest = rest[-n_val:], rest[:-n_val]
+    return {"train": _by_axis(rest), "val": _by_axis(val), "test": _by_axis(test)}
 
 
 def test_slices(record: Mapping[str, Any]) -> SliceSet:

@@ -75,7 +75,11 @@ def model_row(
     params = card.get("params", {})
     arch = card.get("architecture", {})
     train = card.get("split", {}).get("train", [0, 0])
-    slices = params.get("max_images") or int(train[1]) - int(train[0])
+    if isinstance(train, dict):  # placed annotations: the training slices per axis
+        count = sum(len(v) for v in train.values())
+    else:  # a z-range of training images
+        count = int(train[1]) - int(train[0])
+    slices = params.get("max_images") or count
     row: dict[str, Any] = {
         "model": name,
         "input": card.get("input"),

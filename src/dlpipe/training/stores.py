@@ -34,13 +34,14 @@ from dlpipe.stores.annotations import (
     AXES,
     SliceView,
     annotation_record,
+    split_by_slabs,
     split_slices,
     test_slices,
 )
 from dlpipe.stores.channels import ChannelView, to_channels
 from dlpipe.stores.chunks import CheckedArray, check_missing_chunks
 from dlpipe.stores.dataset import Dataset, is_dataset, open_dataset, open_store
-from dlpipe.stores.volume import open_volume
+from dlpipe.stores.volume import dlpipe_attrs, open_volume
 from dlpipe.training.labelled import (
     sparse_labels,
     sparse_labels_from_demo,
@@ -160,17 +161,32 @@ class KeptSlices:
 
 
 def evenly_spaced(candidates: Sequence[int], n: int) -> list[int]:
-    """``n`` of ``candidates`` (sorted), evenly spaced from the first to the last.
+    """``n`` of ``candidates`` (sorted), evenly spread from the first to the last, nested.
+
+    The first and the last come first; each next one is the candidate farthest (in rank)
+    from those already taken (a tie: the later one). So ``evenly_spaced(c, 2)``
+    is within ``evenly_spaced(c, 4)``, which is within ``evenly_spaced(c, 8)``: a learning curve
+    over the number of annotated slices adds slices, it never swaps them. ``n == 1``: the
+    middle one.
 
     >>> evenly_spaced([0, 1, 2, 3, 4, 5, 6, 7], 3)
     [0, 4, 7]
+    >>> evenly_spaced(range(20), 4), evenly_spaced(range(20), 8)
+    ([0, 5, 10, 19], [0, 5, 8, 10, 13, 15, 17, 19])
     """
     cand = sorted(int(c) for c in candidates)
     if n >= len(cand):
         return cand
+    if n <= 0:
+        return []
     if n == 1:
         return [cand[len(cand) // 2]]
-    return [cand[int(i)] for i in np.floor(np.linspace(0, len(cand) - 1, n) + 0.5)]
+    taken = [0, len(cand) - 1]
+    while len(taken) < n:
+        gap = [min(abs(k - t) for t in taken) for k in range(len(cand))]
+        best = max(gap)
+        taken.append(max(k for k, g in enumerate(gap) if g == best))
+    return [cand[k] for k in sorted(taken)]
 
 
 def _keep_images(source: TrainingSource, max_images: int, ignore_index: int) -> TrainingSource:
@@ -231,11 +247,12 @@ def open_source(
             record = annotation_record(path)
             labels = "annotations" if record is not None else labels
         if record is not None:
-            if max_images is not None:
-                raise UserError("train.max_images needs dense labels, not placed annotations")
-            return _annotation_source(
+            source = _annotation_source(
                 path, labels, record, classes, val_fraction, axes, ignore_index
             )
+            if max_images is not None:
+                source = _keep_slices(source, int(max_images))
+            return source
         source = _volume_source(path, labels, classes, strict)
     if max_images is not None:
         source = _keep_images(source, int(max_images), ignore_index)
@@ -279,6 +296,15 @@ def _volume_source(
     )
 
 
+def _truth_name(path: Path, labels: str) -> str | None:
+    """The dense label image of a volume (``dlpipe.labels.name``, tiled with ``--labels``)
+    besides the placed annotations ``labels``, or None."""
+    name = (dlpipe_attrs(path).get("labels") or {}).get("name")
+    if name and name != labels and (path / "labels" / str(name)).is_dir():
+        return str(name)
+    return None
+
+
 def _annotation_source(
     path: Path,
     labels: str,
@@ -288,10 +314,29 @@ def _annotation_source(
     axes: Sequence[str] | None,
     ignore_index: int,
 ) -> TrainingSource:
-    """A volume with annotations placed in it; the split holds out annotated slices."""
+    """A volume with annotations placed in it; the split holds out annotated slices.
+
+    Without dense labels the record's test slices are held out (the annotation score);
+    with them (a truth tiled into the volume, scored on its test slab) the volume's
+    z-slabs split the annotated slices (:func:`~dlpipe.stores.annotations.split_by_slabs`).
+    """
     source = _volume_source(path, labels, classes or record.get("classes"))
     slices = {a: [int(i) for i in v] for a, v in record["slices"].items() if v}
-    split = split_slices(slices, val_fraction, test=test_slices(record))
+    truth = _truth_name(path, labels)
+    if truth is not None:
+        slabs = dlpipe_attrs(path).get("split") or {}
+        split = split_by_slabs(slices, slabs, val_fraction)
+        crossing = {a: v for a, v in slices.items() if a != "z"}
+        if crossing and slabs.get("test"):
+            log.warning(
+                "train: the annotated %s slices cross the test slab z %s of the dense labels "
+                "'%s'; their voxels there train too",
+                crossing,
+                list(slabs["test"]),
+                truth,
+            )
+    else:
+        split = split_slices(slices, val_fraction, test=test_slices(record))
     used = [a for a in AXES if a in slices] if not axes else [str(a).lower() for a in axes]
     bad = [a for a in used if a not in AXES]
     if bad:
@@ -303,14 +348,34 @@ def _annotation_source(
             path=path,
         )
     log.info(
-        "train: annotated slices: train %s, val %s, test %s (held out), axes %s",
+        "train: annotated slices: train %s, val %s, test %s (held out%s), axes %s",
         split["train"],
         split["val"],
         split["test"],
+        f"; split by the z-slabs of the dense labels '{truth}'" if truth else "",
         used,
     )
     source.kind = "annotations"
     source.extra.update(split=split, axes=used, ignore_index=ignore_index, labels=labels)
+    return source
+
+
+def _keep_slices(source: TrainingSource, max_images: int) -> TrainingSource:
+    """Keep ``max_images`` evenly spread training slices of placed annotations (on the
+    trained axes, ordered z, y, x; nested: 2 of them are among 4, which are among 8)."""
+    split, axes = source.extra["split"], source.extra["axes"]
+    items = [(a, int(i)) for a in AXES if a in axes for i in split["train"].get(a, [])]
+    if max_images > len(items):
+        raise UserError(
+            f"train.max_images is {max_images} but only {len(items)} annotated slices train "
+            f"({split['train']}; validation {split['val']}, test {split['test']})",
+            path=source.path,
+        )
+    kept = [items[k] for k in evenly_spaced(range(len(items)), max_images)]
+    train = {a: [i for ax, i in kept if ax == a] for a in AXES}
+    log.info("train: %d of %d annotated training slices kept: %s", len(kept), len(items), kept)
+    source.extra["split"] = {**split, "train": {a: v for a, v in train.items() if v}}
+    source.extra.update(keep=kept, annotated=len(items))
     return source
 
 
