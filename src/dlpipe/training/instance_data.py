@@ -5,8 +5,10 @@ Two inputs are understood:
 * a dataset Zarr with instances (``dlpipe cvat``, ``dlpipe import``): ``images`` (N, H, W[, C]),
   ``semantic``, ``instances`` (N, H, W), attribute ``classes``; the last ``val_fraction`` of
   the images validate; only ``train.input: 2d``;
-* a tiled volume (``dlpipe tile``) with an instance label array
-  ``labels/<train.instance_unet.instances>/0`` (integer ids, 0 background): its ``split``
+* a tiled volume (``dlpipe tile``) with an instance label array ``labels/<name>/0``
+  (integer ids, 0 background; ``name`` = ``train.instance_unet.instances``, null: the
+  volume's one ``instances`` / ``*_instances`` label image, e.g. ``dlpipe tile --instances``'s
+  ``pore_instances``): its ``split``
   z-ranges train and validate; 2D, 2.5D or 3D patches; every object is of one class
   (``train.instance_unet.class_name``).
 
@@ -29,6 +31,7 @@ import numpy as np
 from dlpipe.errors import UserError
 from dlpipe.models.instance_unet import to_grey
 from dlpipe.stores.dataset import is_dataset, open_dataset, open_store
+from dlpipe.stores.instance_labels import find_instance_labels
 from dlpipe.stores.volume import open_volume
 from dlpipe.training.instance_targets import instance_targets
 
@@ -257,7 +260,10 @@ def open_instance_data(store: str | Path, params: Mapping[str, Any]) -> Instance
     if "0" not in keys:
         raise UserError("not a dataset Zarr (images) nor a tiled volume (image level 0)", path=path)
     vol = open_volume(path)
-    key = f"labels/{ip['instances']}/0"
+    name = ip.get("instances") or find_instance_labels(
+        path, "tiled volume", "--set instance_unet.instances"
+    )
+    key = f"labels/{name}/0"
     if key not in vol.root:
         raise UserError(
             f"tiled volume has no instance label array {key} (train.instance_unet.instances)",
