@@ -83,7 +83,10 @@ def test_cli_train_predict_dataset(tmp_path: Path, dataset: Path, capsys) -> Non
     assert card["architecture"]["n_classes"] == 4  # 2 classes + boundary + distance
     assert card["channels"] == 1 and "luminance" in card["channel_rule"]
     ws = card["watershed"]
-    assert ws["tuned"] and len(ws["grid"]) == 15 and 0 < ws["seed_threshold"] < 1
+    assert len(ws["grid"]) == 15 and 0 < ws["best"]["seed_threshold"] < 1
+    # one validation image of <= 6 discs: too few objects, the config's thresholds are kept
+    assert not ws["tuned"] and 1 <= ws["val_objects"] <= 6 and "tune_min_objects" in ws["note"]
+    assert (ws["seed_threshold"], ws["foreground_threshold"]) == (0.5, 0.5)
     rows = list(csv.DictReader((model / "metrics.csv").open()))
     for term in ("semantic", "boundary", "distance"):
         assert f"train_loss_{term}" in rows[0] and f"val_loss_{term}" in rows[0]
