@@ -26,7 +26,6 @@ from torch.nn import functional as F
 from dlpipe.errors import UserError
 from dlpipe.models import count_parameters, torch_device
 from dlpipe.models.instance_unet import (
-    CHANNEL_RULE,
     FAMILY,
     build_instance_unet,
     head_channels,
@@ -34,6 +33,7 @@ from dlpipe.models.instance_unet import (
 )
 from dlpipe.postprocess.watershed import check_thresholds, choose_thresholds, grid_search
 from dlpipe.prediction.instance_maps import infer_maps
+from dlpipe.stores.channels import card_channels
 from dlpipe.training.augment import Augment, apply_dihedral, dihedral_elements
 from dlpipe.training.instance_data import InstanceData, Patch, open_instance_data
 from dlpipe.training.losses import make_loss
@@ -350,8 +350,7 @@ class InstanceUNetTask:
             "context_slices": self.context,
             "patch_size": list(self.patch),
             "classes": self.classes,
-            "channels": 1,
-            "channel_rule": CHANNEL_RULE,
+            **card_channels(1),
             "trained_on_channels": d.channels,
             "normalisation": {"p0_1": d.p0_1, "p99_9": d.p99_9},
             "source_kind": d.kind,
