@@ -135,6 +135,7 @@ def run_dsb(out: Path, args: argparse.Namespace) -> dict:
         "epochs": args.steps // args.steps_per_epoch,
         "patch_size": [128, 128],
         "val_fraction": args.dsb_val_fraction,
+        "augment.invert": args.dsb_invert,
     }
     model, timing = train(out, "dsb", train_zarr, args.reuse, extra)
     per_image = {}
@@ -342,6 +343,12 @@ def main() -> None:
         default=[3.0],
         help="also predict the creme test image zoomed by these factors (predict."
         "instance_unet.scale): its loops are ~12x smaller in area than the training ones",
+    )
+    ap.add_argument(
+        "--dsb-invert",
+        type=float,
+        default=0.0,
+        help="DSB2018: train.augment.invert, the probability of inverting a training patch",
     )
     ap.add_argument("--pore-shape", type=int, nargs=3, default=[96, 128, 128])
     ap.add_argument(

@@ -258,3 +258,18 @@ def test_empty_file_says_so(tmp_path: Path, run_cli) -> None:
     code, err = run_cli("cvat", p, "--no-images", "--out", tmp_path / "o.zarr")
     assert code == 2 and "empty.xml: the XML file is empty" in err
     assert no_leftovers(tmp_path, "o.zarr")
+
+
+def test_a_folder_instead_of_the_xml_is_one_line(tmp_path: Path, run_cli) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    code, err = run_cli("cvat", folder, "--no-images", "--out", tmp_path / "o.zarr")
+    assert code == 2 and "export: a folder, not CVAT annotations" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert no_leftovers(tmp_path, "o.zarr")
+    write(folder, xml(img()), "annotations.xml")
+    code, err = run_cli("cvat", folder, "--no-images", "--out", tmp_path / "o.zarr")
+    assert code == 2 and f"did you mean {folder / 'annotations.xml'}?" in err
+    # the reader given a folder path directly
+    with pytest.raises(UserError, match="a folder, not a CVAT annotations XML"):
+        list(CvatReader(str(folder)).frames())

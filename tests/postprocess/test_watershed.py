@@ -151,3 +151,31 @@ def test_grid_search_picks_the_best() -> None:
     best, table = grid_search([(fg, dist, inst)], [0.05, 0.5], [0.5])
     assert len(table) == 2 and best["seed_threshold"] == 0.5
     assert best["f1"] >= max(r["f1"] for r in table)
+
+
+def test_tuned_thresholds_need_enough_validation_objects() -> None:
+    from dlpipe.postprocess.watershed import choose_thresholds
+
+    table = [
+        {"seed_threshold": st, "foreground_threshold": ft, "f1": f1, "n_true": 40}
+        for st, ft, f1 in ((0.5, 0.5, 0.6), (0.7, 0.6, 0.8))
+    ]
+    best = {"seed_threshold": 0.7, "foreground_threshold": 0.6, "f1": 0.8}
+    config = {"seed_threshold": 0.5, "foreground_threshold": 0.5}
+    few = choose_thresholds(best, table, config, 50)
+    assert not few["tuned"] and (few["seed_threshold"], few["foreground_threshold"]) == (0.5, 0.5)
+    assert few["val_objects"] == 40 and few["val_f1"] == 0.6
+    assert "40 validation objects" in few["note"]
+    assert few["best"] == best
+    enough = choose_thresholds(best, table, config, 40)
+    assert enough["tuned"]
+    assert (enough["seed_threshold"], enough["foreground_threshold"]) == (0.7, 0.6)
+    assert enough["val_f1"] == 0.8 and "note" not in enough
+
+    # enough objects, but a gain under tune_min_gain is noise: the configured ones stay
+    small = choose_thresholds(best | {"f1": 0.62}, table, config, 40, 0.05)
+    assert (
+        not small["tuned"] and small["seed_threshold"] == 0.5 and "tune_min_gain" in small["note"]
+    )
+    assert small["configured_val_f1"] == 0.6
+    assert choose_thresholds(best, table, config, 40, 0.05)["tuned"]

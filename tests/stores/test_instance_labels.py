@@ -49,3 +49,18 @@ def test_instances_of_another_shape_are_refused(tmp_path) -> None:
     with pytest.raises(UserError, match="instances shape"):
         tile_volume(tmp_path / "v.tif", tmp_path / "o.zarr", instances=tmp_path / "i.tif")
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_the_one_instance_array_is_found_else_the_candidates_are_named(tmp_path) -> None:
+    from dlpipe.stores.instance_labels import find_instance_labels
+
+    root = zarr.open_group(str(tmp_path / "v.zarr"), mode="w")
+    labels = root.require_group("labels")
+    labels.require_group("phases").create_array("0", shape=(2, 4, 4), dtype="uint8")
+    with pytest.raises(UserError, match=r"no instance label array .*labels: phases"):
+        find_instance_labels(tmp_path / "v.zarr", "tiled volume", "--set x")
+    labels.require_group("pore_instances").create_array("0", shape=(2, 4, 4), dtype="uint32")
+    assert find_instance_labels(tmp_path / "v.zarr", "tiled volume", "--set x") == "pore_instances"
+    labels.require_group("instances").create_array("0", shape=(2, 4, 4), dtype="uint32")
+    with pytest.raises(UserError, match=r"several .*\(instances, pore_instances\).*--set x=NAME"):
+        find_instance_labels(tmp_path / "v.zarr", "tiled volume", "--set x")

@@ -52,3 +52,19 @@ def test_intensity_changes_image_not_mask_and_is_reproducible():
     assert np.array_equal(a_mask, mask) and np.array_equal(a_img, b_img)
     assert not np.allclose(a_img, image) and a_img.dtype == np.float32
     assert np.array_equal(image, np.full((1, 2, 2), 0.5, dtype=np.float32))  # input untouched
+
+
+def test_invert_flips_the_normalised_image_and_off_draws_nothing():
+    mask = np.zeros((2, 2), np.uint8)
+    image = np.array([[[0.0, 0.25], [0.75, 1.0]]], np.float32)
+    always, _ = Augment(dihedral=False, invert=1.0)(image, mask, np.random.default_rng(0))
+    assert np.array_equal(always, 1 - image)
+    # invert 0 draws no random number: the other augmentations see the same stream
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    Augment(dihedral=False, invert=0.0)(image, mask, rng_a)
+    assert rng_a.random() == rng_b.random()
+    flips = [
+        np.array_equal(Augment(dihedral=False, invert=0.5)(image, mask, rng)[0], 1 - image)
+        for rng in (np.random.default_rng(s) for s in range(200))
+    ]
+    assert 60 < sum(flips) < 140

@@ -83,7 +83,10 @@ def test_cli_train_predict_dataset(tmp_path: Path, dataset: Path, capsys) -> Non
     assert card["architecture"]["n_classes"] == 4  # 2 classes + boundary + distance
     assert card["channels"] == 1 and "luminance" in card["channel_rule"]
     ws = card["watershed"]
-    assert ws["tuned"] and len(ws["grid"]) == 15 and 0 < ws["seed_threshold"] < 1
+    assert len(ws["grid"]) == 15 and 0 < ws["best"]["seed_threshold"] < 1
+    # one validation image of <= 6 discs: too few objects, the config's thresholds are kept
+    assert not ws["tuned"] and 1 <= ws["val_objects"] <= 6 and "tune_min_objects" in ws["note"]
+    assert (ws["seed_threshold"], ws["foreground_threshold"]) == (0.5, 0.5)
     rows = list(csv.DictReader((model / "metrics.csv").open()))
     for term in ("semantic", "boundary", "distance"):
         assert f"train_loss_{term}" in rows[0] and f"val_loss_{term}" in rows[0]
@@ -141,7 +144,7 @@ def test_bad_input_is_one_line(tmp_path: Path, dataset: Path, capsys) -> None:
         chunks=(4, 8, 8),
     )
     code, _, err = _run(capsys, "train", "--model", "instance-unet", vol, "--out", model, *TINY)
-    assert code == 2 and "labels/instances/0" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "no instance label array" in err and len(err.strip().splitlines()) == 1
     assert not model.exists()
     # thresholds out of range
     code, _, err = _run(
@@ -160,7 +163,11 @@ def test_bad_input_is_one_line(tmp_path: Path, dataset: Path, capsys) -> None:
 
 
 def _pore_volume(tmp_path: Path) -> Path:
-    """A 24x40x40 volume of touching balls with an instance label array."""
+    """A 24x40x40 volume of touching balls with an instance label array.
+
+    Named like `dlpipe tile --instances pore_instances.tif` names it: training finds it with
+    the default ``instance_unet.instances: null``.
+    """
     rng = np.random.default_rng(2)
     shape = (24, 40, 40)
     grids = np.indices(shape)
@@ -179,7 +186,7 @@ def _pore_volume(tmp_path: Path) -> Path:
         chunks=(8, 16, 16),
     )
     g = zarr.open_group(str(vol), mode="r+")
-    g.require_group("labels").require_group("instances").create_array(
+    g.require_group("labels").require_group("pore_instances").create_array(
         "0", data=inst, chunks=(8, 16, 16)
     )
     return vol

@@ -163,7 +163,6 @@ rule train_instance_unet:
             for k, v in (
                 ("input", PORES["input"]),
                 ("steps_per_epoch", PORES["steps_per_epoch"]),
-                ("instance_unet.instances", "pore_instances"),
                 ("instance_unet.class_name", "pore"),
             )
         ),

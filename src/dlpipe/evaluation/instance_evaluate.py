@@ -9,13 +9,13 @@ Three pairings of prediction and truth (docs/instances.md):
 * **volume**: an instance label volume against another, 3D objects, slab by slab
   (:mod:`dlpipe.evaluation.instance_volumes`).
 
-The metrics and their conventions are in :mod:`dlpipe.evaluation.instances` and
+The inputs are opened and checked in :mod:`dlpipe.evaluation.instance_inputs`. The metrics
+and their conventions are in :mod:`dlpipe.evaluation.instances` and
 :mod:`dlpipe.evaluation.instance_scores`.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections.abc import Mapping
@@ -27,101 +27,23 @@ import numpy as np
 from dlpipe.errors import UserError
 from dlpipe.evaluation import instance_plots
 from dlpipe.evaluation import instance_volumes as vols
+from dlpipe.evaluation.instance_inputs import (
+    check_params,
+    classes_of,
+    is_instance_dataset,
+    open_instances,
+    pixel_spacing,
+    pred_table,
+    source_kind,
+)
 from dlpipe.evaluation.instances import IOU_THRESHOLDS, InstanceEvaluator, instance_classes
 from dlpipe.evaluation.plots import save_figures
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import check_outputs, write_json_atomic, write_text_atomic
 
-__all__ = ["evaluate_instances"]
+__all__ = ["check_params", "evaluate_instances"]
 
 log = logging.getLogger(__name__)
-
-
-def _open_instances(path: Path, what: str) -> Any:
-    import zarr  # deferred: heavy
-
-    if not path.is_dir():
-        raise UserError(f"{what}: not a Zarr folder", path=path)
-    try:
-        root = zarr.open_group(str(path), mode="r")
-    except Exception as exc:
-        raise UserError(f"{what}: cannot open as a Zarr group ({exc})", path=path) from None
-    for name in ("instances", "semantic"):
-        if name not in root:
-            raise UserError(
-                f"{what} has no `{name}` array (expected a dataset Zarr from "
-                "`dlpipe cvat` or a Mask R-CNN prediction)",
-                path=path,
-            )
-    if root["instances"].ndim != 3 or root["instances"].shape != root["semantic"].shape:
-        raise UserError(
-            f"{what}: `instances` and `semantic` must be (N, H, W) of one shape", path=path
-        )
-    return root
-
-
-def _is_dataset(path: Path) -> bool:
-    """Whether ``path`` is a Zarr group with ``instances`` and ``semantic`` arrays."""
-    if not path.is_dir():
-        return False
-    try:
-        import zarr  # deferred: heavy
-
-        root = zarr.open_group(str(path), mode="r")
-    except Exception:
-        return False
-    return "instances" in root and "semantic" in root
-
-
-def _source_kind(path: Path) -> str | None:
-    """``dlpipe.source_kind`` of a prediction (``volume``: 3D objects of a tiled volume)."""
-    import zarr  # deferred: heavy
-
-    return (dict(zarr.open_group(str(path), mode="r").attrs).get("dlpipe") or {}).get("source_kind")
-
-
-def _spacing(root: Any) -> list[float] | None:
-    """(y, x) pixel size of a dataset Zarr (attribute ``pixel_size``), or None."""
-    attrs = dict(root.attrs)
-    size = attrs.get("pixel_size") or (attrs.get("dlpipe") or {}).get("pixel_size")
-    if size is None:
-        return None
-    size = [float(v) for v in (size if isinstance(size, list | tuple) else [size, size])]
-    return size[-2:] if len(size) >= 2 else size * 2
-
-
-def check_params(p: Mapping[str, Any]) -> None:
-    """Refuse thresholds outside (0, 1] and a negative overlay count (one line, exit 2)."""
-    thr = p["iou_thresholds"]
-    if not isinstance(thr, list | tuple) or not thr:
-        raise UserError(f"evaluation.instances.iou_thresholds must be a non-empty list, got {thr}")
-    for key, vals in (("iou_thresholds", thr), ("f1_iou", [p["f1_iou"]])):
-        for v in vals:
-            if not isinstance(v, int | float) or not 0 < float(v) <= 1:
-                raise UserError(f"evaluation.instances.{key}: {v} is not in (0, 1]")
-    if int(p["overlays"]) < 0:
-        raise UserError(f"evaluation.instances.overlays: {p['overlays']} is negative")
-
-
-def _classes_of(root: Any) -> list[str] | None:
-    attrs = dict(root.attrs)
-    classes = attrs.get("classes") or (attrs.get("dlpipe") or {}).get("classes")
-    return [str(c) for c in classes] if classes else None
-
-
-def _pred_table(path: Path) -> dict[int, dict[int, tuple[int, float]]] | None:
-    """{image: {instance_id: (class_id, score)}} from ``PRED.zarr/instances.csv``."""
-    table = path / "instances.csv"
-    if not table.is_file():
-        return None
-    out: dict[int, dict[int, tuple[int, float]]] = {}
-    with open(table, newline="") as fh:
-        for row in csv.DictReader(fh):
-            out.setdefault(int(row["image"]), {})[int(row["instance_id"])] = (
-                int(row["class_id"]),
-                float(row["score"]),
-            )
-    return out
 
 
 KEYS = [
@@ -200,16 +122,16 @@ def evaluate_instances(
     )
     thresholds, f1_iou = [float(t) for t in p["iou_thresholds"]], float(p["f1_iou"])
     if components is not None:
-        if _is_dataset(truth_path):
+        if is_instance_dataset(truth_path):
             raise UserError("--components needs an instance label volume as the truth")
         result, figures = _volume(
             pred_path, truth_path, thresholds, f1_iou, z_range, use_all, components, classes
         )
-    elif _is_dataset(truth_path):
+    elif is_instance_dataset(truth_path):
         result, figures = _images(pred_path, truth_path, thresholds, f1_iou, p, progress)
-    elif _is_dataset(pred_path) and _source_kind(pred_path) == "volume":
+    elif is_instance_dataset(pred_path) and source_kind(pred_path) == "volume":
         result, figures = _volume(pred_path, truth_path, thresholds, f1_iou, z_range, use_all)
-    elif _is_dataset(pred_path):
+    elif is_instance_dataset(pred_path):
         result, figures = _slices(pred_path, truth_path, thresholds, f1_iou, progress)
     else:
         result, figures = _volume(pred_path, truth_path, thresholds, f1_iou, z_range, use_all)
@@ -256,15 +178,15 @@ def _images(
     """A prediction Zarr against a dataset Zarr, image by image."""
     from tqdm.auto import tqdm  # deferred: heavy
 
-    pred, truth = _open_instances(pred_path, "prediction"), _open_instances(truth_path, "truth")
+    pred, truth = open_instances(pred_path, "prediction"), open_instances(truth_path, "truth")
     if pred["instances"].shape != truth["instances"].shape:
         raise UserError(
             f"prediction shape {pred['instances'].shape} differs from the truth's "
             f"{truth['instances'].shape}",
             path=pred_path,
         )
-    t_classes = _classes_of(truth)
-    p_classes = _classes_of(pred)
+    t_classes = classes_of(truth)
+    p_classes = classes_of(pred)
     classes = t_classes or p_classes
     if classes is None:
         n = int(max(np.max(truth["semantic"][...]), np.max(pred["semantic"][...]))) + 1
@@ -279,8 +201,8 @@ def _images(
                 path=pred_path,
             )
         remap = {i: t_classes.index(c) for i, c in enumerate(p_classes) if i}
-    table = _pred_table(pred_path)
-    ev = InstanceEvaluator(classes, thresholds, f1_iou, ndim=2, spacing=_spacing(truth))
+    table = pred_table(pred_path)
+    ev = InstanceEvaluator(classes, thresholds, f1_iou, ndim=2, spacing=pixel_spacing(truth))
     n = int(pred["instances"].shape[0])
     for i in tqdm(range(n), desc="evaluate", unit="image", disable=None if progress else True):
         p_inst = np.asarray(pred["instances"][i])
@@ -292,7 +214,7 @@ def _images(
         ev.add_image(p_inst, t_inst, t_cls, p_cls, scores)
     result = ev.result()
     result["mode"] = "images"
-    figures = _figures(result, pred, truth, int(p["overlays"]))
+    figures = instance_plots.image_figures(result, pred, truth, int(p["overlays"]))
     figures["sizes.png"] = instance_plots.size_histograms(ev.diameters(), result)
     return result, figures
 
@@ -329,7 +251,7 @@ def _slices(
 
     from dlpipe.stores.volume import source_grid
 
-    pred = _open_instances(pred_path, "prediction")
+    pred = open_instances(pred_path, "prediction")
     truth, store, name = vols.open_instance_volume(truth_path, "truth")
     zs = (dict(pred.attrs).get("dlpipe") or {}).get("z") or dict(pred.attrs).get("z")
     if not zs:
@@ -344,13 +266,13 @@ def _slices(
             path=pred_path,
         )
     cls = vols.class_name(name)
-    p_classes = _classes_of(pred) or ["background", cls]
+    p_classes = classes_of(pred) or ["background", cls]
     keep = p_classes.index(cls) if cls in p_classes else None
     spacing, _ = source_grid(store, name) if store.is_dir() else (None, None)
     ev = InstanceEvaluator(
         ["background", cls], thresholds, f1_iou, ndim=2, spacing=spacing[-2:] if spacing else None
     )
-    table = _pred_table(pred_path)
+    table = pred_table(pred_path)
     bar = tqdm(zs, desc="evaluate", unit="slice", disable=None if progress else True)
     for i, z in enumerate(bar):
         p_inst = np.asarray(pred["instances"][i])
@@ -395,8 +317,8 @@ def _volume(
     truth, t_store, t_name = vols.open_instance_volume(truth_path, "truth")
     cls = vols.class_name(t_name)
     scores, z_note = None, None
-    if _is_dataset(pred_path):  # instance-unet's PRED.zarr of slices [z0, z1)
-        root = _open_instances(pred_path, "prediction")
+    if is_instance_dataset(pred_path):  # instance-unet's PRED.zarr of slices [z0, z1)
+        root = open_instances(pred_path, "prediction")
         z0, z1 = ((dict(root.attrs).get("dlpipe") or {}).get("z") or [0, 0])[:2]
         inst = root["instances"]
         if tuple(inst.shape[1:]) != tuple(truth.shape[1:]) or z1 - z0 != inst.shape[0]:
@@ -405,11 +327,11 @@ def _volume(
                 f"truth {tuple(truth.shape)}",
                 path=pred_path,
             )
-        p_classes = _classes_of(root) or ["background", cls]
+        p_classes = classes_of(root) or ["background", cls]
         keep = p_classes.index(cls) if cls in p_classes and len(p_classes) > 2 else None
         pred = vols.PredictedVolume(inst, root["semantic"], int(z0), keep)
         p_store, p_name = pred_path, "instances"
-        table = _pred_table(pred_path)
+        table = pred_table(pred_path)
         scores = {k: v[1] for k, v in (table or {}).get(0, {}).items()} if table else None
         full = (int(z0), int(z1)) == (0, int(truth.shape[0]))
         if use_all and not full:
@@ -462,18 +384,3 @@ def _volume(
         "sizes.png": instance_plots.size_histograms(ev.diameters(), result),
     }
     return result, figures
-
-
-def _figures(result: dict[str, Any], pred: Any, truth: Any, overlays: int) -> dict[str, Any]:
-    figs = {"ap_f1.png": instance_plots.ap_f1_bars(result)}
-    n = int(pred["instances"].shape[0])
-    picks = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(overlays, n))}) if n else []
-    images = truth["images"] if "images" in truth else None
-    names = dict(truth.attrs).get("image_names") or []
-    for i in picks:
-        img = None if images is None else np.asarray(images[i])
-        title = names[i] if i < len(names) else f"image {i}"
-        figs[f"outlines_{i:04d}.png"] = instance_plots.outline_overlay(
-            img, np.asarray(truth["instances"][i]), np.asarray(pred["instances"][i]), title
-        )
-    return figs

@@ -94,3 +94,20 @@ def size_histograms(
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def image_figures(result: dict[str, Any], pred: Any, truth: Any, overlays: int) -> dict[str, Any]:
+    """The figures of an images evaluation: AP/F1 bars and ``overlays`` outline overlays
+    (evenly spread over the images; truth ``images`` shown when the truth holds them)."""
+    figs = {"ap_f1.png": ap_f1_bars(result)}
+    n = int(pred["instances"].shape[0])
+    picks = sorted({int(round(v)) for v in np.linspace(0, n - 1, min(overlays, n))}) if n else []
+    images = truth["images"] if "images" in truth else None
+    names = dict(truth.attrs).get("image_names") or []
+    for i in picks:
+        img = None if images is None else np.asarray(images[i])
+        title = names[i] if i < len(names) else f"image {i}"
+        figs[f"outlines_{i:04d}.png"] = outline_overlay(
+            img, np.asarray(truth["instances"][i]), np.asarray(pred["instances"][i]), title
+        )
+    return figs

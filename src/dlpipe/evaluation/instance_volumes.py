@@ -34,20 +34,11 @@ __all__ = [
 ]
 
 
-def _label_names(path: Path) -> list[str]:
-    import zarr  # deferred: heavy
-
-    try:
-        group = zarr.open_group(str(path / "labels"), mode="r")
-    except Exception:
-        return []
-    return sorted(k for k, _ in group.members() if isinstance(group[k], zarr.Group))
-
-
 def find_instance_labels(path: Path, what: str) -> str:
     """The name of the one instance label image of the store ``path``."""
-    names = _label_names(path)
-    picks = [n for n in names if n == "instances" or n.endswith("_instances")]
+    from dlpipe.stores.instance_labels import instance_label_names
+
+    picks, names = instance_label_names(path)
     if len(picks) == 1:
         return picks[0]
     raise UserError(

@@ -9,8 +9,10 @@ whose last 1×1 convolution has ``n_classes + 2`` output channels, read as three
 * ``distance``: channel ``n_classes + 1``, the logit of the normalised distance to the
   object's boundary (sigmoid: 0 outside and at the border of objects, 1 at their centres).
 
-Grey and colour images: the model sees one grey channel (``CHANNEL_RULE``); colour images
-are converted to luminance (ITU-R BT.601 weights) both in training and in prediction.
+Grey and colour images: the model sees one grey channel; colour images are converted by the
+one channel rule, :func:`dlpipe.stores.channels.to_channels` (RGB(A) to luminance, ITU-R
+BT.601 weights), both in training and in prediction, and the card records it
+(:func:`dlpipe.stores.channels.card_channels`).
 """
 
 from __future__ import annotations
@@ -18,27 +20,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from dlpipe.models.unet import UNet, build_unet
 
 __all__ = [
-    "CHANNEL_RULE",
     "FAMILY",
     "HEADS",
     "build_instance_unet",
     "head_channels",
     "split_heads",
-    "to_grey",
 ]
 
 FAMILY = "instance-unet"
 """The model family's name: ``train.model``, the card's ``model``."""
 HEADS = ("semantic", "boundary", "distance")
-CHANNEL_RULE = "rgb-to-luminance (0.299 R + 0.587 G + 0.114 B); grey as is"
-"""How images of any channel count become the model's one grey channel (in the card)."""
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def head_channels(n_classes: int) -> int:
@@ -58,18 +54,3 @@ def split_heads(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(semantic logits (N, C, ...), boundary logit (N, ...), distance logit (N, ...))."""
     return logits[:, :n_classes], logits[:, n_classes], logits[:, n_classes + 1]
-
-
-def to_grey(image: np.ndarray, channel_axis: int = -1) -> np.ndarray:
-    """One grey channel: (..., 3 or 4) RGB(A) to luminance, (..., 1) squeezed; float32.
-
-    ``channel_axis`` names the channel axis of a colour image; an image without one (its
-    size there is not 1, 3 or 4, e.g. a grey (y, x) image) is returned as float32.
-    """
-    arr = np.asarray(image)
-    if arr.ndim >= 3 and arr.shape[channel_axis] in (1, 3, 4):
-        arr = np.moveaxis(arr, channel_axis, -1)
-        if arr.shape[-1] == 1:
-            return arr[..., 0].astype(np.float32)
-        return (arr[..., :3].astype(np.float32) @ _LUMA).astype(np.float32)
-    return arr.astype(np.float32)

@@ -36,6 +36,7 @@ __all__ = [
     "ChunkedInstances",
     "block_slices",
     "check_thresholds",
+    "choose_thresholds",
     "grid_search",
     "seeded_watershed",
     "seeds",
@@ -371,3 +372,68 @@ def grid_search(
             )
     best = max(table, key=lambda r: (r["f1"], -abs(r["seed_threshold"] - 0.5)))
     return {k: best[k] for k in ("seed_threshold", "foreground_threshold", "f1")}, table
+
+
+def choose_thresholds(
+    best: Mapping[str, float],
+    table: Sequence[Mapping[str, float]],
+    configured: Mapping[str, float],
+    min_objects: int,
+    min_gain: float = 0.0,
+) -> dict[str, Any]:
+    """The thresholds to keep after a grid search: the tuned ones only when they earn it.
+
+    A grid search on few validation objects (one unrepresentative image) picks thresholds
+    that generalise worse than the configured defaults. The tuned values replace the
+    configured ones only when the validation images hold at least ``min_objects`` true
+    objects **and** they raise the validation F1@0.5 of the configured values by at least
+    ``min_gain`` (a smaller gain is within the noise of a small validation set).
+
+    Parameters
+    ----------
+    best, table : :func:`grid_search`'s result; ``table`` should hold the configured point
+        (without it the gain is not checked)
+    configured : ``seed_threshold`` and ``foreground_threshold`` of the config
+    min_objects : the fewest validation objects the tuned values are trusted on
+    min_gain : the least validation F1 gain over the configured values
+
+    Returns
+    -------
+    dict
+        ``seed_threshold``, ``foreground_threshold``, ``tuned`` (whether the tuned values
+        were kept), ``val_objects``, ``val_f1`` (validation F1@0.5 of the kept values, when
+        known), ``configured_val_f1`` (when known), ``best`` (the grid's best point) and
+        ``note`` when not tuned.
+    """
+    n_true = int(table[0]["n_true"]) if table else 0
+    st, ft = float(configured["seed_threshold"]), float(configured["foreground_threshold"])
+    same = [r for r in table if r["seed_threshold"] == st and r["foreground_threshold"] == ft]
+    base = float(same[0]["f1"]) if same else None
+    out: dict[str, Any] = {"val_objects": n_true, "best": dict(best)}
+    if base is not None:
+        out["configured_val_f1"] = base
+    gain = None if base is None else float(best["f1"]) - base
+    moved = (float(best["seed_threshold"]), float(best["foreground_threshold"])) != (st, ft)
+    if n_true < min_objects:
+        why = f"{n_true} validation objects < tune_min_objects {min_objects}"
+    elif gain is not None and gain < min_gain and moved:
+        why = (
+            f"the best grid point gains {gain:.3f} validation F1 over the configured "
+            f"thresholds, < tune_min_gain {min_gain}"
+        )
+    else:
+        return out | {
+            "seed_threshold": float(best["seed_threshold"]),
+            "foreground_threshold": float(best["foreground_threshold"]),
+            "tuned": True,
+            "val_f1": float(best["f1"]),
+        }
+    out |= {
+        "seed_threshold": st,
+        "foreground_threshold": ft,
+        "tuned": False,
+        "note": f"not tuned: {why}; the configured thresholds kept",
+    }
+    if base is not None:
+        out["val_f1"] = base
+    return out

@@ -40,11 +40,12 @@ from tqdm.auto import tqdm
 from dlpipe.config import defaults
 from dlpipe.errors import UserError
 from dlpipe.models.devices import torch_device
-from dlpipe.models.instance_unet import FAMILY, build_instance_unet, head_channels, to_grey
+from dlpipe.models.instance_unet import FAMILY, build_instance_unet, head_channels
 from dlpipe.postprocess.watershed import check_thresholds, watershed_chunked
 from dlpipe.prediction.instance_maps import Maps, infer_maps
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
+from dlpipe.stores.channels import to_channels
 from dlpipe.stores.dataset import create_dataset_array, open_store
 from dlpipe.stores.marker import mark_complete, require_complete
 from dlpipe.stores.volume import is_zarr_group
@@ -165,7 +166,7 @@ def _settings(model: InstanceUNetModel, params: Mapping[str, Any]) -> dict[str, 
 
 
 def _normalise(model: InstanceUNetModel, raw: np.ndarray, colour: bool) -> np.ndarray:
-    grey = to_grey(raw) if colour else np.asarray(raw, np.float32)
+    grey = np.asarray(to_channels(raw, 1, channel_last=colour), np.float32)
     return np.clip((grey - model.p0_1) / (model.p99_9 - model.p0_1), 0.0, 1.0)
 
 
@@ -299,7 +300,7 @@ def _predict_dataset(
     arr = root_in["images"]
     if arr.ndim not in (3, 4):
         raise UserError(f"images {tuple(arr.shape)} must be (N, H, W) or (N, H, W, C)", path=source)
-    colour = arr.ndim == 4 and arr.shape[-1] > 1
+    colour = arr.ndim == 4  # a channel axis: grey(+alpha) or RGB(A)
     n, h, w = (int(v) for v in arr.shape[:3])
     names = list(root_in.attrs.get("image_names") or [f"image_{i:04d}" for i in range(n)])
     sizes = root_in.attrs.get("image_sizes")

@@ -19,7 +19,7 @@ import numpy as np
 from dlpipe.errors import UserError
 from dlpipe.stores.ngff import label_image_attrs, labels_group_attrs
 
-__all__ = ["write_instance_labels"]
+__all__ = ["find_instance_labels", "instance_label_names", "write_instance_labels"]
 
 
 def write_instance_labels(
@@ -84,3 +84,67 @@ def write_instance_labels(
         label_image_attrs(name, 1, list(voxel_size), unit, version, values=[0], title="reference")
     )
     return {"name": name, "objects": len(ids), "max_id": max(ids, default=0)}
+
+
+def _is_instance_name(name: str) -> bool:
+    return name == "instances" or name.endswith("_instances")
+
+
+def instance_label_names(store: str | Path) -> tuple[list[str], list[str]]:
+    """The instance label images of the volume store ``store`` and all its label images.
+
+    An instance label image is the one ``dlpipe tile --instances`` recorded in the root's
+    ``dlpipe.instances.name``, or a label image named ``instances`` or ``*_instances`` whose
+    level 0 holds integers (e.g. ``labels/pore_instances``).
+
+    Returns
+    -------
+    (instance names, every label image name), each sorted
+    """
+    import zarr  # deferred: heavy
+
+    try:
+        root = zarr.open_group(str(store), mode="r")
+        group = root["labels"]
+    except Exception:
+        return [], []
+    names = sorted(k for k, v in group.members() if isinstance(v, zarr.Group))
+    recorded = ((dict(root.attrs).get("dlpipe") or {}).get("instances") or {}).get("name")
+    picks = []
+    for name in names:
+        if name != recorded and not _is_instance_name(name):
+            continue
+        node = group[name]
+        if "0" in node and np.dtype(node["0"].dtype).kind in "ui":
+            picks.append(name)
+    return picks, names
+
+
+def find_instance_labels(store: str | Path, what: str, option: str) -> str:
+    """The name of the one instance label image of the volume store ``store``.
+
+    Parameters
+    ----------
+    store : the volume store (``VOL.zarr``)
+    what : what the store is, for the message (``"tiled volume"``)
+    option : the setting that names the array instead (the message's advice)
+
+    Raises
+    ------
+    UserError
+        None or several instance label images (naming the candidates).
+    """
+    picks, names = instance_label_names(store)
+    if len(picks) == 1:
+        return picks[0]
+    if picks:
+        raise UserError(
+            f"{what} has several instance label arrays ({', '.join(picks)}): "
+            f"choose one with {option}=NAME",
+            path=store,
+        )
+    raise UserError(
+        f"{what} has no instance label array labels/instances or labels/*_instances (labels: "
+        f"{', '.join(names) or 'none'}; `dlpipe tile --instances`, or name one with {option}=NAME)",
+        path=store,
+    )

@@ -55,6 +55,9 @@ class Augment:
     contrast : contrast factor drawn from U(1 − contrast, 1 + contrast) about the patch mean
     gamma : gamma exponent drawn log-uniformly from [1/gamma, gamma] (1 = off), applied to
         normalised values inside [0, 1]
+    invert : probability of inverting the normalised image (``1 - image``): dark objects on a
+        bright background (bright-field, H&E) look like bright ones on a dark background
+        (fluorescence) and back; 0 = off (no random number drawn)
     """
 
     dihedral: bool = True
@@ -62,6 +65,7 @@ class Augment:
     noise: float = 0.0
     contrast: float = 0.0
     gamma: float = 1.0
+    invert: float = 0.0
 
     def __call__(
         self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
@@ -88,6 +92,8 @@ class Augment:
             image = apply_dihedral(image, perm, flips)
             mask = apply_dihedral(mask, perm, flips)
         image = image.astype(np.float32, copy=True)
+        if self.invert > 0 and rng.random() < self.invert:
+            image = np.float32(1) - image
         if self.contrast > 0:
             c = rng.uniform(1 - self.contrast, 1 + self.contrast)
             m = image.mean()

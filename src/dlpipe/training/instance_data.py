@@ -5,12 +5,14 @@ Two inputs are understood:
 * a dataset Zarr with instances (``dlpipe cvat``, ``dlpipe import``): ``images`` (N, H, W[, C]),
   ``semantic``, ``instances`` (N, H, W), attribute ``classes``; the last ``val_fraction`` of
   the images validate; only ``train.input: 2d``;
-* a tiled volume (``dlpipe tile``) with an instance label array
-  ``labels/<train.instance_unet.instances>/0`` (integer ids, 0 background): its ``split``
+* a tiled volume (``dlpipe tile``) with an instance label array ``labels/<name>/0``
+  (integer ids, 0 background; ``name`` = ``train.instance_unet.instances``, null: the
+  volume's one ``instances`` / ``*_instances`` label image, e.g. ``dlpipe tile --instances``'s
+  ``pore_instances``): its ``split``
   z-ranges train and validate; 2D, 2.5D or 3D patches; every object is of one class
   (``train.instance_unet.class_name``).
 
-Images become one grey channel (:func:`dlpipe.models.instance_unet.to_grey`) normalised by
+Images become one grey channel (:func:`dlpipe.stores.channels.to_channels`) normalised by
 the 0.1 / 99.9 percentiles of the training images (the volume's statistics). The targets
 of a patch are computed from the instance labels of the patch grown by ``target_margin``
 pixels on every side, so the distance map of an object the patch cuts is (nearly) the one of
@@ -27,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from dlpipe.errors import UserError
-from dlpipe.models.instance_unet import to_grey
+from dlpipe.stores.channels import to_channels
 from dlpipe.stores.dataset import is_dataset, open_dataset, open_store
+from dlpipe.stores.instance_labels import find_instance_labels
 from dlpipe.stores.volume import open_volume
 from dlpipe.training.instance_targets import instance_targets
 
@@ -91,7 +94,7 @@ class InstanceData:
     _labels_key: str = ""
 
     def normalise(self, raw: np.ndarray, colour: bool) -> np.ndarray:
-        grey = to_grey(raw) if colour else np.asarray(raw, np.float32)
+        grey = np.asarray(to_channels(raw, 1, channel_last=colour), np.float32)
         return np.clip((grey - self.p0_1) / (self.p99_9 - self.p0_1), 0.0, 1.0).astype(np.float32)
 
     def image_extent(self, i: int) -> tuple[int, ...]:
@@ -229,14 +232,14 @@ def open_instance_data(store: str | Path, params: Mapping[str, Any]) -> Instance
         h, w = int(sem.shape[1]), int(sem.shape[2])
         sizes = [tuple(int(v) for v in s) for s in g.attrs.get("image_sizes", [[h, w]] * n)]
         train = list(range(n - n_val))
-        colour = images.ndim == 4 and images.shape[3] > 1
+        colour = images.ndim == 4  # a channel axis: grey(+alpha) or RGB(A)
         samples, objects = [], 0
         for i in train:
             hh, ww = sizes[i]
             objects += int(np.asarray(inst[i, :hh, :ww]).max(initial=0) > 0)
             if len(samples) < 16:
                 raw = np.asarray(images[i, :hh, :ww])
-                samples.append(to_grey(raw) if colour else raw.astype(np.float32))
+                samples.append(np.asarray(to_channels(raw, 1, channel_last=colour), np.float32))
         if objects == 0:
             raise UserError("empty training set: no object in the training images", path=path)
         p0, p1 = _percentiles(samples, path)
@@ -257,7 +260,10 @@ def open_instance_data(store: str | Path, params: Mapping[str, Any]) -> Instance
     if "0" not in keys:
         raise UserError("not a dataset Zarr (images) nor a tiled volume (image level 0)", path=path)
     vol = open_volume(path)
-    key = f"labels/{ip['instances']}/0"
+    name = ip.get("instances") or find_instance_labels(
+        path, "tiled volume", "--set instance_unet.instances"
+    )
+    key = f"labels/{name}/0"
     if key not in vol.root:
         raise UserError(
             f"tiled volume has no instance label array {key} (train.instance_unet.instances)",

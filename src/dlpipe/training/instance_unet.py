@@ -6,7 +6,9 @@ logged apart (``train_loss_semantic``, ``train_loss_boundary``, ``train_loss_dis
 their ``val_`` twins); the best checkpoint follows the validation loss. After training,
 :meth:`InstanceUNetTask.finish` predicts the validation images whole and picks the seeded
 watershed's thresholds by a grid search (F1 at IoU 0.5), recorded in the card under
-``watershed``.
+``watershed``; the tuned values replace the configured ones only when the validation images
+hold at least ``tune_min_objects`` true objects and they gain at least ``tune_min_gain``
+validation F1 over the configured ones (:func:`dlpipe.postprocess.watershed.choose_thresholds`).
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from torch.nn import functional as F
 from dlpipe.errors import UserError
 from dlpipe.models import count_parameters, torch_device
 from dlpipe.models.instance_unet import (
-    CHANNEL_RULE,
     FAMILY,
     build_instance_unet,
     head_channels,
     split_heads,
 )
-from dlpipe.postprocess.watershed import check_thresholds, grid_search
+from dlpipe.postprocess.watershed import check_thresholds, choose_thresholds, grid_search
 from dlpipe.prediction.instance_maps import infer_maps
+from dlpipe.stores.channels import card_channels
 from dlpipe.training.augment import Augment, apply_dihedral, dihedral_elements
 from dlpipe.training.instance_data import InstanceData, Patch, open_instance_data
 from dlpipe.training.losses import make_loss
@@ -310,20 +312,27 @@ class InstanceUNetTask:
         best, table = grid_search(
             maps, self.ip["seed_grid"], self.ip["foreground_grid"], int(self.ip["min_size"])
         )
-        self.watershed.update(
-            seed_threshold=best["seed_threshold"],
-            foreground_threshold=best["foreground_threshold"],
-            tuned=True,
-            val_f1=best["f1"],
-            tuned_on=[str(i) for i in items],
-            grid=table,
+        st, ft = self.ip["seed_threshold"], self.ip["foreground_threshold"]
+        if not any(r["seed_threshold"] == st and r["foreground_threshold"] == ft for r in table):
+            table += grid_search(maps, [st], [ft], int(self.ip["min_size"]))[1]
+        chosen = choose_thresholds(
+            best,
+            table,
+            self.ip,
+            int(self.ip["tune_min_objects"]),
+            float(self.ip["tune_min_gain"]),
         )
-        log.info(
-            "train: watershed seed %.2f, foreground %.2f: validation F1@0.5 %.3f",
-            best["seed_threshold"],
-            best["foreground_threshold"],
-            best["f1"],
-        )
+        self.watershed.update(chosen, tuned_on=[str(i) for i in items], grid=table)
+        if chosen["tuned"]:
+            log.info(
+                "train: watershed seed %.2f, foreground %.2f: validation F1@0.5 %.3f (%d objects)",
+                chosen["seed_threshold"],
+                chosen["foreground_threshold"],
+                best["f1"],
+                chosen["val_objects"],
+            )
+        else:
+            log.warning("train: watershed %s", chosen["note"])
 
     def card(self, best_row: Mapping[str, Any]) -> dict[str, Any]:
         d = self.data
@@ -341,8 +350,7 @@ class InstanceUNetTask:
             "context_slices": self.context,
             "patch_size": list(self.patch),
             "classes": self.classes,
-            "channels": 1,
-            "channel_rule": CHANNEL_RULE,
+            **card_channels(1),
             "trained_on_channels": d.channels,
             "normalisation": {"p0_1": d.p0_1, "p99_9": d.p99_9},
             "source_kind": d.kind,

@@ -40,6 +40,14 @@ def open_annotations(path: Path) -> Iterator[tuple[IO[bytes], zipfile.ZipFile | 
     path = Path(path)
     if not path.exists():
         raise UserError("annotations file not found", path=path)
+    if path.is_dir():
+        inside = [n for n in ("annotations.xml", "annotations.zip") if (path / n).is_file()]
+        hint = f": did you mean {path / inside[0]}?" if inside else ""
+        raise UserError(
+            "a folder, not CVAT annotations: give the annotations XML (CVAT for images 1.1) "
+            f"or CVAT's export zip{hint}",
+            path=path,
+        )
     if zipfile.is_zipfile(path):
         zf = open_zip(path)
         try:

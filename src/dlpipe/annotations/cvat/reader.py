@@ -135,7 +135,14 @@ class CvatReader:
             load_dtd=False,
         )
         owned = not hasattr(self.source, "read")
-        stream: IO[bytes] = open(self.source, "rb") if owned else self.source  # type: ignore[arg-type]
+        try:
+            stream: IO[bytes] = open(self.source, "rb") if owned else self.source  # type: ignore[arg-type]
+        except IsADirectoryError:
+            raise UserError("a folder, not a CVAT annotations XML", path=self.source) from None
+        except OSError as exc:
+            raise UserError(
+                f"cannot read the annotations ({exc.strerror})", path=self.source
+            ) from None
         seen = False
         order = 0
         try:
