@@ -259,3 +259,11 @@ def suggest_targets(dataset):
     if not config["suggest"]["count"] or model is None:
         return []
     return [f"{RESULTS}/{dataset}/suggest/{model}/slices.json"]
+
+
+def _pore_prediction(wildcards):
+    """The prediction a pores method is scored on: the instance-unet's, or the baseline's."""
+    if wildcards.pmethod == "instance-unet":
+        return f"{RESULTS}/{wildcards.dataset}/pores/instance-unet/prediction.zarr/.dlpipe_complete"
+    base = wildcards.pmethod.removesuffix("-cc")
+    return f"{RESULTS}/{wildcards.dataset}/baselines/{base}/prediction.zarr/.dlpipe_complete"

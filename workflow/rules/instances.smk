@@ -209,14 +209,6 @@ rule predict_instance_unet:
         " --set instance_unet.slices=test --overwrite > {log} 2>&1"
 
 
-def _pore_prediction(wildcards):
-    """The prediction a pores method is scored on: the instance-unet's, or the baseline's."""
-    if wildcards.pmethod == "instance-unet":
-        return f"{RESULTS}/{wildcards.dataset}/pores/instance-unet/prediction.zarr/.dlpipe_complete"
-    base = wildcards.pmethod.removesuffix("-cc")
-    return f"{RESULTS}/{wildcards.dataset}/baselines/{base}/prediction.zarr/.dlpipe_complete"
-
-
 rule evaluate_pores:
     """F1, PQ, count error and size distance of the pores on the test slab, against the
     truth pore instances (`dlpipe evaluate --instances`, `--components pore` for the floor)."""
@@ -265,6 +257,10 @@ rule pores_summary:
             subcategory="{dataset}",
             labels={"figure": "pores as instances"},
         ),
+    log:
+        f"{DS_LOGS}/pores_summary.log",
+    benchmark:
+        f"{DS_BENCH}/pores_summary.tsv"
     run:
         from dlpipe.evaluation.instance_summary import write_instance_summary
 
