@@ -222,6 +222,6 @@ def test_demo_workflow_runs_under_slurm(
     runs_ = client.search_runs([client.get_experiment_by_name("dlpipe-demo").experiment_id])
     parents = {r.info.run_id for r in runs_ if r.data.tags.get("stage") == "workflow"}
     children = [r for r in runs_ if r.data.tags.get("stage") != "workflow"]
-    # synth, tile, cvat, place, train, predict, 2 baselines, 3 postprocess, 3 evaluate, summary
-    assert len(parents) == 1 and len(children) == 15
+    # synth, tile, place, train, predict, 2 baselines, 3 postprocess, 3 evaluate, summary
+    assert len(parents) == 1 and len(children) == 14
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == parents
