@@ -43,6 +43,7 @@ from dlpipe.models.devices import torch_device
 from dlpipe.models.instance_unet import FAMILY, build_instance_unet, head_channels
 from dlpipe.postprocess.watershed import check_thresholds, watershed_chunked
 from dlpipe.prediction.instance_maps import Maps, infer_maps
+from dlpipe.prediction.instances import COLUMNS  # Mask R-CNN's table: one format
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.channels import to_channels
@@ -57,20 +58,6 @@ __all__ = ["DEFAULTS", "InstanceUNetModel", "load_instance_unet", "predict_insta
 
 DEFAULTS: dict[str, Any] = defaults()["predict"]["instance_unet"]
 """The ``predict.instance_unet`` defaults, from the config schema."""
-COLUMNS = [
-    "image",
-    "image_name",
-    "z",
-    "instance_id",
-    "class_id",
-    "class_name",
-    "score",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "area",
-]
 
 
 @dataclass

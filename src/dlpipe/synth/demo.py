@@ -89,45 +89,21 @@ def make_demo(
     with staged_dir(out_dir, overwrite=overwrite) as stage:
         # The image slab by slab, straight into the TIFF (memory: the labels and one slab);
         # the annotated slices are kept for the CVAT export.
-        shown: dict[int, np.ndarray] = {}
-
-        def pages() -> Iterator[np.ndarray]:
-            z = 0
-            for slab in ct_pages(
-                labels, rng, stage, grey_levels=tuple(params["grey_levels"]), **imaging
-            ):
-                for page in slab:
-                    if z in slices:
-                        shown[z] = page.copy()
-                    z += 1
-                    yield page
-
-        tifffile.imwrite(
-            stage / "volume.tif",
-            pages(),
-            shape=shape,
-            dtype=np.dtype(params["dtype"]),
-            photometric="minisblack",
-        )
         tifffile.imwrite(stage / "labels.tif", labels, photometric="minisblack")
+        shown: dict[int, np.ndarray] = {}
         shown_ids: dict[int, np.ndarray] = {}
-
-        def id_pages() -> Iterator[np.ndarray]:
-            z = 0
-            for slab in pore_instance_slabs(shape, pores):
-                for page in slab:
-                    if z in slices:
-                        shown_ids[z] = page.copy()
-                    z += 1
-                    yield page
-
-        tifffile.imwrite(
-            stage / "pore_instances.tif",
-            id_pages(),
-            shape=shape,
-            dtype=np.uint32,
-            photometric="minisblack",
-        )
+        image = ct_pages(labels, rng, stage, grey_levels=tuple(params["grey_levels"]), **imaging)
+        for name, slabs, dtype, kept in (
+            ("volume.tif", image, np.dtype(params["dtype"]), shown),
+            ("pore_instances.tif", pore_instance_slabs(shape, pores), np.uint32, shown_ids),
+        ):
+            tifffile.imwrite(
+                stage / name,
+                _pages(slabs, slices, kept),
+                shape=shape,
+                dtype=dtype,
+                photometric="minisblack",
+            )
         write_cvat_export(stage / "cvat", shown, labels, fibres, slices, shown_ids)
         (stage / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     log.info(
@@ -148,3 +124,14 @@ def make_demo(
         f"pore {score(meta['phase_fractions']['pore'])}), "
         f"labels and {len(slices)} annotated slices: {out_dir}",
     )
+
+
+def _pages(slabs: Iterator[np.ndarray], keep: list[int], kept: dict[int, np.ndarray]) -> Iterator:
+    """The (y, x) pages of z-slabs in order, copying the pages at z in ``keep`` into ``kept``."""
+    z = 0
+    for slab in slabs:
+        for page in slab:
+            if z in keep:
+                kept[z] = page.copy()
+            z += 1
+            yield page
