@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN_FROM = "volume"  # --train-from
 
 
 def _cpu() -> float:
@@ -47,9 +48,12 @@ def _run(cmd: list[str], log: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, _cpu() - c0
 
 
+SYNTH: dict[str, object] = {}  # synth overrides (--synth), for every command
+
+
 def _dlpipe(config: Path, *args: str) -> list[str]:
-    off = json.dumps({"tracking": {"enabled": False}})
-    return ["dlpipe", "--config", str(config), "--config-json", off, *args]
+    over = json.dumps({"tracking": {"enabled": False}, "synth": SYNTH})
+    return ["dlpipe", "--config", str(config), "--config-json", over, *args]
 
 
 def _scores(path: Path) -> dict[str, float]:
@@ -121,6 +125,22 @@ def prepare(cfg: Path, work: Path) -> tuple[Path, Path]:
             ),
             logs / "cvat.log",
         )
+    placed = demo / ".placed"
+    if not placed.exists():  # the workflow's place rule: the annotations into the scan
+        _run(
+            _dlpipe(
+                cfg,
+                "cvat",
+                str(demo / "cvat" / "annotations.xml"),
+                "--images",
+                str(demo / "cvat" / "images"),
+                "--volume",
+                str(vol),
+                "--overwrite",
+            ),
+            logs / "place.log",
+        )
+        placed.touch()
     return vol, cvat
 
 
@@ -161,11 +181,14 @@ def unet(
     name = f"{tag}-s{slices}"
     model, seg = work / "models" / name, work / "unet" / name
     over = [f"max_images={slices}", *sets]
+    store = cvat
+    if TRAIN_FROM == "volume":  # the workflow's default (workflow/rules/datasets.smk)
+        store, over = vol, [*over, 'labels="annotations"']
     args = [a for s in over for a in ("--set", s)] + ["--overwrite"]
     wall = cpu = float("nan")
     if not (model / "card.json").exists():
         wall, cpu = _run(
-            _dlpipe(cfg, "train", "--model", "unet", str(cvat), "--out", str(model), *args),
+            _dlpipe(cfg, "train", "--model", "unet", str(store), "--out", str(model), *args),
             logs / f"train_{name}.log",
         )
         (model / "timing.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu}))
@@ -220,7 +243,19 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra train KEY=JSON")
     ap.add_argument("--slices", type=int, nargs="*", help="sweep (default: the config's)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--synth", action="append", default=[], help="synth KEY=JSON override")
+    ap.add_argument(
+        "--train-from",
+        choices=["volume", "dataset"],
+        default="volume",
+        help="the placed annotations (the workflow's default) or the CVAT dataset Zarr",
+    )
     args = ap.parse_args()
+    global TRAIN_FROM
+    TRAIN_FROM = args.train_from
+    for item in args.synth:
+        key, _, value = item.partition("=")
+        SYNTH[key] = json.loads(value)
     os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
     cfg = args.config.resolve()
     conf = yaml.safe_load(cfg.read_text()) or {}

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_shipped_config_is_valid_and_filled_with_defaults() -> None:
     cfg = load_config(ROOT / "config.yaml")
     assert cfg["synth"]["shape"] == [64, 128, 128]
+    assert cfg["synth"]["seed"] == 5  # the demo scan (the schema's default is 0)
     assert cfg["synth"]["fibre_fraction"] == 0.17  # not in config.yaml: from the schema
     assert cfg["tracking"]["uri"] is None
 

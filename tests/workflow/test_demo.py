@@ -2,9 +2,8 @@
 
 One real ``snakemake --cores 8`` with the shipped ``config.yaml`` (about 2 minutes on an idle
 2-core machine), shared by the tests below. Every figure is reproducible to the digit (one
-torch thread, fixed seeds); the margins and their noise (other training seeds) are in
-``benchmarks/RESULTS.md``, "Demo: U-Net vs baselines with the new defaults" and "Demo:
-representative ring artefacts and the learning curve".
+torch thread, fixed seeds); the margins and their noise (other training seeds, other scans)
+are in ``benchmarks/RESULTS.md``, "Demo: which scan shows the learning curve".
 """
 
 from __future__ import annotations
@@ -22,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = "results/demo/summary/models.csv"
 BEATS_BASELINES_BY = 0.02
 """Smallest lead in mean Jaccard of every U-Net over the random forest and Otsu (the shipped
-demo's lead is 0.043; another training seed moves a U-Net's score by about 0.001-0.003)."""
-RISES_BY = 0.002
-"""Smallest rise in mean Jaccard from one annotated-slice count of the sweep to the next."""
+demo's smallest lead is 0.086, s2 over rf; over training seeds 0-2 it is at least 0.049)."""
+RISES_BY = 0.005
+"""Smallest rise in mean Jaccard from one annotated-slice count of the sweep to the next (the
+shipped demo's rises are 0.015 and 0.010; over training seeds 0-2 at least 0.010)."""
 
 pytestmark = pytest.mark.slow
 
@@ -71,11 +71,6 @@ def test_every_unet_beats_the_random_forest_and_otsu(scores: dict) -> None:
     assert min(s for _, s in curve) >= best_baseline + BEATS_BASELINES_BY, scores
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flat within training noise on the demo (s4 0.9268 > s8 0.9261): benchmarks/RESULTS.md, "
-    "'Demo: representative ring artefacts and the learning curve'",
-)
 def test_learning_curve_rises_from_2_to_8_annotated_slices(scores: dict) -> None:
     curve = [s for _, s in _curve(scores)]
     assert min(b - a for a, b in itertools.pairwise(curve)) >= RISES_BY, curve
