@@ -37,6 +37,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import cdp  # docs/cdp.py
+
 WINDOW = "1600,1000"
 HERE = Path(__file__).resolve().parent
 
@@ -116,8 +118,9 @@ def _mlflow_ui(db: Path) -> Iterator[str]:
 def mlflow_runs(results: Path, out: Path, experiment: str | None) -> Path:
     """The run list of the demo experiment (the last one with runs if not named).
 
-    The workflow's parent run is shown folded (the UI keeps unfolded rows in the browser's
-    storage, which a headless browser does not have).
+    The workflow's parent run is unfolded and the assistant panel closed by clicking them in the
+    page (docs/cdp.py): the UI keeps both in the browser's storage, which a fresh headless
+    browser does not have, so a plain screenshot shows one folded row.
     """
     db = results / "mlflow.db"
     if not db.is_file():
@@ -133,10 +136,32 @@ def mlflow_runs(results: Path, out: Path, experiment: str | None) -> Path:
         raise RuntimeError(f"no experiment with runs in {db}")
     exp = exps[-1]
     png = out / "mlflow_runs.png"
-    with _mlflow_ui(db) as url:
-        # the page the summary's "MLflow UI:" line names (dlpipe.tracking.ui_hint)
-        _shoot(f"{url}/#/experiments/{exp.experiment_id}/runs?{UI_VIEW}", png)
+    with (
+        _mlflow_ui(db) as url,
+        cdp.open_page(
+            # the page the summary's "MLflow UI:" line names (dlpipe.tracking.ui_hint)
+            _chromium(),
+            f"{url}/#/experiments/{exp.experiment_id}/runs?{UI_VIEW}",
+            WINDOW,
+        ) as page,
+    ):
+        page.wait_for(_RUN_ROWS + ".length > 0")
+        page.js(_UNFOLD)
+        page.wait_for(_RUN_ROWS + ".length > 1")  # the child runs
+        page.js(_CLOSE_ASSISTANT)
+        time.sleep(2)  # the table re-lays out without the panel
+        page.screenshot(png)
     return png
+
+
+_RUN_ROWS = "document.querySelectorAll('.ag-center-cols-container .ag-row')"
+_UNFOLD = """
+document.querySelectorAll('button[data-component-id*="runnamecellrenderer"]')
+  .forEach(b => b.click())
+"""
+_CLOSE_ASSISTANT = """
+document.querySelectorAll('button[aria-label="Close"]').forEach(b => b.click())
+"""
 
 
 _REPORT_JS = """

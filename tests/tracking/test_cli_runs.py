@@ -221,6 +221,10 @@ def test_logged_model_loads_back_and_predicts_like_the_folder(chain: Chain) -> N
     # registered under the dataset's name, version 1 from this run
     (version,) = chain.client.search_model_versions("name='tiny'")
     assert version.run_id == train.info.run_id
+    # in the run's experiment, where the UI's Models column and Models tab look for it
+    model = chain.client.get_logged_model(output.model_id)
+    assert model.experiment_id == train.info.experiment_id
+    assert model.source_run_id == train.info.run_id
     # the folder keeps the weights-only format
     assert {p.name for p in (chain.root / "models" / "m1").iterdir()} >= {"weights.pt", "card.json"}
 

@@ -103,7 +103,7 @@ def _log_unet(run: StageRun, model_dir: Path, card: Mapping[str, Any], registere
     example = example_input(loaded.card)
     with torch.no_grad():
         output = loaded.net(torch.from_numpy(example)).numpy()
-    with _tracking_uri(run.client.tracking_uri):
+    with _tracking_uri(run.client.tracking_uri), _experiment(run.experiment_id()):
         # not retried: a second attempt would log (and register) a second model
         info = mlflow.pytorch.log_model(
             loaded.net,
@@ -118,6 +118,25 @@ def _log_unet(run: StageRun, model_dir: Path, card: Mapping[str, Any], registere
             validate_serving_input=False,  # the test loads it back; here it doubles the time
         )
     return str(info.model_uri)
+
+
+@contextlib.contextmanager
+def _experiment(experiment_id: str | None) -> Iterator[None]:
+    """Make ``experiment_id`` the fluent API's experiment for a block, then restore it.
+
+    :func:`mlflow.pytorch.log_model` with a ``run_id`` and no active run creates the logged
+    model in the fluent API's experiment (MLflow 3.17: "Default" unless set), not in the run's,
+    and then the UI's Models column and the experiment's Models tab do not show it.
+    """
+    from mlflow.tracking import fluent  # the fluent API's experiment lives here
+
+    previous = fluent._active_experiment_id
+    if experiment_id is not None:
+        fluent._active_experiment_id = experiment_id
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = previous
 
 
 @contextlib.contextmanager
