@@ -313,6 +313,32 @@ def test_pores_table(tmp_path) -> None:
     assert "-25.0 %" in html and "n/a" in html
 
 
+def test_summary_instances_cli(tmp_path, capsys) -> None:
+    """`dlpipe summary --instances pores`: the workflow's pores table, its result line, and no
+    silent overwrite."""
+    metrics = []
+    for method, f1, err in (("instance-unet", 0.9, 0.0), ("otsu-cc", 0.4, 2.75)):
+        (tmp_path / method).mkdir()
+        path = tmp_path / method / "metrics.json"
+        path.write_text(json.dumps({"overall": {"f1": f1, "count_error_signed": err}}))
+        metrics.append(str(path))
+    out = tmp_path / "summary"
+    args = ["summary", *metrics, "--instances", "pores", "--out", str(out)]
+    assert _cli(args, tmp_path) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2] == f"pores: 2 methods: {out / 'pores.csv'}"
+    assert lines[-1] == "best F1@0.5: instance-unet (0.900, count error +0.0 %)"
+    rows = (out / "pores.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["instance-unet", "otsu-cc"]
+    assert ",0.4," in rows[2] and ",2.75," in rows[2]
+    assert (out / "pores.html").is_file()
+    before = (out / "pores.csv").read_text()
+    assert _cli(args, tmp_path) == 2  # the table exists: only with --overwrite
+    err = capsys.readouterr().err.strip()
+    assert "pores.csv" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert (out / "pores.csv").read_text() == before
+
+
 def test_components_needs_instances(tmp_path, capsys) -> None:
     args = ["evaluate", "a.zarr", "b.zarr", "--out", str(tmp_path / "m.json"), "--components", "x"]
     assert _cli(args, tmp_path) == 2

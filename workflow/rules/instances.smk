@@ -261,12 +261,14 @@ rule pores_summary:
         f"{DS_LOGS}/pores_summary.log",
     benchmark:
         f"{DS_BENCH}/pores_summary.tsv"
-    run:
-        from dlpipe.evaluation.instance_summary import write_instance_summary
-
-        write_instance_summary(
-            dict(zip(PORE_METHODS, input.metrics)), output.csv, output.html
-        )
+    params:
+        cfg=cfg_arg(),
+        out=lambda wildcards, output: os.path.dirname(output.csv),
+    conda:
+        "../../envs/dlpipe.yaml"
+    shell:
+        "dlpipe {params.cfg} --dataset {wildcards.dataset} summary {input.metrics} --instances pores"
+        " --out {params.out} --overwrite > {log} 2>&1"
 
 
 PORES_ALL = expand(f"{DS}/summary/pores.csv", dataset=SYNTH_DATASETS)

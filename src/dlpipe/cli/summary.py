@@ -41,13 +41,22 @@ def summary(
             metavar="PATH",
         ),
     ] = None,
+    instances: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead: METRICS are `dlpipe evaluate --instances` JSONs, one per method"
+            " named after its folder; writes OUT/NAME.csv and OUT/NAME.html (the workflow's"
+            " pores table: --instances pores).",
+            metavar="NAME",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, overwrite_option("Replace the table and plots in OUT if they exist.")
     ] = False,
 ) -> None:
     """Summarise models and baselines: OUT/models.csv (settings, parameters, per-phase
     Jaccard, annotated slices, training time), OUT/jaccard_vs_parameters.png and
-    OUT/learning_curve.png.
+    OUT/learning_curve.png; with --instances NAME, the instance table OUT/NAME.csv and .html.
 
     A model's name is the folder holding its metrics JSON. Ends with the table's path, the
     best segmentation overall (baselines included) and the best model.
@@ -55,6 +64,17 @@ def summary(
     from dlpipe.summary.stage import summarise_metrics  # deferred: `--help` stays fast
 
     config = load()
+    if instances is not None:
+        from dlpipe.evaluation.instance_summary import summarise_instances
+
+        run_stage(
+            config,
+            "instances",
+            lambda run: summarise_instances(metrics, out, instances, overwrite=overwrite),
+            kind="instances",
+            params={"methods": sorted({m.parent.name for m in metrics})},
+        )
+        return
     run_stage(
         config,
         "summary",

@@ -1,6 +1,7 @@
 """The pores table of the workflow: one row per instance method (instance-unet, the Otsu +
 connected-components floor) with its counting and sizing scores, as CSV and HTML
-(``<results>/<dataset>/summary/pores.csv`` / ``pores.html``, workflow/rules/instances.smk)."""
+(``<results>/<dataset>/summary/pores.csv`` / ``pores.html``: ``dlpipe summary --instances
+pores``, workflow/rules/instances.smk)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from dlpipe.errors import UserError
-from dlpipe.stores.atomic import write_text_atomic
+from dlpipe.results import StageResult, score
+from dlpipe.stores.atomic import check_outputs, write_text_atomic
 from dlpipe.stores.html import cell, html_table, write_html_tables
 
-__all__ = ["COLUMNS", "instance_rows", "write_instance_summary"]
+__all__ = ["COLUMNS", "instance_rows", "summarise_instances", "write_instance_summary"]
 
 COLUMNS = [
     "method",
@@ -84,3 +86,41 @@ def _pct(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     return f"{100 * float(v):+.1f} %"
+
+
+def summarise_instances(
+    metrics: list[Path], out: str | Path, name: str, *, overwrite: bool = False
+) -> StageResult:
+    """The instance table of ``metrics`` (``dlpipe evaluate --instances`` JSONs, each method
+    named after its folder): ``out/<name>.csv`` and ``out/<name>.html``.
+
+    The result logs each method's F1, PQ and signed count error (``<method>.f1``, ...) and
+    ends with the table's path and the method of the highest F1.
+    """
+    out = Path(out)
+    methods = {Path(m).parent.name: Path(m) for m in metrics}
+    if len(methods) != len(metrics):
+        raise UserError("two instance metrics files in folders of the same name", path=out)
+    csv, page = out / f"{name}.csv", out / f"{name}.html"
+    check_outputs([csv, page], overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = write_instance_summary(methods, csv, page)
+    scored = [r for r in rows if isinstance(r["f1"], (int, float)) and not math.isnan(r["f1"])]
+    lines = [f"{name}: {len(rows)} methods: {csv}"]
+    if scored:
+        best = max(scored, key=lambda r: r["f1"])
+        lines.append(
+            f"best F1@0.5: {best['method']} ({score(best['f1'])}, count error "
+            f"{_pct(best['count_error_signed'])})"
+        )
+    return StageResult(
+        {"rows": rows},
+        metrics={
+            f"{r['method']}.{k}": r[k]
+            for r in rows
+            for k in ("f1", "pq", "count_error_signed")
+            if isinstance(r[k], (int, float))
+        },
+        artifacts=[csv, page],
+        summary="\n".join(lines),
+    )
