@@ -1,17 +1,20 @@
 """The shipped demo's U-Net sweep against its baselines, stage by stage with the CLI.
 
 Reproduces the workflow's chain (workflow/rules/*.smk) on the demo data: ``dlpipe synth``,
-``tile``, ``cvat``; ``baseline --method rf`` and ``otsu``; for each annotated-slice count of
-the sweep ``train`` (the config's train section plus ``--set max_images=<n>`` and any extra
-``--set``), ``predict``, ``postprocess``; ``evaluate`` of every cleaned segmentation on the
-test slab. Prints the mean and per-class Jaccard of every model and baseline
-(``clean_metrics.json``, as the summary reads it) and the wall and CPU seconds of each
-training. Tracking is off. The data and baselines are kept in WORK and reused.
+``tile``, ``cvat`` and ``place`` (the annotations into the scan); ``baseline --method rf`` and
+``otsu``; for each annotated-slice count of the sweep ``train`` on the placed annotations (the
+config's train section plus ``--set max_images=<n>`` and any extra ``--set``; ``--train-from
+dataset``: on the CVAT dataset Zarr instead), ``predict``, ``postprocess``; ``evaluate`` of
+every cleaned segmentation on the test slab. Prints the mean and per-class Jaccard of every
+model and baseline (``clean_metrics.json``, as the summary reads it) and the wall and CPU
+seconds of each training. Tracking is off. The data and baselines are kept in WORK and reused;
+``--synth KEY=JSON`` overrides the demo scan (use a WORK of its own).
 
 Usage::
 
     python benchmarks/demo_sweep.py --work /tmp/demo_sweep
     python benchmarks/demo_sweep.py --work /tmp/demo_sweep --tag lr3 --set lr=0.003
+    python benchmarks/demo_sweep.py --work /tmp/ds/seed0 --synth seed=0
 """
 
 from __future__ import annotations
@@ -111,35 +114,12 @@ def prepare(cfg: Path, work: Path) -> tuple[Path, Path]:
             ),
             logs / "tile.log",
         )
+    export = [str(demo / "cvat" / "annotations.xml"), "--images", str(demo / "cvat" / "images")]
     if not (cvat / ".dlpipe_complete").exists():
-        _run(
-            _dlpipe(
-                cfg,
-                "cvat",
-                str(demo / "cvat" / "annotations.xml"),
-                "--images",
-                str(demo / "cvat" / "images"),
-                "--out",
-                str(cvat),
-                "--overwrite",
-            ),
-            logs / "cvat.log",
-        )
+        _run(_dlpipe(cfg, "cvat", *export, "--out", str(cvat), "--overwrite"), logs / "cvat.log")
     placed = demo / ".placed"
     if not placed.exists():  # the workflow's place rule: the annotations into the scan
-        _run(
-            _dlpipe(
-                cfg,
-                "cvat",
-                str(demo / "cvat" / "annotations.xml"),
-                "--images",
-                str(demo / "cvat" / "images"),
-                "--volume",
-                str(vol),
-                "--overwrite",
-            ),
-            logs / "place.log",
-        )
+        _run(_dlpipe(cfg, "cvat", *export, "--volume", str(vol), "--overwrite"), logs / "place.log")
         placed.touch()
     return vol, cvat
 
