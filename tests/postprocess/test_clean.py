@@ -96,6 +96,27 @@ def test_opening_chunked_equals_whole_volume(tmp_path: Path) -> None:
     assert np.array_equal(_read(tmp_path / "c.zarr") == 1, ref)
 
 
+def test_on_disk_ids_same_result_and_a_killed_runs_scratch_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlpipe.postprocess import clean
+
+    rng = np.random.default_rng(5)
+    vol = (ndimage.gaussian_filter(rng.random((12, 24, 24)), 1.0) > 0.5).astype(np.uint8)
+    src = _write(tmp_path / "p.zarr", vol, (5, 9, 11))
+    params = PARAMS | {"rules": [{"phase": 1, "min_size": 30}]}
+    postprocess(src, tmp_path / "mem.zarr", params)  # ids in memory
+    stale = tmp_path / ".ids.c.zarr.killed"  # what a killed run into c.zarr leaves
+    (stale / "c").mkdir(parents=True)
+    other = tmp_path / ".ids.other.zarr.running"  # another output's scratch
+    other.mkdir()
+    monkeypatch.setattr(clean, "IN_MEMORY_LIMIT", 0)  # ids in a Zarr scratch beside c.zarr
+    postprocess(src, tmp_path / "c.zarr", params)
+    assert np.array_equal(_read(tmp_path / "c.zarr"), _read(tmp_path / "mem.zarr"))
+    assert not stale.exists() and other.is_dir()
+    assert not list(tmp_path.glob(".ids.c.zarr.*"))  # its own scratch is gone too
+
+
 def test_cli_postprocess_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ring, _, vol = _ring_and_pore()
     vol[2][ring] = 2

@@ -185,6 +185,7 @@ def postprocess(
     n_phase = max([*phases, *(int(r["phase"]) for r in rules), 0]) + 1
     nbytes = int(np.prod(src.shape)) * 4
     scratch = None
+    _remove_stale_scratch(out)
     if nbytes <= IN_MEMORY_LIMIT:
         ids: Any = None
     else:
@@ -192,7 +193,7 @@ def postprocess(
 
         import zarr
 
-        scratch = tempfile.TemporaryDirectory(prefix=".ids.", dir=out.parent)
+        scratch = tempfile.TemporaryDirectory(prefix=_scratch_prefix(out), dir=out.parent)
         ids = zarr.create_array(scratch.name, shape=src.shape, chunks=chunks, dtype="uint32")
     try:
         comp = label_chunked(
@@ -299,3 +300,22 @@ def postprocess(
         summary=f"cleaned {len(idx)} of {comp.count} blobs, "
         f"{sum(by_reason.values())} voxels changed: {out}",
     )
+
+
+def _scratch_prefix(out: Path) -> str:
+    """The name prefix of the on-disk component ids of a cleaning into ``out`` (beside it)."""
+    return f".ids.{out.name}."
+
+
+def _remove_stale_scratch(out: Path) -> None:
+    """Remove the component-id scratch that a killed cleaning into ``out`` left beside it.
+
+    Only this output's scratch (its name is in the prefix): a run into another output of the
+    same folder keeps its own.
+    """
+    import shutil
+
+    for stale in out.parent.glob(_scratch_prefix(out) + "*"):
+        if stale.is_dir() and not stale.is_symlink():
+            log.info("removing %s, left by a killed run", stale)
+            shutil.rmtree(stale, ignore_errors=True)
