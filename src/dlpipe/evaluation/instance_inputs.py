@@ -8,12 +8,12 @@ object), and the check of the ``evaluation.instances`` settings.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from dlpipe.errors import UserError
+from dlpipe.stores.instance_table import read_instance_scores
 
 __all__ = [
     "check_params",
@@ -100,14 +100,4 @@ def classes_of(root: Any) -> list[str] | None:
 
 def pred_table(path: Path) -> dict[int, dict[int, tuple[int, float]]] | None:
     """{image: {instance_id: (class_id, score)}} from ``PRED.zarr/instances.csv``."""
-    table = path / "instances.csv"
-    if not table.is_file():
-        return None
-    out: dict[int, dict[int, tuple[int, float]]] = {}
-    with open(table, newline="") as fh:
-        for row in csv.DictReader(fh):
-            out.setdefault(int(row["image"]), {})[int(row["instance_id"])] = (
-                int(row["class_id"]),
-                float(row["score"]),
-            )
-    return out
+    return read_instance_scores(path)

@@ -21,7 +21,6 @@ completion marker last. The maps (``maps/foreground``, ``maps/distance``,
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -43,11 +42,11 @@ from dlpipe.models.devices import torch_device
 from dlpipe.models.instance_unet import FAMILY, build_instance_unet, head_channels
 from dlpipe.postprocess.watershed import check_thresholds, watershed_chunked
 from dlpipe.prediction.instance_maps import Maps, infer_maps
-from dlpipe.prediction.instances import COLUMNS  # Mask R-CNN's table: one format
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.channels import to_channels
 from dlpipe.stores.dataset import create_dataset_array, open_store
+from dlpipe.stores.instance_table import write_instance_table
 from dlpipe.stores.marker import mark_complete, require_complete
 from dlpipe.stores.volume import is_zarr_group
 from dlpipe.stores.weights import load_weights
@@ -155,27 +154,6 @@ def _settings(model: InstanceUNetModel, params: Mapping[str, Any]) -> dict[str, 
 def _normalise(model: InstanceUNetModel, raw: np.ndarray, colour: bool) -> np.ndarray:
     grey = np.asarray(to_channels(raw, 1, channel_last=colour), np.float32)
     return np.clip((grey - model.p0_1) / (model.p99_9 - model.p0_1), 0.0, 1.0)
-
-
-def _rows_table(folder: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    with open(folder / "instances.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    import pyarrow as pa  # heavy: imported when a table is written
-    import pyarrow.parquet as pq
-
-    def typ(c: str) -> Any:
-        return (
-            pa.string()
-            if c in ("image_name", "class_name")
-            else pa.float64()
-            if c == "score"
-            else pa.int64()
-        )
-
-    table = pa.table({c: pa.array([r[c] for r in rows], type=typ(c)) for c in columns})
-    pq.write_table(table, folder / "instances.parquet")
 
 
 def predict_instance_unet(
@@ -358,7 +336,7 @@ def _predict_dataset(
                     "area": int(res.sizes[k]),
                 }
             )
-    _rows_table(tmp, rows, COLUMNS)
+    write_instance_table(tmp, rows)
     root.attrs["dlpipe"] = {
         "kind": "instances",
         "classes": model.classes,

@@ -24,12 +24,8 @@ from tqdm.auto import tqdm
 from dlpipe.errors import UserError
 from dlpipe.postprocess.watershed import block_slices, watershed_chunked
 from dlpipe.prediction.instance_maps import infer_maps
-from dlpipe.prediction.instance_unet import (
-    COLUMNS,
-    InstanceUNetModel,
-    _normalise,
-    _rows_table,
-)
+from dlpipe.prediction.instance_unet import InstanceUNetModel, _normalise
+from dlpipe.stores.instance_table import VOLUME_COLUMNS, write_instance_table
 from dlpipe.stores.volume import open_volume
 
 __all__ = ["predict_volume_instances"]
@@ -162,7 +158,7 @@ def predict_volume_instances(
                 "area": int(res.sizes[k]),
             }
         )
-    _rows_table(tmp, rows, [*COLUMNS[:3], "z2", *COLUMNS[3:]])
+    write_instance_table(tmp, rows, VOLUME_COLUMNS)
     root.attrs["dlpipe"] = {
         "kind": "instances",
         "classes": model.classes,

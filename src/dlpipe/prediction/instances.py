@@ -11,7 +11,6 @@ TABLE, PARQUET, COLUMNS
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -33,30 +32,13 @@ from dlpipe.prediction.volume import open_volume
 from dlpipe.results import StageResult
 from dlpipe.stores.atomic import atomic_path
 from dlpipe.stores.dataset import create_dataset_array, open_store
+from dlpipe.stores.instance_table import COLUMNS, PARQUET, TABLE, write_instance_table
 from dlpipe.stores.marker import mark_complete, require_complete
 from dlpipe.stores.volume import is_zarr_group
 
 log = logging.getLogger("dlpipe.prediction")
 
 __all__ = ["COLUMNS", "PARQUET", "TABLE", "predict_instances"]
-
-TABLE = "instances.csv"
-PARQUET = "instances.parquet"
-COLUMNS = [
-    "image",
-    "image_name",
-    "z",
-    "instance_id",
-    "class_id",
-    "class_name",
-    "score",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "area",
-]
-
 
 # --------------------------------------------------------------------------- inputs
 
@@ -200,32 +182,6 @@ def _open_input(path: Path, card: Mapping[str, Any], slices: str) -> _Input:
     )
 
 
-def _write_tables(rows: list[dict[str, Any]], folder: Path) -> None:
-    with open(folder / TABLE, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    import pyarrow as pa  # heavy: imported when a table is written, not by dlpipe.prediction
-    import pyarrow.parquet as pq
-
-    types = {
-        "image": pa.int64(),
-        "image_name": pa.string(),
-        "z": pa.int64(),
-        "instance_id": pa.int64(),
-        "class_id": pa.int64(),
-        "class_name": pa.string(),
-        "score": pa.float64(),
-        "x1": pa.int64(),
-        "y1": pa.int64(),
-        "x2": pa.int64(),
-        "y2": pa.int64(),
-        "area": pa.int64(),
-    }
-    table = pa.table({c: pa.array([r[c] for r in rows], type=types[c]) for c in COLUMNS})
-    pq.write_table(table, folder / PARQUET)
-
-
 def predict_instances(
     model_dir: str | Path,
     source: str | Path,
@@ -303,7 +259,7 @@ def predict_instances(
                         **r,
                     }
                 )
-        _write_tables(rows, tmp)
+        write_instance_table(tmp, rows)
         root.attrs.update(
             {
                 "dlpipe": {

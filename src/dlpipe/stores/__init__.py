@@ -22,6 +22,9 @@ dataset
     ``DatasetWriter``, ``create_dataset_array``, ``finish_dataset``).
 table
     The objects table of a dataset (``ObjectsTable``, ``read_objects``, ``table_path``).
+instance_table
+    The instance table of an instance prediction (``write_instance_table``,
+    ``read_instance_scores``): every instance model writes it, evaluation reads it.
 card
     The model card (``read_card``, ``model_family``, ``write_card``).
 weights
@@ -57,6 +60,8 @@ _HOME = {
     "is_complete": "marker",
     "mark_complete": "marker",
     "require_complete": "marker",
+    "read_instance_scores": "instance_table",
+    "write_instance_table": "instance_table",
     "ObjectsTable": "table",
     "read_objects": "table",
     "table_path": "table",
@@ -96,12 +101,14 @@ __all__ = [
     "open_labels",
     "open_volume",
     "read_card",
+    "read_instance_scores",
     "read_objects",
     "require_complete",
     "require_finished",
     "staged_dir",
     "table_path",
     "write_card",
+    "write_instance_table",
     "write_json_atomic",
     "write_labels",
     "write_text_atomic",
