@@ -239,3 +239,11 @@ def test_cli_volume_chunked(tmp_path: Path, capsys, mode: str, patch: str) -> No
     assert g.attrs["dlpipe"]["source_kind"] == "volume"
     header = (pred / "instances.csv").read_text().splitlines()[0].split(",")
     assert "z2" in header and "instance_id" in header
+    # each row is its 3D object: voxel count and z-extent [z, z2) of the volume's ids
+    ids = np.asarray(g["instances"][:])
+    rows = list(csv.DictReader((pred / "instances.csv").open()))
+    assert len(rows) == len(np.unique(ids[ids > 0]))  # a row per object (3d: one; 2d: none)
+    for r in rows:
+        zz = np.flatnonzero((ids == int(r["instance_id"])).any(axis=(1, 2)))
+        assert int(r["area"]) == int((ids == int(r["instance_id"])).sum())
+        assert (int(r["z"]), int(r["z2"])) == (int(zz[0]), int(zz[-1]) + 1)

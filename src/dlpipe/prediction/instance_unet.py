@@ -156,6 +156,43 @@ def _normalise(model: InstanceUNetModel, raw: np.ndarray, colour: bool) -> np.nd
     return np.clip((grey - model.p0_1) / (model.p99_9 - model.p0_1), 0.0, 1.0)
 
 
+def _table_rows(
+    res: Any, classes: list[str], image: int, image_name: str, z0: int | None = None
+) -> list[dict[str, Any]]:
+    """The instance-table rows of a watershed result (stores.instance_table).
+
+    A 2D result (bbox ``y1, x1, y2, x2``) gives ``z`` -1; a 3D one (bbox ``z1, y1, x1, z2,
+    y2, x2``) gives ``z`` and ``z2``, offset by ``z0`` (the first slice of the block).
+    """
+    rows = []
+    for k in range(1, res.count + 1):
+        box = [int(v) for v in res.bbox[k]]
+        if z0 is None:
+            y1, x1, y2, x2 = box
+            zs = {"z": -1}
+        else:
+            za, y1, x1, zb, y2, x2 = box
+            zs = {"z": za + z0, "z2": zb + z0}
+        cls = int(res.class_id[k])
+        rows.append(
+            {
+                "image": image,
+                "image_name": image_name,
+                **zs,
+                "instance_id": k,
+                "class_id": cls,
+                "class_name": classes[cls],
+                "score": float(res.score[k]),
+                "x1": x1,
+                "y1": y1,
+                "x2": x2,
+                "y2": y2,
+                "area": int(res.sizes[k]),
+            }
+        )
+    return rows
+
+
 def predict_instance_unet(
     model_dir: str | Path,
     source: str | Path,
@@ -318,24 +355,7 @@ def _predict_dataset(
         fg_arr[i] = np.pad(m.foreground, pad).astype(np.float16)
         dist_arr[i] = np.pad(m.distance, pad).astype(np.float16)
         bnd_arr[i] = np.pad(m.boundary, pad).astype(np.float16)
-        for k in range(1, res.count + 1):
-            y1, x1, y2, x2 = (int(v) for v in res.bbox[k])
-            rows.append(
-                {
-                    "image": i,
-                    "image_name": names[i],
-                    "z": -1,
-                    "instance_id": k,
-                    "class_id": int(res.class_id[k]),
-                    "class_name": model.classes[int(res.class_id[k])],
-                    "score": float(res.score[k]),
-                    "x1": x1,
-                    "y1": y1,
-                    "x2": x2,
-                    "y2": y2,
-                    "area": int(res.sizes[k]),
-                }
-            )
+        rows += _table_rows(res, model.classes, i, names[i])
     write_instance_table(tmp, rows)
     root.attrs["dlpipe"] = {
         "kind": "instances",

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from dlpipe.errors import UserError
 from dlpipe.postprocess.watershed import block_slices, watershed_chunked
 from dlpipe.prediction.instance_maps import infer_maps
-from dlpipe.prediction.instance_unet import InstanceUNetModel, _normalise
+from dlpipe.prediction.instance_unet import InstanceUNetModel, _normalise, _table_rows
 from dlpipe.stores.instance_table import VOLUME_COLUMNS, write_instance_table
 from dlpipe.stores.volume import open_volume
 
@@ -138,26 +138,7 @@ def predict_volume_instances(
     )
     for core in block_slices(shape, block):
         sem_arr[core] = res.class_id[np.asarray(inst_arr[core])].astype(np.uint8)
-    rows = []
-    for k in range(1, res.count + 1):
-        za, y1, x1, zb_, y2, x2 = (int(v) for v in res.bbox[k])
-        rows.append(
-            {
-                "image": 0,
-                "image_name": vol.path.name,
-                "z": za + z0,
-                "z2": zb_ + z0,
-                "instance_id": k,
-                "class_id": int(res.class_id[k]),
-                "class_name": model.classes[int(res.class_id[k])],
-                "score": float(res.score[k]),
-                "x1": x1,
-                "y1": y1,
-                "x2": x2,
-                "y2": y2,
-                "area": int(res.sizes[k]),
-            }
-        )
+    rows = _table_rows(res, model.classes, 0, vol.path.name, z0)
     write_instance_table(tmp, rows, VOLUME_COLUMNS)
     root.attrs["dlpipe"] = {
         "kind": "instances",
