@@ -206,3 +206,35 @@ def test_placed_slices_of_a_volume_with_dense_labels_split_by_its_slabs(annotate
     root.attrs["dlpipe"] = attrs  # no slice in the val slab: the last one (y3) validates
     split = open_source(store, labels="annotations").extra["split"]
     assert split == {"train": {"z": [2, 5, 8, 10]}, "val": {"y": [3]}, "test": {}}
+
+
+def test_cli_names_the_classes_after_the_config_not_cvat(
+    make_volume, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The placed annotations call class 0 CVAT's `background`; the model, its metrics and
+    the predictions use the config's `matrix` (evaluation.classes), as the workflow trains."""
+    import zarr
+
+    from dlpipe.cli import main
+    from dlpipe.training.labelled import write_labelled_volume
+    from dlpipe.training.stores import label_classes
+
+    image, labels = make_volume(SHAPE)
+    split = {"train": [0, 8], "val": [9, 10], "test": [11, 12], "gap": 0}
+    store = write_labelled_volume(tmp_path / "vol.zarr", image, labels, split=split)
+    place(store, tmp_path, {("z", z): labels[z] for z in (2, 5, 8, 10)})
+    assert label_classes(zarr.open_group(str(store), mode="r"), "annotations") == [
+        "background",
+        "fibre",
+        "pore",
+    ]
+    cfg = json.dumps({"results": str(tmp_path / "results"), "tracking": {"enabled": False}})
+    sets = {"labels": "annotations", "steps_per_epoch": 1, "batch_size": 1, "patch_size": [8, 8]}
+    sets |= {"architecture.depth": 2, "architecture.base_filters": 2, "workers": 0, "device": "cpu"}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    out = tmp_path / "m"
+    with pytest.raises(SystemExit) as done:
+        main(["--config-json", cfg, "train", str(store), "--out", str(out), "--epochs", "1", *args])
+    assert done.value.code == 0, capsys.readouterr().err
+    card = json.loads((out / "card.json").read_text())
+    assert card["classes"] == ["matrix", "fibre", "pore"]

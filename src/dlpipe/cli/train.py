@@ -71,7 +71,9 @@ def train(
     params = config["train"]
     if params["model"] == "unet" and params["classes"] is None:
         # one set of class names: the config's `matrix`, not CVAT's `background`
-        params["classes"] = _config_classes(store, config["evaluation"]["classes"])
+        params["classes"] = _config_classes(
+            store, params["labels"], config["evaluation"]["classes"]
+        )
     if resume_or_start:
         resume = decide(out, params)
         overwrite = overwrite or not resume
@@ -89,14 +91,19 @@ def train(
     )
 
 
-def _config_classes(store: Path, configured: list[str] | None) -> list[str] | None:
-    """The config's class names if ``store`` is a CVAT dataset whose names they match."""
+def _config_classes(store: Path, labels: str, configured: list[str] | None) -> list[str] | None:
+    """The config's class names if ``store`` (a CVAT dataset, or a volume's label pyramid
+    ``labels``, such as the placed annotations) names class 0 ``background`` and its other
+    classes as the config does."""
     from dlpipe.stores.dataset import is_dataset, open_store  # zarr: deferred
+    from dlpipe.training.stores import label_classes
 
     try:
         group, keys = open_store(store)
     except UserError:
         return None  # training says what is wrong with the store
-    if not is_dataset(keys):
-        return None
-    return config_class_names(list(group.attrs.get("classes", [])), configured)
+    if is_dataset(keys):
+        stored = list(group.attrs.get("classes", []))
+    else:
+        stored = label_classes(group, labels)
+    return config_class_names(stored, configured)

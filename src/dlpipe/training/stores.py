@@ -55,6 +55,7 @@ __all__ = [
     "KeptSlices",
     "TrainingSource",
     "evenly_spaced",
+    "label_classes",
     "open_source",
     "sparse_labels",
     "sparse_labels_from_demo",
@@ -282,7 +283,7 @@ def _volume_source(
     nz = image.shape[0]
     train = tuple(split.get("train", (0, nz)))
     val = tuple(split.get("val", (0, 0)))
-    names = list(classes) if classes else _classes_from_attrs(vol.root, labels)
+    names = list(classes) if classes else label_classes(vol.root, labels)
     return TrainingSource(
         path=path,
         image_key="0",
@@ -379,7 +380,10 @@ def _keep_slices(source: TrainingSource, max_images: int) -> TrainingSource:
     return source
 
 
-def _classes_from_attrs(group: Any, labels: str) -> list[str]:
+def label_classes(group: Any, labels: str) -> list[str]:
+    """The class names of a volume's label pyramid ``labels/<labels>``, as training reads them:
+    the root's ``dlpipe.classes``, else the pyramid's ``classes`` attribute, else its NGFF
+    ``properties`` (a missing value is ``class_<i>``); [] when none says."""
     meta = dict(group.attrs.get("dlpipe", {}))
     if meta.get("classes"):
         return list(meta["classes"])
