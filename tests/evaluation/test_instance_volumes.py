@@ -212,41 +212,15 @@ def test_cli_instance_unet_prediction_of_a_slab(tmp_path, capsys) -> None:
         "ids": "unique within the volume (3D objects)",
     }
     out = tmp_path / "m.json"
-    assert (
-        _cli(
-            [
-                "evaluate",
-                "--instances",
-                str(tmp_path / "pred.zarr"),
-                str(tmp_path / "pore_instances.tif"),
-                "--out",
-                str(out),
-            ],
-            tmp_path,
-        )
-        == 0
-    )
+    pair = [str(tmp_path / "pred.zarr"), str(tmp_path / "pore_instances.tif")]
+    args = ["evaluate", "--instances", *pair, "--out", str(out)]
+    assert _cli(args, tmp_path) == 0
     r = json.loads(out.read_text())
     assert r["z_ranges"] == [[10, 20]] and r["classes"] == ["pore"]
     o = r["overall"]
     # slices 10-19: true pores 3 and 4, predicted pore 3 and the small false positive
     assert (o["n_true"], o["n_pred"], o["n_matched"]) == (2, 2, 1)
-    assert (
-        _cli(
-            [
-                "evaluate",
-                "--instances",
-                str(tmp_path / "pred.zarr"),
-                str(tmp_path / "pore_instances.tif"),
-                "--out",
-                str(out),
-                "--all",
-                "--overwrite",
-            ],
-            tmp_path,
-        )
-        == 2
-    )
+    assert _cli([*args, "--all", "--overwrite"], tmp_path) == 2
     assert "covers slices 10-19 only" in capsys.readouterr().err
 
 
